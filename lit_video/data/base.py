@@ -1,0 +1,325 @@
+"""What every video dataset shares: records, the map-style clip dataset, the DataModule base.
+
+A dataset file (`lit_video/data/<name>.py`) parses its annotation files into `VideoRecord`s and
+registers a `VideoDataModule` subclass with `@register_datamodule`; sampling, decoding, transforms,
+corrupt-file handling and loaders live here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from lit_video.data import keys
+from lit_video.data.synthetic import SynthSpec
+from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
+from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
+from lit_video.video.sampling import ClipSampler
+from lit_video.video.transforms import ClipTransform
+
+SUBSETS = ("train", "val", "test")
+
+# Decode failures happen inside DataLoader workers, where warnings filters of the parent may swallow
+# them; a logger always reaches the inherited stderr.
+log = logging.getLogger(__name__)
+
+_DATAMODULES: dict[str, type[VideoDataModule]] = {}
+
+
+def register_datamodule(name: str):
+    """Class decorator: make a DataModule reachable by its format name (`lit-video data ... --format`)."""
+
+    def decorate(cls):
+        cls.format_name = name
+        _DATAMODULES[name] = cls
+        return cls
+
+    return decorate
+
+
+def datamodule_class(name: str) -> type[VideoDataModule]:
+    import lit_video.data  # noqa: F401  (imports every dataset module, which registers itself)
+
+    if name not in _DATAMODULES:
+        raise LitVideoError(f"unknown dataset format '{name}'; known formats: {', '.join(sorted(_DATAMODULES))}")
+    return _DATAMODULES[name]
+
+
+def datamodule_names() -> list[str]:
+    import lit_video.data  # noqa: F401
+
+    return sorted(_DATAMODULES)
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video of a dataset split.
+
+    Args:
+        path: the video file or frame folder.
+        label: 0-based class index, -1 when unlabelled.
+        video_id: the dataset's own name for the video.
+    """
+
+    path: str
+    label: int
+    video_id: str
+
+
+def split_existing(records: Sequence[VideoRecord], what: str) -> list[VideoRecord]:
+    """Keep the records whose file exists; say once how many are missing (they are skipped, not fatal).
+
+    Args:
+        records: listed videos.
+        what: a name for the listing in the warning, e.g. "UCF101 split 1 train".
+    """
+    present = [r for r in records if os.path.exists(r.path)]
+    missing = len(records) - len(present)
+    if missing:
+        first = next(r.path for r in records if not os.path.exists(r.path))
+        warnings.warn(
+            f"{what}: {missing} of {len(records)} listed videos are missing and skipped (first: {first})",
+            stacklevel=2,
+        )
+    return present
+
+
+class DecodeFailureCounter:
+    """Counts videos that failed to decode, across DataLoader worker processes (shared memory)."""
+
+    def __init__(self):
+        self._count = torch.zeros(1, dtype=torch.int64).share_memory_()
+
+    def increment(self) -> None:
+        self._count += 1  # an occasional lost update between workers is acceptable for a diagnostic
+
+    @property
+    def value(self) -> int:
+        return int(self._count.item())
+
+
+class ClipDataset(Dataset):
+    """Map-style dataset of clips: one random clip per video for training, all views for evaluation.
+
+    A video that cannot be decoded is replaced by the next readable one (a warning names it, the
+    shared counter counts it, and the worker remembers it so it is not retried every epoch).
+
+    Args:
+        records: the videos.
+        sampler: clip arithmetic (clip_len, stride, num_clips, target_fps).
+        transform: clip transform; its `train` flag must match `train`.
+        train: one random clip per item; otherwise `num_clips` x crops views, (V,C,T,H,W).
+        decoder: video backend name.
+        failures: shared decode-failure counter.
+        max_replacements: consecutive unreadable videos tolerated before giving up.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        sampler: ClipSampler,
+        transform: ClipTransform,
+        train: bool,
+        decoder: str = DEFAULT_BACKEND,
+        failures: DecodeFailureCounter | None = None,
+        max_replacements: int = 16,
+    ):
+        self.records = list(records)
+        self.sampler = sampler
+        self.transform = transform
+        self.train = train
+        self.decoder = decoder
+        self.failures = failures or DecodeFailureCounter()
+        self.max_replacements = max_replacements
+        self._unreadable: set[int] = set()  # per worker process
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        for offset in range(min(self.max_replacements + 1, len(self.records))):
+            candidate = (index + offset) % len(self.records)
+            if candidate in self._unreadable:
+                continue
+            try:
+                return self.load(candidate)
+            except VideoDecodeError as err:
+                self._unreadable.add(candidate)
+                self.failures.increment()
+                log.warning("skipping unreadable video %s: %s", err.path, err.reason)
+        raise LitVideoError(
+            f"{self.max_replacements + 1} consecutive videos could not be decoded, starting at "
+            f"{self.records[index].path}; run `lit-video data check` on the dataset"
+        )
+
+    def load(self, index: int) -> dict:
+        """Decode and transform the sample of record `index` (raises VideoDecodeError)."""
+        record = self.records[index]
+        with open_video(record.path, self.decoder) as reader:
+            num_frames, fps = reader.num_frames, reader.fps
+            if self.train:
+                # Draw from torch's generator: DataLoader seeds it per worker, seed_everything seeds it.
+                rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))
+                frame_indices = self.sampler.train_indices(num_frames, fps, rng)[None]  # (1,T)
+            else:
+                frame_indices = self.sampler.eval_indices(num_frames, fps)  # (num_clips,T)
+            frames = reader.get_frames(frame_indices.reshape(-1))  # (num_clips*T,H,W,C)
+        clips = frames.unflatten(0, frame_indices.shape)  # (num_clips,T,H,W,C)
+        if self.train:
+            video = self.transform(clips[0])  # (C,T,h,w)
+        else:
+            views = [self.transform(clip) for clip in clips]  # each (C,T,h,w) or (crops,C,T,h,w)
+            video = torch.stack(views).reshape(-1, *views[0].shape[-4:])  # (num_clips*crops,C,T,h,w)
+        return {
+            keys.VIDEO: video,
+            keys.LABEL: torch.tensor(record.label, dtype=torch.int64),
+            keys.VIDEO_ID: record.video_id,
+            keys.VIDEO_INDEX: torch.tensor(index, dtype=torch.int64),
+            keys.FRAME_INDICES: torch.from_numpy(frame_indices[0] if self.train else frame_indices),
+        }
+
+
+class VideoDataModule(L.LightningDataModule):
+    """Base DataModule for clip classification datasets.
+
+    Args:
+        root: the dataset folder, laid out as the official release.
+        clip_len: frames per clip.
+        stride: frames between consecutive clip frames.
+        num_clips: evaluation clips per video (multi-view testing).
+        num_crops: evaluation crops per clip: 1 (center) or 3.
+        resolution: crop size in pixels (int, or [height, width]).
+        short_side: short side after resizing; default 8/7 of the crop.
+        train_short_side_range: optional [min, max] random short side for training (scale jitter).
+        target_fps: resample videos to this frame rate before striding; None keeps their own.
+        batch_size: clips per batch (evaluation batches hold videos, each with all its views).
+        num_workers: DataLoader worker processes.
+        decoder: video backend: auto, pyav, torchcodec or decord.
+        pin_memory: pin host memory for faster copies to the GPU.
+    """
+
+    format_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        root: str,
+        clip_len: int = 8,
+        stride: int = 2,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        resolution: int | list[int] = 112,
+        short_side: int | None = None,
+        train_short_side_range: list[int] | None = None,
+        target_fps: float | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        decoder: str = DEFAULT_BACKEND,
+        pin_memory: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DatasetLayoutError(f"dataset root {self.root} does not exist or is not a folder")
+        self.clip_len, self.stride, self.num_clips, self.num_crops = clip_len, stride, num_clips, num_crops
+        self.resolution = resolution if isinstance(resolution, int) else tuple(resolution)
+        self.short_side = short_side
+        self.train_short_side_range = tuple(train_short_side_range) if train_short_side_range else None
+        self.target_fps = target_fps
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.decoder = resolve_backend(decoder)
+        self.pin_memory = pin_memory
+        self.decode_failures = DecodeFailureCounter()
+        self.datasets: dict[str, ClipDataset] = {}
+
+    # --- what a dataset file provides -------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def classes(self) -> list[str]:
+        """Class names; index = label."""
+
+    @abstractmethod
+    def list_records(self, subset: str) -> list[VideoRecord]:
+        """Every video the annotation files list for `subset` (train / val / test), present or not.
+
+        Raises DatasetLayoutError when the annotation files are missing or malformed."""
+
+    # --- shared --------------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @cached_property
+    def sampler(self) -> ClipSampler:
+        return ClipSampler(self.clip_len, self.stride, self.num_clips, self.target_fps)
+
+    def records(self, subset: str) -> list[VideoRecord]:
+        """The listed videos of `subset` whose files exist (missing ones are counted and reported)."""
+        return split_existing(self.list_records(subset), f"{self.format_name} {self.root} {subset}")
+
+    def make_dataset(self, subset: str) -> ClipDataset:
+        train = subset == "train"
+        transform = ClipTransform(
+            self.resolution,
+            train=train,
+            short_side=self.short_side,
+            short_side_range=self.train_short_side_range,
+            num_crops=self.num_crops,
+        )
+        records = self.records(subset)
+        if not records:
+            raise DatasetLayoutError(f"{self.format_name} {subset}: no video files found under {self.root}")
+        return ClipDataset(records, self.sampler, transform, train=train, decoder=self.decoder, failures=self.decode_failures)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for subset in wanted.get(stage, SUBSETS) if stage else SUBSETS:
+            if subset not in self.datasets:
+                self.datasets[subset] = self.make_dataset(subset)
+
+    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
+        if subset not in self.datasets:
+            self.datasets[subset] = self.make_dataset(subset)
+        dataset = self.datasets[subset]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            # Dropping a ragged last training batch keeps BatchNorm statistics sane, unless it is all there is.
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    @classmethod
+    @abstractmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        """Write a small dataset in this format's official layout, calling `progress` per video."""

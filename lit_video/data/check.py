@@ -1,0 +1,73 @@
+"""`lit-video data check`: which listed videos are missing or unreadable, per subset."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from lit_video.data.base import SUBSETS, VideoDataModule
+from lit_video.errors import VideoDecodeError
+from lit_video.video.decode import open_video
+
+
+@dataclass
+class SubsetReport:
+    listed: int = 0
+    missing: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+    @property
+    def readable(self) -> int:
+        return self.listed - len(self.missing) - len(self.unreadable)
+
+
+def probe_video(path: str, decoder: str) -> str | None:
+    """None when the first, middle and last frames decode; otherwise the reason."""
+    try:
+        with open_video(path, decoder) as reader:
+            last = reader.num_frames - 1
+            reader.get_frames([0, last // 2, last])
+    except VideoDecodeError as err:
+        return err.reason
+    return None
+
+
+def check_datamodule(datamodule: VideoDataModule, show_progress: bool = True) -> dict[str, SubsetReport]:
+    """Scan every subset's listed videos; each distinct file is probed once.
+
+    Raises DatasetLayoutError when the annotation files themselves are missing or malformed."""
+    listings = {subset: datamodule.list_records(subset) for subset in SUBSETS}
+    paths = sorted({r.path for records in listings.values() for r in records})
+    problems: dict[str, str | None] = {}
+    for path in tqdm(paths, desc="checking videos", unit="video", disable=not show_progress):
+        problems[path] = "missing" if not os.path.exists(path) else probe_video(path, datamodule.decoder)
+    reports = {}
+    for subset, records in listings.items():
+        report = SubsetReport(listed=len(records))
+        for record in records:
+            reason = problems[record.path]
+            if reason == "missing":
+                report.missing.append(record.path)
+            elif reason is not None:
+                report.unreadable[record.path] = reason
+        reports[subset] = report
+    return reports
+
+
+def format_report(reports: dict[str, SubsetReport]) -> str:
+    lines = [f"{'subset':<8}{'listed':>8}{'readable':>10}{'missing':>9}{'unreadable':>12}"]
+    for subset, r in reports.items():
+        lines.append(f"{subset:<8}{r.listed:>8}{r.readable:>10}{len(r.missing):>9}{len(r.unreadable):>12}")
+    unreadable = {p: why for r in reports.values() for p, why in r.unreadable.items()}
+    missing = sorted({p for r in reports.values() for p in r.missing})
+    if unreadable:
+        lines.append("unreadable files:")
+        lines += [f"  {p}: {why}" for p, why in sorted(unreadable.items())]
+    if missing:
+        lines.append(f"missing files ({len(missing)}):")
+        lines += [f"  {p}" for p in missing[:50]]
+        if len(missing) > 50:
+            lines.append(f"  ... and {len(missing) - 50} more")
+    return "\n".join(lines)

@@ -1,0 +1,10 @@
+"""The keys of a sample dict, defined once for every dataset and task."""
+
+VIDEO = "video"  # float (C,T,H,W) after transforms; (V,C,T,H,W) for multi-view evaluation
+LABEL = "label"  # int64 class index, 0-based; -1 when the split has no labels
+MASKS = "masks"  # int64 (T,H,W) object ids, 0 = background, 255 = void
+OBJECT_IDS = "object_ids"
+CAPTION = "caption"
+VIDEO_ID = "video_id"  # str, unique within a dataset split
+VIDEO_INDEX = "video_index"  # int, the record's position in the dataset (groups views of one video)
+FRAME_INDICES = "frame_indices"  # int64 (T,) or (V,T): the source frames of the clip

@@ -1,0 +1,156 @@
+"""Kinetics-400/600/700, read as released.
+
+Annotation CSVs (`train.csv`, `validate.csv`, `test.csv`, or `kinetics_{train,val,test}.csv`, in the
+root or in `annotations/`) have the header `label,youtube_id,time_start,time_end,split[,is_cc]`;
+labels with spaces are quoted; test CSVs without labels are read as unlabelled (-1). Clip files are
+`{youtube_id}_{time_start:06d}_{time_end:06d}.mp4`, flat in `<split>/` or in `<split>/<label>/`
+(spaces in the label may be `_`): the split folder is scanned once, so any of these works. Clips
+listed but not downloaded (5-10% of any real copy) are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
+from lit_video.data.synthetic import SynthSpec
+from lit_video.errors import DatasetLayoutError
+from lit_video.video.encode import write_video
+
+CSV_NAMES = {
+    "train": ("train.csv", "kinetics_train.csv"),
+    "val": ("validate.csv", "val.csv", "kinetics_val.csv", "kinetics_validate.csv"),
+    "test": ("test.csv", "kinetics_test.csv"),
+}
+VIDEO_DIRS = {"train": ("train",), "val": ("val", "validate", "valid"), "test": ("test",)}
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
+REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
+YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def clip_stem(youtube_id: str, time_start: int, time_end: int) -> str:
+    return f"{youtube_id}_{time_start:06d}_{time_end:06d}"
+
+
+def read_annotations(path: Path) -> list[dict[str, str]]:
+    """Rows of a Kinetics CSV, checked for the required columns."""
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        reader = csv.DictReader(file)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DatasetLayoutError(
+                f"{path}: not a Kinetics annotation file (missing column(s) {', '.join(missing)}; expected "
+                f"header label,youtube_id,time_start,time_end,split)"
+            )
+        reader.fieldnames = header
+        return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+
+
+def index_video_files(folder: Path) -> dict[str, str]:
+    """Clip stem -> path for every video under `folder`, flat or in class sub-folders."""
+    found: dict[str, str] = {}
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            stem, extension = os.path.splitext(name)
+            if extension.lower() in VIDEO_EXTENSIONS:
+                found.setdefault(stem, os.path.join(directory, name))
+    return found
+
+
+@register_datamodule("kinetics")
+class KineticsDataModule(VideoDataModule):
+    """Kinetics-400/600/700 in the official CSV + clip-file layout (the version follows the CSVs).
+
+    Args:
+        root: folder holding the CSVs (or `annotations/`) and the `train/`, `val/`, `test/` clip folders.
+        split: the list the `test` stage reads: "val" (labelled in every release) or "test".
+        **kwargs: clip, loader and decoder arguments of `VideoDataModule`.
+    """
+
+    def __init__(self, root: str, split: str = "val", **kwargs):
+        super().__init__(root, **kwargs)
+        if split not in ("val", "test"):
+            raise DatasetLayoutError(f"Kinetics split must be 'val' or 'test', got {split!r}")
+        self.split = split
+
+    def annotation_file(self, subset: str) -> Path:
+        for folder in (self.root, self.root / "annotations"):
+            for name in CSV_NAMES[subset]:
+                if (folder / name).is_file():
+                    return folder / name
+        raise DatasetLayoutError(
+            f"{self.root} is not a Kinetics root: no {subset} annotation CSV "
+            f"({' or '.join(CSV_NAMES[subset])}) in it or in annotations/"
+        )
+
+    def videos_dir(self, subset: str) -> Path:
+        for name in VIDEO_DIRS[subset]:
+            if (self.root / name).is_dir():
+                return self.root / name
+        return self.root / VIDEO_DIRS[subset][0]  # absent: every clip of the subset counts as missing
+
+    @cached_property
+    def classes(self) -> list[str]:
+        path = self.annotation_file("train")
+        labels = {row.get("label", "") for row in read_annotations(path)}
+        labels.discard("")
+        if not labels:
+            raise DatasetLayoutError(f"{path}: no labels in the training annotations")
+        return sorted(labels)
+
+    def list_records(self, subset: str) -> list[VideoRecord]:
+        if subset == "test":
+            subset = self.split
+        path = self.annotation_file(subset)
+        folder = self.videos_dir(subset)
+        files = index_video_files(folder) if folder.is_dir() else {}
+        index_of = {name: i for i, name in enumerate(self.classes)}
+        records = []
+        for line, row in enumerate(read_annotations(path), start=2):
+            try:
+                stem = clip_stem(row["youtube_id"], int(float(row["time_start"])), int(float(row["time_end"])))
+            except ValueError:
+                raise DatasetLayoutError(f"{path}:{line}: time_start/time_end must be numbers") from None
+            label_name = row.get("label", "")
+            if label_name and label_name not in index_of:
+                raise DatasetLayoutError(f"{path}:{line}: label {label_name!r} does not occur in the training CSV")
+            label = index_of[label_name] if label_name else -1
+            records.append(VideoRecord(files.get(stem, str(folder / f"{stem}.mp4")), label, stem))
+        return records
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        """Write CSVs and clips: `train/<label with _>/` folders, flat `val/` and `test/` (both layouts
+        occur in real copies), and about 8% of listed clips left out, as in any downloaded copy."""
+        out = Path(out)
+        rng = np.random.default_rng([spec.seed, 7])
+        rows: dict[str, list[tuple[str, str, int, int]]] = {s: [] for s in CSV_NAMES}
+        for label_index, motion in enumerate(spec.motions):
+            for i in range(spec.videos_per_class):
+                fraction = i / spec.videos_per_class
+                subset = "train" if fraction < 0.6 else "val" if fraction < 0.8 else "test"
+                youtube_id = "".join(rng.choice(list(YOUTUBE_ID_CHARS), 11))
+                start = int(rng.integers(0, 300))
+                rows[subset].append((motion.label, youtube_id, start, start + 10))
+                progress()
+                if rng.random() < 0.08 and i > 0:
+                    continue  # listed, never downloaded
+                folder = out / subset / motion.label.replace(" ", "_") if subset == "train" else out / subset
+                folder.mkdir(parents=True, exist_ok=True)
+                write_video(folder / f"{clip_stem(youtube_id, start, start + 10)}.mp4", spec.render(label_index, i),
+                            fps=spec.fps, gop_size=250, max_b_frames=2, quality="normal")
+        csv_names = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}
+        split_names = {"train": "train", "val": "val", "test": "test"}
+        for subset, subset_rows in rows.items():
+            lines = ["label,youtube_id,time_start,time_end,split,is_cc"]
+            for label, youtube_id, start, end in subset_rows:
+                quoted = f'"{label}"' if (" " in label or "," in label) else label
+                lines.append(f"{quoted},{youtube_id},{start},{end},{split_names[subset]},0")
+            (out / csv_names[subset]).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,147 @@
+"""Synthetic classification videos whose class is a MOTION, never an appearance.
+
+Every video shows a few random shapes over a random cluttered background; shapes, colours, sizes,
+positions and clutter are drawn from the same distributions for every class. Only how the shapes
+move (direction, speed, rotation, scale over time) depends on the class, so no single frame tells
+the class and only a model that looks across time can solve the task.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+@dataclass(frozen=True)
+class Motion:
+    """How the foreground moves, per frame, in fractions of the frame size.
+
+    Args:
+        name: CamelCase class name (UCF101 style); `label` gives the spaced form (Kinetics style).
+        label: the human-readable class label.
+        velocity: (dx, dy) per frame, as a fraction of the frame width/height.
+        spin: rotation per frame in degrees (positive = clockwise on screen).
+        growth: relative scale change over the whole video (1.0 -> ends at twice its start size).
+        wobble: amplitude of a horizontal (x) or vertical (y) oscillation, fraction of the frame.
+    """
+
+    name: str
+    label: str
+    velocity: tuple[float, float] = (0.0, 0.0)
+    spin: float = 0.0
+    growth: float = 0.0
+    wobble: tuple[float, float] = (0.0, 0.0)
+
+
+MOTIONS: tuple[Motion, ...] = (
+    Motion("MoveRight", "moving right", velocity=(0.02, 0.0)),
+    Motion("MoveLeft", "moving left", velocity=(-0.02, 0.0)),
+    Motion("MoveUp", "moving up", velocity=(0.0, -0.02)),
+    Motion("MoveDown", "moving down", velocity=(0.0, 0.02)),
+    Motion("SpinClockwise", "spinning, clockwise", spin=8.0),
+    Motion("SpinCounterclockwise", "spinning, counterclockwise", spin=-8.0),
+    Motion("DashRight", "dashing right (fast)", velocity=(0.06, 0.0)),
+    Motion("DashLeft", "dashing left (fast)", velocity=(-0.06, 0.0)),
+    Motion("Grow", "growing", growth=1.0),
+    Motion("Shrink", "shrinking", growth=-0.5),
+    Motion("SwayHorizontally", "swaying horizontally", wobble=(0.12, 0.0)),
+    Motion("SwayVertically", "swaying vertically", wobble=(0.0, 0.12)),
+)
+
+
+def motions(num_classes: int) -> tuple[Motion, ...]:
+    """The first `num_classes` motion classes."""
+    if not 2 <= num_classes <= len(MOTIONS):
+        raise ValueError(f"num_classes must be between 2 and {len(MOTIONS)}, got {num_classes}")
+    return MOTIONS[:num_classes]
+
+
+def _polygon(kind: str, center: tuple[float, float], radius: float, angle_deg: float) -> list[tuple[float, float]]:
+    corners = {"triangle": 3, "square": 4, "pentagon": 5, "bar": 4}[kind]
+    cx, cy = center
+    points = []
+    for k in range(corners):
+        theta = math.radians(angle_deg + 360.0 * k / corners)
+        # A bar is a stretched square: its long axis makes rotation visible even between 90° turns.
+        stretch = 1.8 if kind == "bar" and k % 2 == 0 else 1.0
+        points.append((cx + radius * stretch * math.cos(theta), cy + radius * stretch * math.sin(theta)))
+    return points
+
+
+def render_video(motion: Motion, num_frames: int, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Render one video of `motion`.
+
+    Args:
+        motion: the class's motion.
+        num_frames: frames to render.
+        size: (height, width); both should be even for 4:2:0 encoding.
+        rng: the source of every appearance choice (shapes, colours, clutter, start positions).
+
+    Returns:
+        uint8 (T,H,W,3) RGB frames.
+    """
+    height, width = size
+    background = Image.fromarray(rng.integers(40, 110, (height, width, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(background)
+    for _ in range(int(rng.integers(8, 16))):  # static clutter, same distribution for every class
+        x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+        w, h = rng.uniform(0.05, 0.25) * width, rng.uniform(0.05, 0.25) * height
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x0 + w, y0 + h], fill=colour)
+
+    num_shapes = int(rng.integers(2, 4))
+    kinds = rng.choice(["triangle", "square", "pentagon", "bar"], size=num_shapes)
+    colours = [tuple(int(c) for c in rng.integers(150, 256, 3)) for _ in range(num_shapes)]
+    starts = rng.uniform(0, 1, size=(num_shapes, 2)) * (width, height)
+    radii = rng.uniform(0.07, 0.13, size=num_shapes) * min(height, width)
+    angles = rng.uniform(0, 360, size=num_shapes)
+    phases = rng.uniform(0, 2 * math.pi, size=num_shapes)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        image = background.copy()
+        draw = ImageDraw.Draw(image)
+        progress = t / max(num_frames - 1, 1)
+        scale = 1.0 + motion.growth * progress
+        for s in range(num_shapes):
+            # Every motion is zero at t = 0: the first frame of a video never depends on its class.
+            sway = math.sin(0.35 * t + phases[s]) - math.sin(phases[s])
+            x = starts[s, 0] + motion.velocity[0] * width * t + motion.wobble[0] * width * sway
+            y = starts[s, 1] + motion.velocity[1] * height * t + motion.wobble[1] * height * sway
+            # Shapes wrap around the frame edges, so they stay visible however long the video is.
+            centre = (x % width, y % height)
+            draw.polygon(_polygon(str(kinds[s]), centre, radii[s] * scale, angles[s] + motion.spin * t), fill=colours[s])
+        frames[t] = np.asarray(image)
+    return frames
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What `lit-video data synth` writes.
+
+    Args:
+        num_classes: motion classes (2..12).
+        videos_per_class: videos of each class (across all splits).
+        num_frames: frames per video.
+        size: (height, width) of the frames, both even.
+        fps: frame rate of the encoded files.
+        seed: makes the whole dataset reproducible.
+    """
+
+    num_classes: int = 5
+    videos_per_class: int = 25
+    num_frames: int = 48
+    size: tuple[int, int] = (120, 160)
+    fps: float = 25.0
+    seed: int = 0
+
+    @property
+    def motions(self) -> tuple[Motion, ...]:
+        return motions(self.num_classes)
+
+    def render(self, class_index: int, video_index: int) -> np.ndarray:
+        """Frames of one video, reproducible from (seed, class, video) alone -> uint8 (T,H,W,3)."""
+        rng = np.random.default_rng([self.seed, class_index, video_index])
+        return render_video(self.motions[class_index], self.num_frames, self.size, rng)

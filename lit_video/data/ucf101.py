@@ -1,0 +1,137 @@
+"""UCF101, read as released: `UCF-101/<Class>/v_<Class>_gXX_cYY.avi` + `ucfTrainTestlist/`.
+
+`classInd.txt` lines are `1 ApplyEyeMakeup` (1-based); `trainlist0N.txt` lines are
+`ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1` (1-based label); `testlist0N.txt` lines are the path
+alone (the label comes from the class folder). The official files have `\\r\\n` line endings.
+Labels are 0-based here. UCF101 has no validation list: `val` and `test` both read the split's
+test list, as the literature does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
+from lit_video.data.synthetic import SynthSpec
+from lit_video.errors import DatasetLayoutError
+from lit_video.video.encode import write_video
+
+LISTS_DIR = "ucfTrainTestlist"
+VIDEOS_DIRS = ("UCF-101", "UCF101")
+NUM_GROUPS = 25
+# Official splits hold out groups 1-7, 8-14 and 15-21 for testing.
+TEST_GROUPS = {1: range(1, 8), 2: range(8, 15), 3: range(15, 22)}
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-empty lines; tolerates \\r\\n and a UTF-8 BOM."""
+    if not path.is_file():
+        raise DatasetLayoutError(f"missing UCF101 list file {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def parse_class_index(path: Path) -> list[str]:
+    """classInd.txt -> class names ordered by their 0-based label."""
+    by_number: dict[int, str] = {}
+    for n, line in _lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetLayoutError(f"{path}:{n}: expected '<1-based index> <ClassName>', got {line!r}")
+        by_number[int(parts[0])] = parts[1]
+    if sorted(by_number) != list(range(1, len(by_number) + 1)):
+        raise DatasetLayoutError(f"{path}: class indices must run 1..{len(by_number)} without gaps")
+    return [by_number[i] for i in range(1, len(by_number) + 1)]
+
+
+def parse_split_list(path: Path, classes: list[str], videos_dir: Path) -> list[VideoRecord]:
+    """A trainlist (path + 1-based label) or testlist (path only) -> records with 0-based labels."""
+    index_of = {name.lower(): i for i, name in enumerate(classes)}
+    records = []
+    for n, line in _lines(path):
+        parts = line.split()
+        relative = parts[0].replace("\\", "/")
+        folder = relative.split("/")[0]
+        if len(parts) > 2 or "/" not in relative:
+            raise DatasetLayoutError(f"{path}:{n}: expected '<Class>/<video>.avi [label]', got {line!r}")
+        if len(parts) == 2:
+            if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
+                raise DatasetLayoutError(f"{path}:{n}: label {parts[1]!r} is not in 1..{len(classes)}")
+            label = int(parts[1]) - 1
+        elif folder.lower() in index_of:
+            label = index_of[folder.lower()]
+        else:
+            raise DatasetLayoutError(f"{path}:{n}: class folder {folder!r} is not in classInd.txt")
+        video_id = Path(relative).stem
+        records.append(VideoRecord(path=str(videos_dir / relative), label=label, video_id=video_id))
+    return records
+
+
+@register_datamodule("ucf101")
+class UCF101DataModule(VideoDataModule):
+    """UCF101 in its official layout.
+
+    Args:
+        root: folder holding `UCF-101/` and `ucfTrainTestlist/`.
+        split: official train/test split, 1, 2 or 3.
+        **kwargs: clip, loader and decoder arguments of `VideoDataModule`.
+    """
+
+    def __init__(self, root: str, split: int = 1, **kwargs):
+        super().__init__(root, **kwargs)
+        if split not in TEST_GROUPS:
+            raise DatasetLayoutError(f"UCF101 split must be 1, 2 or 3, got {split!r}")
+        self.split = split
+
+    @cached_property
+    def lists_dir(self) -> Path:
+        lists = self.root / LISTS_DIR
+        if not lists.is_dir():
+            raise DatasetLayoutError(
+                f"{self.root} is not a UCF101 root: expected {LISTS_DIR}/ (classInd.txt, trainlist01.txt, "
+                f"testlist01.txt, ...) and UCF-101/<Class>/*.avi beside it"
+            )
+        return lists
+
+    @cached_property
+    def videos_dir(self) -> Path:
+        for name in VIDEOS_DIRS:
+            if (self.root / name).is_dir():
+                return self.root / name
+        raise DatasetLayoutError(f"{self.root} is not a UCF101 root: expected a UCF-101/ folder of class folders")
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return parse_class_index(self.lists_dir / "classInd.txt")
+
+    def list_records(self, subset: str) -> list[VideoRecord]:
+        kind = "trainlist" if subset == "train" else "testlist"
+        return parse_split_list(self.lists_dir / f"{kind}{self.split:02d}.txt", self.classes, self.videos_dir)
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        out = Path(out)
+        lists = out / LISTS_DIR
+        lists.mkdir(parents=True, exist_ok=True)
+        names = [m.name for m in spec.motions]
+        entries: list[tuple[str, int, int]] = []  # (relative path, 0-based label, group)
+        for label, name in enumerate(names):
+            (out / VIDEOS_DIRS[0] / name).mkdir(parents=True, exist_ok=True)
+            clips_in_group: dict[int, int] = {}
+            for i in range(spec.videos_per_class):
+                # Spread videos over the 25 groups so every official split has train and test videos.
+                group = 1 + (i * NUM_GROUPS) // spec.videos_per_class if spec.videos_per_class <= NUM_GROUPS else 1 + i % NUM_GROUPS
+                clip = clips_in_group[group] = clips_in_group.get(group, 0) + 1
+                relative = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
+                write_video(out / VIDEOS_DIRS[0] / relative, spec.render(label, i), fps=spec.fps, quality="normal")
+                entries.append((relative, label, group))
+                progress()
+        crlf = "\r\n"  # as the official list files
+        (lists / "classInd.txt").write_text(crlf.join(f"{i + 1} {n}" for i, n in enumerate(names)) + crlf, newline="")
+        for split, test_groups in TEST_GROUPS.items():
+            train = [f"{p} {label + 1}" for p, label, g in entries if g not in test_groups]
+            test = [p for p, _, g in entries if g in test_groups]
+            (lists / f"trainlist{split:02d}.txt").write_text(crlf.join(train) + crlf, newline="")
+            (lists / f"testlist{split:02d}.txt").write_text(crlf.join(test) + crlf, newline="")

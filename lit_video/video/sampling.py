@@ -1,0 +1,86 @@
+"""Clip index arithmetic, in frames.
+
+A clip is `clip_len` frames taken every `stride` frames: it spans `(clip_len - 1) * stride + 1`
+source frames. With `target_fps`, `stride` counts frames at the target rate, so a 30 fps and a
+25 fps video give clips of the same duration (the source step is `stride * fps / target_fps`).
+A video shorter than a clip is padded, never dropped: the indices past its end repeat the last
+frame ("repeat") or wrap around to the start ("loop").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PAD_MODES = ("repeat", "loop")
+
+
+@dataclass(frozen=True)
+class ClipSampler:
+    """Where the frames of training and evaluation clips come from.
+
+    Args:
+        clip_len: frames per clip.
+        stride: distance between consecutive clip frames (in target-fps frames when target_fps is set).
+        num_clips: evaluation views per video, spaced uniformly over its length.
+        target_fps: resample to this frame rate first; None keeps each video's own rate.
+        pad_mode: how a video shorter than a clip is padded: "repeat" the last frame or "loop".
+    """
+
+    clip_len: int
+    stride: int = 1
+    num_clips: int = 1
+    target_fps: float | None = None
+    pad_mode: str = "repeat"
+
+    def __post_init__(self):
+        for name in ("clip_len", "stride", "num_clips"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise ValueError(f"target_fps must be positive, got {self.target_fps!r}")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+
+    def step(self, fps: float | None = None) -> float:
+        """Source frames between consecutive clip frames."""
+        if self.target_fps is None or not fps:
+            return float(self.stride)
+        return self.stride * fps / self.target_fps
+
+    def span(self, fps: float | None = None) -> float:
+        """Source frames covered by one clip, first to last inclusive."""
+        return (self.clip_len - 1) * self.step(fps) + 1
+
+    def _clip_at(self, start: float, num_frames: int, fps: float | None) -> np.ndarray:
+        offsets = np.arange(self.clip_len) * self.step(fps)  # (clip_len,)
+        indices = np.floor(start + offsets + 1e-6).astype(np.int64)
+        if self.pad_mode == "loop":
+            return indices % num_frames
+        return np.minimum(indices, num_frames - 1)
+
+    def train_indices(self, num_frames: int, fps: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """One clip at a uniformly random start -> int64 (clip_len,)."""
+        _check_length(num_frames)
+        rng = rng if rng is not None else np.random.default_rng()
+        max_start = num_frames - self.span(fps)
+        start = rng.uniform(0.0, max_start) if max_start > 0 else 0.0
+        return self._clip_at(np.floor(start), num_frames, fps)
+
+    def eval_indices(self, num_frames: int, fps: float | None = None) -> np.ndarray:
+        """`num_clips` clips with uniformly spaced starts, the first at frame 0 and the last ending at
+        the video's last frame (one centred clip when num_clips == 1) -> int64 (num_clips, clip_len)."""
+        _check_length(num_frames)
+        max_start = max(num_frames - self.span(fps), 0.0)
+        if self.num_clips == 1:
+            starts = np.array([max_start / 2])
+        else:
+            starts = np.linspace(0.0, max_start, self.num_clips)
+        return np.stack([self._clip_at(np.floor(s), num_frames, fps) for s in starts])
+
+
+def _check_length(num_frames: int) -> None:
+    if num_frames < 1:
+        raise ValueError(f"cannot sample clips from a video of {num_frames} frames")

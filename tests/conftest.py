@@ -1,0 +1,80 @@
+"""Shared fixtures: synthetic datasets in the official layouts and frame-marked test videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
+from lit_video.data.synthetic import SynthSpec  # noqa: E402
+from lit_video.data.ucf101 import UCF101DataModule  # noqa: E402
+from lit_video.video.encode import write_video  # noqa: E402
+
+MARKER_BITS = 8
+MARKER_CELL = 8  # pixels per marker bit; big blocks survive lossy encoding
+
+
+def marked_frames(num_frames: int, height: int = 64, width: int = 96, seed: int = 0) -> np.ndarray:
+    """Smooth moving content with the frame index written as a binary code of black/white blocks
+    along the top rows -> uint8 (T,H,W,3). Smooth content keeps 4:2:0 encoding losses small."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
+    for t in range(num_frames):
+        for c in range(3):
+            frames[t, ..., c] = 128 + 90 * np.sin(0.09 * xx + 0.05 * yy + 0.4 * t + phase[c])
+        for bit in range(MARKER_BITS):
+            frames[t, :MARKER_CELL, bit * MARKER_CELL:(bit + 1) * MARKER_CELL] = 255 if (t >> bit) & 1 else 0
+    return frames
+
+
+def read_marker(frame: np.ndarray) -> int:
+    """The frame index written by `marked_frames`."""
+    cells = [frame[2:MARKER_CELL - 2, b * MARKER_CELL + 2:(b + 1) * MARKER_CELL - 2].mean() for b in range(MARKER_BITS)]
+    return sum(1 << b for b, value in enumerate(cells) if value > 128)
+
+
+# (extension, encoder settings): H.264 with one keyframe per 100 frames and B-frames, MPEG-4 part 2
+# in AVI as UCF101 ships, VP9 in WebM.
+CONTAINERS = {
+    "mp4": dict(gop_size=100, max_b_frames=2),
+    "avi": dict(gop_size=12),
+    "webm": dict(gop_size=100),
+}
+NUM_MARKED_FRAMES = 150
+
+
+@pytest.fixture(scope="session")
+def marked_videos(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
+    """One frame-marked video per container -> {ext: (path, written frames)}."""
+    folder = tmp_path_factory.mktemp("marked")
+    frames = marked_frames(NUM_MARKED_FRAMES)
+    videos = {}
+    for extension, settings in CONTAINERS.items():
+        path = folder / f"marked.{extension}"
+        write_video(path, frames, fps=25, quality="high", **settings)
+        videos[extension] = (path, frames)
+    return videos
+
+
+SMALL_SPEC = SynthSpec(num_classes=4, videos_per_class=10, num_frames=24, size=(64, 80), seed=3)
+
+
+@pytest.fixture(scope="session")
+def ucf101_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ucf101")
+    UCF101DataModule.synthesize(root, SMALL_SPEC)
+    return root
+
+
+@pytest.fixture(scope="session")
+def kinetics_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("kinetics")
+    KineticsDataModule.synthesize(root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
+    return root

@@ -1,0 +1,102 @@
+"""Frame-exact decoding for every backend and container."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import CONTAINERS, NUM_MARKED_FRAMES, read_marker
+
+from lit_video.errors import VideoDecodeError
+from lit_video.video import decode
+from lit_video.video.decode import BACKENDS, BackendUnavailableError, available_backends, open_video
+
+INSTALLED = available_backends()
+
+
+def _backend(name):
+    return pytest.param(name, marks=pytest.mark.skipif(name not in INSTALLED, reason=f"{name} not installed"))
+
+
+@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
+@pytest.mark.parametrize("extension", list(CONTAINERS))
+def test_get_frames_is_frame_exact(marked_videos, extension, backend):
+    path, written = marked_videos[extension]
+    rng = np.random.default_rng(1)
+    # Random, out-of-order, repeated, and both ends; crosses GOP boundaries backwards and forwards.
+    indices = [*rng.permutation(NUM_MARKED_FRAMES)[:40].tolist(), 7, 7, NUM_MARKED_FRAMES - 1, 0, 120, 99, 100]
+    with open_video(path, backend) as reader:
+        assert reader.num_frames == NUM_MARKED_FRAMES
+        assert reader.fps == pytest.approx(25.0, rel=1e-3)
+        assert reader.size == (64, 96)
+        assert reader.duration == pytest.approx(NUM_MARKED_FRAMES / 25.0, rel=1e-3)
+        frames = reader.get_frames(indices)
+    assert frames.dtype == torch.uint8 and frames.shape == (len(indices), 64, 96, 3)
+    decoded = frames.numpy().astype(np.int16)
+    assert [read_marker(f) for f in frames.numpy()] == indices
+    # The decoded image is the written frame (near-lossless encode), not merely a frame with its marker.
+    for row, index in enumerate(indices):
+        error = np.abs(decoded[row] - written[index]).mean()
+        neighbour = np.abs(decoded[row] - written[(index + 1) % NUM_MARKED_FRAMES]).mean()
+        assert error < 6 and error < neighbour
+
+
+@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
+def test_backends_agree_on_single_frames(marked_videos, backend):
+    path, _ = marked_videos["mp4"]
+    with open_video(path, backend) as reader:
+        for index in (149, 3, 101, 50):
+            assert read_marker(reader.get_frames([index])[0].numpy()) == index
+
+
+def test_frame_folder_reader(tmp_path, marked_videos):
+    from PIL import Image
+
+    _, written = marked_videos["mp4"]
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in range(12):  # DAVIS-style names; a stray non-image file must be ignored
+        Image.fromarray(written[i]).save(folder / f"{i:05d}.jpg", quality=95)
+    (folder / "notes.txt").write_text("not a frame")
+    with open_video(folder, fps=24) as reader:
+        assert reader.num_frames == 12 and reader.fps == 24 and reader.size == (64, 96)
+        frames = reader.get_frames([11, 0, 5])
+    assert [read_marker(f) for f in frames.numpy()] == [11, 0, 5]
+
+
+def test_out_of_range_index_names_the_file(marked_videos):
+    path, _ = marked_videos["avi"]
+    with open_video(path, "pyav") as reader, pytest.raises(IndexError, match="marked.avi"):
+        reader.get_frames([0, NUM_MARKED_FRAMES])
+
+
+@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
+def test_corrupt_file_raises_decode_error_naming_it(tmp_path, marked_videos, backend):
+    good, _ = marked_videos["mp4"]
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[:600])  # header only: the moov atom is cut
+    garbage = tmp_path / "garbage.avi"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    for path in (truncated, garbage):
+        with pytest.raises(VideoDecodeError, match=path.name):
+            with open_video(path, backend) as reader:
+                reader.get_frames([0, reader.num_frames - 1])
+
+
+def test_missing_file_is_a_decode_error(tmp_path):
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        open_video(tmp_path / "absent.mp4")
+
+
+def test_missing_backend_gives_install_hint(monkeypatch, marked_videos):
+    monkeypatch.setitem(sys.modules, "decord", None)  # makes `import decord` fail as if not installed
+    with pytest.raises(BackendUnavailableError, match=r"'decord' is not available.*pip install decord"):
+        open_video(marked_videos["mp4"][0], "decord")
+    assert "decord" not in decode.available_backends()
+
+
+def test_unknown_backend_is_rejected(marked_videos):
+    with pytest.raises(Exception, match="unknown decoder 'opencv'"):
+        open_video(marked_videos["mp4"][0], "opencv")

@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from lit_video.video.sampling import ClipSampler
+
+
+def test_train_clip_is_strided_and_inside_the_video():
+    sampler = ClipSampler(clip_len=8, stride=2)
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(200):
+        clip = sampler.train_indices(100, rng=rng)
+        assert clip.shape == (8,) and clip.dtype == np.int64
+        assert np.all(np.diff(clip) == 2) and clip[0] >= 0 and clip[-1] <= 99
+        starts.add(int(clip[0]))
+    assert min(starts) == 0 and max(starts) >= 80  # every start in [0, 85] is reachable
+    assert sampler.span() == 15
+
+
+def test_short_video_is_padded_not_dropped():
+    clip = ClipSampler(clip_len=8, stride=2).train_indices(5, rng=np.random.default_rng(0))
+    assert clip.tolist() == [0, 2, 4, 4, 4, 4, 4, 4]
+    looped = ClipSampler(clip_len=8, stride=2, pad_mode="loop").train_indices(5, rng=np.random.default_rng(0))
+    assert looped.tolist() == [0, 2, 4, 1, 3, 0, 2, 4]
+    views = ClipSampler(clip_len=4, stride=1, num_clips=3).eval_indices(2)
+    assert views.tolist() == [[0, 1, 1, 1]] * 3
+
+
+def test_eval_views_are_uniform_and_cover_the_video():
+    views = ClipSampler(clip_len=4, stride=2, num_clips=5).eval_indices(107)
+    assert views.shape == (5, 4)
+    assert views[0, 0] == 0 and views[-1, -1] == 106
+    starts = views[:, 0]
+    assert np.all(np.diff(starts) >= 24) and np.ptp(np.diff(starts)) <= 1
+    single = ClipSampler(clip_len=4, stride=2).eval_indices(107)
+    assert single.tolist() == [[50, 52, 54, 56]]  # centred
+    assert ClipSampler(clip_len=4, stride=2, num_clips=5).eval_indices(107).tolist() == views.tolist()  # deterministic
+
+
+def test_target_fps_resamples_the_stride():
+    sampler = ClipSampler(clip_len=4, stride=1, target_fps=10)
+    assert sampler.step(30.0) == 3.0
+    assert sampler.eval_indices(300, fps=30.0)[0].tolist() == [145, 148, 151, 154]  # centred: (300 - 10) / 2
+    # 25 -> 10 fps: fractional steps floor to source frames
+    assert ClipSampler(clip_len=5, stride=1, target_fps=10).train_indices(5000, 25.0, np.random.default_rng(0)).shape == (5,)
+    half = ClipSampler(clip_len=5, stride=1, target_fps=10).eval_indices(11, 25.0)[0]
+    assert half.tolist() == [0, 2, 5, 7, 10]
+
+
+@pytest.mark.parametrize("bad", [dict(clip_len=0), dict(clip_len=4, stride=0), dict(clip_len=4, num_clips=0),
+                                 dict(clip_len=4, pad_mode="zeros"), dict(clip_len=4, target_fps=-1)])
+def test_invalid_arguments_are_rejected(bad):
+    with pytest.raises(ValueError):
+        ClipSampler(**bad)
