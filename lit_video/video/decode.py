@@ -165,8 +165,10 @@ class PyAVReader(VideoReader):
         timestamps, key_timestamps = [], []
         for packet in self._container.demux(self._stream):
             ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is None or packet.size == 0:
-                continue  # flush packets and dropped-frame placeholders carry no picture
+            if ts is None or packet.size == 0 or packet.is_discard:
+                # Flush packets and dropped-frame placeholders carry no picture; discard-flagged ones
+                # (before an MP4 edit list's start) are decoded but never shown.
+                continue
             timestamps.append(ts)
             if packet.is_keyframe:
                 key_timestamps.append(ts)
