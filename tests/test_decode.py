@@ -127,3 +127,20 @@ def test_backends_agree_on_real_videos(path):
         assert torch.equal(reader.get_frames(indices), reference), reader
     for reader in readers:
         reader.close()
+
+
+@pytest.mark.skipif("decord" not in INSTALLED, reason="decord not installed")
+def test_pyav_encoders_survive_decord_in_the_same_process(tmp_path, marked_videos):
+    """decord exports an old libvpx globally; encoding VP9 with PyAV after using decord must work."""
+    import subprocess
+
+    script = (
+        "import numpy as np\n"
+        "from lit_video.video.decode import open_video\n"
+        f"open_video({str(marked_videos['mp4'][0])!r}, 'decord').get_frames([0])\n"
+        "from lit_video.video.encode import write_video\n"
+        f"write_video({str(tmp_path / 'after_decord.webm')!r}, np.zeros((4, 32, 32, 3), np.uint8))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-500:]
+    assert (tmp_path / "after_decord.webm").stat().st_size > 0

@@ -42,3 +42,26 @@ def test_masks_follow_the_same_random_crop_and_flip():
         assert torch.equal(white, out_masks == 1)
         flipped_seen |= bool((out_masks[0, :, -1] == 1).any())
     assert flipped_seen
+
+
+def test_cropping_before_resizing_matches_resize_then_crop():
+    """The crop box is cut from the source frame, then resized: same image as resizing the whole
+    frame to the short side and cropping, up to resampling at the border."""
+    from torchvision.transforms.v2 import functional as F
+
+    yy, xx = torch.meshgrid(torch.arange(90.0), torch.arange(120.0), indexing="ij")
+    image = torch.stack([xx * 2, yy * 2.5, (xx + yy)], dim=-1).clamp(0, 255).to(torch.uint8)  # smooth (H,W,C)
+    frames = image.expand(2, -1, -1, -1)
+    transform = ClipTransform(64, train=False, short_side=80, mean=(0, 0, 0), std=(1, 1, 1), num_crops=3)
+    ours = transform(frames) * 255  # (3,C,T,64,64)
+    reference = F.resize(frames.permute(0, 3, 1, 2).float(), [80, 106], antialias=True)  # (T,C,80,106)
+    for crop, left in zip(ours, (0, 21, 42)):
+        expected = reference[..., 8:72, left:left + 64].permute(1, 0, 2, 3)
+        assert (crop - expected).abs().mean() < 1.5
+
+
+def test_several_clips_at_once_keep_their_order():
+    clips = torch.stack([torch.full((2, 40, 50, 3), v, dtype=torch.uint8) for v in (0, 100, 200)])
+    out = ClipTransform(32, train=False, num_crops=3, mean=(0, 0, 0), std=(1, 1, 1))(clips)
+    assert out.shape == (9, 3, 2, 32, 32)
+    assert torch.allclose(out[:, 0, 0, 0, 0], torch.tensor([0, 0, 0, 100, 100, 100, 200, 200, 200]) / 255)

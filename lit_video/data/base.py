@@ -177,11 +177,8 @@ class ClipDataset(Dataset):
                 frame_indices = self.sampler.eval_indices(num_frames, fps)  # (num_clips,T)
             frames = reader.get_frames(frame_indices.reshape(-1))  # (num_clips*T,H,W,C)
         clips = frames.unflatten(0, frame_indices.shape)  # (num_clips,T,H,W,C)
-        if self.train:
-            video = self.transform(clips[0])  # (C,T,h,w)
-        else:
-            views = [self.transform(clip) for clip in clips]  # each (C,T,h,w) or (crops,C,T,h,w)
-            video = torch.stack(views).reshape(-1, *views[0].shape[-4:])  # (num_clips*crops,C,T,h,w)
+        # training: (C,T,h,w); evaluation: every clip x crop view, (num_clips*crops,C,T,h,w)
+        video = self.transform(clips[0]) if self.train else self.transform(clips)
         return {
             keys.VIDEO: video,
             keys.LABEL: torch.tensor(record.label, dtype=torch.int64),

@@ -10,6 +10,7 @@ file, so datasets can skip a bad video and say which one it was.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import importlib
 import os
 from abc import ABC, abstractmethod
@@ -22,10 +23,11 @@ import torch
 
 from lit_video.errors import LitVideoError, VideoDecodeError
 
-# Preference order for backend="auto". PyAV comes first because it was both frame-exact on every
-# container we test and the fastest at decoding the sparse, strided frames a clip sampler asks for
-# (see benchmarks/data_pipeline.py and the README); decord returned wrong frames on long-GOP H.264.
-BACKENDS = ("pyav", "torchcodec", "decord")
+# Preference order for backend="auto", by measurement (benchmarks/data_pipeline.py, README): all three
+# are frame-exact on every container the tests write and agree bit for bit on real H.264 files;
+# torchcodec decoded the clips a sampler asks for fastest everywhere, decord next, PyAV last (it is
+# the fallback that needs nothing but its wheel, which bundles FFmpeg).
+BACKENDS = ("torchcodec", "decord", "pyav")
 DEFAULT_BACKEND = "auto"
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -114,6 +116,11 @@ class VideoReader(ABC):
 
 def _import_backend(name: str):
     module = {"decord": "decord", "torchcodec": "torchcodec.decoders", "pyav": "av"}[name]
+    if name == "decord":
+        # decord loads its bundled FFmpeg 4 and libvpx with RTLD_GLOBAL; a PyAV loaded after it binds
+        # libvpx symbols to that older copy and its VP9 encoder fails. Loading PyAV first avoids it.
+        with contextlib.suppress(ImportError):
+            importlib.import_module("av")
     try:
         return importlib.import_module(module)
     except Exception as err:  # ImportError, or OSError/RuntimeError when FFmpeg's libraries are missing

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 # The statistics torchvision's Kinetics-400 video weights were trained with.
@@ -29,6 +28,10 @@ def crop_size(resolution: int | Sequence[int]) -> tuple[int, int]:
 
 class ClipTransform:
     """Short-side resize, crop, optional flip, then scale to [0, 1] and normalize.
+
+    The crop box is chosen in the resized frame's coordinates but cut from the source frame first,
+    so only the crop is resized (as RandomResizedCrop does): the same pixels up to resampling at the
+    border, for a fraction of the work. Frames and masks share every random draw.
 
     Args:
         resolution: crop size, an int (square) or (height, width).
@@ -57,60 +60,73 @@ class ClipTransform:
         self.train = train
         self.num_crops = 1 if train else num_crops
         self.short_side = short_side or round(min(self.size) * 8 / 7)
-        if short_side_range is not None and train:
-            low, high = short_side_range
-            resize = v2.RandomShortestSize(min_size=list(range(int(low), int(high) + 1)), antialias=True)
-        else:
-            resize = v2.Resize(self.short_side, antialias=True)
-        spatial = [resize]
-        if train:
-            spatial.append(v2.RandomCrop(self.size, pad_if_needed=True))
-            if flip:
-                spatial.append(v2.RandomHorizontalFlip(p=0.5))
-        self.spatial = v2.Compose(spatial)
-        self.mean = list(mean)
-        self.std = list(std)
+        self.short_side_range = tuple(short_side_range) if (short_side_range and train) else None
+        self.flip = flip and train
+        # uint8 -> normalized float in one pass: (x - 255 mean) / (255 std), per channel of (C,T,H,W).
+        self._offset = (torch.tensor(mean, dtype=torch.float32) * 255).view(3, 1, 1, 1)
+        self._scale = 1.0 / (torch.tensor(std, dtype=torch.float32) * 255).view(3, 1, 1, 1)
 
     def __call__(self, frames: torch.Tensor, masks: torch.Tensor | None = None):
-        """Transform one clip.
+        """Transform one clip, or several clips of one video.
 
         Args:
-            frames: uint8 (T,H,W,C).
-            masks: optional integer (T,H,W), transformed with the same random draw.
+            frames: uint8 (T,H,W,C) for one clip, or (N,T,H,W,C) for N clips (evaluation views).
+            masks: optional integer (T,H,W) or (N,T,H,W), transformed with the same random draws.
 
         Returns:
-            float video (C,T,h,w), or (num_crops,C,T,h,w) when num_crops > 1; with masks given, a tuple
-            (video, masks) with masks int64 (T,h,w) or (num_crops,T,h,w).
+            one clip: float video (C,T,h,w), or (num_crops,C,T,h,w) when num_crops > 1;
+            N clips: float (N*num_crops,C,T,h,w), crops of a clip adjacent.
+            With masks given, a tuple (video, masks), masks int64 shaped like the video without C.
         """
-        video = tv_tensors.Video(frames.permute(0, 3, 1, 2))  # (T,C,H,W)
-        if masks is not None:
-            video, masks = self.spatial(video, tv_tensors.Mask(masks))
-        else:
-            video = self.spatial(video)
-        if self.train:
-            crops = [(video, masks)]
-        else:
-            crops = [(F.crop(video, *box), None if masks is None else F.crop(masks, *box))
-                     for box in self._eval_boxes(video.shape[-2:])]
-        videos = [self._to_float(v) for v, _ in crops]  # each (C,T,h,w)
-        video_out = videos[0] if self.num_crops == 1 else torch.stack(videos)
+        single = frames.dim() == 4
+        clips = frames[None] if single else frames  # (N,T,H,W,C)
+        clip_masks = None if masks is None else (masks[None] if single else masks)  # (N,T,H,W)
+        num_clips, num_frames, height, width, _ = clips.shape
+        # One output buffer: stacking per-crop tensors of a 224 clip costs more than computing them.
+        out = torch.empty((num_clips * self.num_crops, 3, num_frames, *self.size), dtype=torch.float32)
+        out_masks = None if masks is None else torch.empty((len(out), num_frames, *self.size), dtype=torch.int64)
+        for n in range(num_clips):
+            short_side = self.short_side
+            if self.short_side_range is not None:
+                short_side = int(torch.randint(self.short_side_range[0], self.short_side_range[1] + 1, ()).item())
+            flipped = self.flip and bool(torch.rand(()) < 0.5)
+            video = tv_tensors.Video(clips[n].permute(0, 3, 1, 2))  # (T,C,H,W), a channels-last view
+            mask = None if clip_masks is None else tv_tensors.Mask(clip_masks[n])
+            for k, box in enumerate(self._boxes(height, width, short_side)):
+                view = n * self.num_crops + k
+                crop = F.resize(F.crop(video, *box), list(self.size), antialias=True)  # (T,C,h,w) uint8
+                if flipped:
+                    crop = F.horizontal_flip(crop)
+                self._to_float(crop, out=out[view])
+                if mask is not None:
+                    crop_mask = F.resize(F.crop(mask, *box), list(self.size))  # nearest for masks
+                    out_masks[view] = F.horizontal_flip(crop_mask) if flipped else crop_mask
+        video_out = out[0] if single and self.num_crops == 1 else out
         if masks is None:
             return video_out
-        mask_list = [m.as_subclass(torch.Tensor).long() for _, m in crops]
-        return video_out, mask_list[0] if self.num_crops == 1 else torch.stack(mask_list)
+        return video_out, out_masks[0] if single and self.num_crops == 1 else out_masks
 
-    def _eval_boxes(self, hw: Sequence[int]) -> list[tuple[int, int, int, int]]:
-        """(top, left, height, width) of each evaluation crop, spread along the long side."""
-        height, width = int(hw[0]), int(hw[1])
-        crop_h, crop_w = self.size
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    def _boxes(self, height: int, width: int, short_side: int) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of each crop in SOURCE pixels.
+
+        A crop of `size` in a frame resized to `short_side` covers size / scale source pixels. When
+        the resized frame would be smaller than the crop, the box extends past the frame and F.crop
+        pads it with zeros, as a padded crop would."""
+        scale = short_side / min(height, width)
+        crop_h, crop_w = (max(1, round(s / scale)) for s in self.size)
+        free_h, free_w = height - crop_h, width - crop_w
+        if self.train:
+            top = int(torch.randint(0, free_h + 1, ()).item()) if free_h > 0 else free_h // 2
+            left = int(torch.randint(0, free_w + 1, ()).item()) if free_w > 0 else free_w // 2
+            return [(top, left, crop_h, crop_w)]
+        top, left = free_h // 2, free_w // 2
         if self.num_crops == 1:
             return [(top, left, crop_h, crop_w)]
         if width >= height:
-            return [(top, x, crop_h, crop_w) for x in (0, left, width - crop_w)]
-        return [(y, left, crop_h, crop_w) for y in (0, top, height - crop_h)]
+            return [(top, x, crop_h, crop_w) for x in (0, left, free_w)]
+        return [(y, left, crop_h, crop_w) for y in (0, top, free_h)]
 
-    def _to_float(self, video: torch.Tensor) -> torch.Tensor:
-        video = F.to_dtype(video.as_subclass(torch.Tensor), torch.float32, scale=True)  # (T,C,h,w)
-        video = F.normalize(video, self.mean, self.std)
-        return video.permute(1, 0, 2, 3).contiguous()  # (C,T,h,w)
+    def _to_float(self, video: torch.Tensor, out: torch.Tensor) -> None:
+        """uint8 (T,C,h,w) -> normalized float (C,T,h,w), written into `out`."""
+        out.copy_(video.as_subclass(torch.Tensor).permute(1, 0, 2, 3))
+        out.sub_(self._offset).mul_(self._scale)
