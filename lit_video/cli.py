@@ -3,6 +3,8 @@
     lit-video data synth   --format FORMAT --out DIR [--seed N] [--num-classes N] ...
     lit-video data check   --format FORMAT --root DIR
     lit-video data iterate --format FORMAT --root DIR [--clip-len N] [--stride N] [--resolution N] ...
+    lit-video fit|validate|test|predict --config experiments/X.yaml [--key value ...]   (LightningCLI)
+    lit-video profile --config experiments/X.yaml [--clip-lens 8,16] [--resolutions 112,224]
 
 A mistake in the input (a wrong path, an unknown format, a malformed annotation file) ends the
 command with a one-line message and a non-zero exit status, never a traceback.
@@ -95,6 +97,98 @@ def _data_iterate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,16,32, got {text!r}") from None
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import csv
+
+    import yaml
+
+    from lit_video.sweep.profile import profile_model
+    from lit_video.tasks.classification import build_model
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise LitVideoError(f"config file {path} does not exist")
+    config = yaml.safe_load(path.read_text()) or {}
+    task = (config.get("model") or {}).get("init_args") or {}
+    data = (config.get("data") or {}).get("init_args") or {}
+    if "model" not in task:
+        raise LitVideoError(f"{path}: no model.init_args.model (a registry name or a class_path) to profile")
+    spec, kwargs = task["model"], task.get("model_kwargs") or {}
+    if isinstance(spec, dict):  # {class_path, init_args}: a model class taking num_classes first
+        module_name, _, class_name = spec["class_path"].rpartition(".")
+        import functools
+        import importlib
+
+        spec = functools.partial(getattr(importlib.import_module(module_name), class_name), **spec.get("init_args", {}))
+    clip_lens = args.clip_lens or [int(data.get("clip_len", 8))]
+    resolutions = args.resolutions or [data.get("resolution", 112)]
+    rows = []
+    header = f"{'clip':>5} {'res':>5} {'params(M)':>10} {'GFLOPs':>9} {'GMACs':>9} {'peak MB':>9} {'train clips/s':>14} {'infer clips/s':>14}"
+    print(f"{path} on {args.device}; FLOPs count a multiply-add as 2 (GMACs = GFLOPs / 2), per clip, forward")
+    print(header)
+    for clip_len in clip_lens:
+        for resolution in resolutions:
+            model = build_model(spec, args.num_classes, kwargs, clip_len=clip_len, resolution=resolution)
+            p = profile_model(model, clip_len, resolution, num_classes=args.num_classes, batch_size=args.batch_size,
+                              steps=args.steps, device=args.device)
+            rows.append(p)
+            print(f"{clip_len:>5} {str(resolution):>5} {p.params / 1e6:>10.2f} {p.gflops:>9.2f} {p.gmacs:>9.2f} "
+                  f"{p.peak_memory_mb:>9.0f} {p.train_clips_per_s:>14.2f} {p.infer_clips_per_s:>14.2f}")
+    out = Path(args.out or f"outputs/profile/{path.stem}.csv")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0].__dict__))
+        writer.writeheader()
+        writer.writerows(r.__dict__ for r in rows)
+    print(f"wrote {out}")
+    return 0
+
+
+def _lightning(argv: list[str]) -> int:
+    from jsonargparse import ArgumentError
+
+    from lit_video.train_cli import run_cli
+
+    try:
+        run_cli(argv)
+    except (ArgumentError, LitVideoError, ValueError) as err:
+        # jsonargparse wraps both config mistakes and errors raised while building the config's classes
+        # (e.g. a missing dataset root) in messages of many lines; say the one that matters.
+        message = _explain_config_error(err)
+        if message is None:
+            raise  # not the user's input: keep the traceback
+        print(f"lit-video: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _explain_config_error(err: BaseException) -> str | None:
+    """One line for a config error: our own error if one caused it, else jsonargparse's reason."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, LitVideoError):
+            return str(cause)
+        cause = cause.__cause__ or cause.__context__
+    from jsonargparse import ArgumentError
+
+    if not isinstance(err, ArgumentError):
+        return None
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
+    for index, line in enumerate(lines):
+        if line.startswith("- Problem with given class_path") and index + 1 < len(lines):
+            where = line[len("- Problem with given class_path "):].rstrip(":")
+            return f"{key} ({where}): {lines[index + 1]}" if key else f"{where}: {lines[index + 1]}"
+    return " ".join(lines[:2])
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lit_video.data.base import datamodule_names
     from lit_video.video.decode import BACKENDS
@@ -138,11 +232,31 @@ def build_parser() -> argparse.ArgumentParser:
     iterate.add_argument("--num-workers", type=int, default=2)
     iterate.add_argument("--decoder", default="auto", choices=decoders)
     iterate.set_defaults(run=_data_iterate)
+
+    profile = commands.add_parser("profile", help="params, GFLOPs, memory and clips/s of an experiment's model")
+    profile.add_argument("--config", required=True, help="an experiment YAML (model.init_args.model is profiled)")
+    profile.add_argument("--clip-lens", type=_int_list, default=None, help="e.g. 8,16,32 (default: the config's)")
+    profile.add_argument("--resolutions", type=_int_list, default=None, help="e.g. 112,224 (default: the config's)")
+    profile.add_argument("--num-classes", type=int, default=400, help="size of the classification head")
+    profile.add_argument("--batch-size", type=int, default=2, help="clips per timed step")
+    profile.add_argument("--steps", type=int, default=3, help="timed steps per throughput figure")
+    profile.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    profile.add_argument("--out", default=None, help="CSV path (default outputs/profile/<config>.csv)")
+    profile.set_defaults(run=_profile)
     return parser
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:
     _one_line_warnings()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("fit", "validate", "test", "predict"):
+        return _lightning(argv)
     args = build_parser().parse_args(argv)
     if getattr(args, "split", None) is not None and args.split.isdigit():
         args.split = int(args.split)

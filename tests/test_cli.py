@@ -67,3 +67,17 @@ def test_iterate_prints_throughput(ucf101_root, capsys):
                  "--resolution", "32", "--num-workers", "0", "--batch-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "clips/s" in out and "batch shape (4, 3, 4, 32, 32)" in out
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--data.init_args.clip_lenn", "4"], "Option 'clip_lenn' is not accepted"),
+    (["--data.init_args.root", "/no/such/root"], "dataset root /no/such/root does not exist"),
+    (["--model.init_args.model", "resnet9000"], "unknown model 'resnet9000'"),
+    (["--model.init_args.model_kwargs", "{widthz: 3}"], "model 'r2plus1d': got an unexpected keyword argument 'widthz'"),
+])
+def test_fit_config_errors_are_one_line(ucf101_root, extra, message):
+    config = "experiments/synthetic/r2plus1d_tiny.yaml"
+    result = _run("fit", "--config", config, "--data.init_args.root", str(ucf101_root), *extra)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1] and lines[-1].startswith("lit-video: error:") and "Traceback" not in result.stderr

@@ -65,3 +65,14 @@ def test_several_clips_at_once_keep_their_order():
     out = ClipTransform(32, train=False, num_crops=3, mean=(0, 0, 0), std=(1, 1, 1))(clips)
     assert out.shape == (9, 3, 2, 32, 32)
     assert torch.allclose(out[:, 0, 0, 0, 0], torch.tensor([0, 0, 0, 100, 100, 100, 200, 200, 200]) / 255)
+
+
+def test_uint8_output_normalized_later_equals_float_output():
+    torch.manual_seed(0)
+    clip = _clip()
+    float_clip = ClipTransform(48, train=False, num_crops=3)(clip)
+    raw = ClipTransform(48, train=False, num_crops=3, normalize=False)(clip)
+    assert raw.dtype == torch.uint8 and raw.shape == float_clip.shape
+    from lit_video.video.transforms import normalize_clips
+
+    assert torch.allclose(normalize_clips(raw[None]), float_clip[None], atol=1e-5)  # (B, V, C, T, H, W)

@@ -88,3 +88,14 @@ def test_eval_batches_hold_every_view(ucf101_root):
     assert batch["video"].shape == (2, 9, 3, 4, 40, 48)  # (B, clips x crops, C, T, H, W)
     assert batch["frame_indices"].shape == (2, 3, 4)
     assert batch["frame_indices"][0, 0, 0] == 0 and batch["frame_indices"][0, -1, -1] == 23
+
+
+def test_normalize_on_device_gives_the_same_batch(ucf101_root):
+    args = dict(clip_len=4, stride=2, num_clips=2, resolution=32, batch_size=3, num_workers=0)
+    reference = next(iter(UCF101DataModule(str(ucf101_root), **args).val_dataloader()))
+    dm = UCF101DataModule(str(ucf101_root), normalize_on_device=True, **args)
+    raw = next(iter(dm.val_dataloader()))
+    assert raw["video"].dtype == torch.uint8  # a quarter of the bytes leave the workers
+    batch = dm.on_after_batch_transfer(raw, 0)  # what the Trainer calls once the batch is on the device
+    assert batch["video"].dtype == torch.float32
+    assert torch.allclose(batch["video"], reference["video"], atol=1e-5)

@@ -27,7 +27,7 @@ from lit_video.data.synthetic import SynthSpec
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
 from lit_video.video.sampling import ClipSampler
-from lit_video.video.transforms import ClipTransform
+from lit_video.video.transforms import ClipTransform, normalize_clips
 
 SUBSETS = ("train", "val", "test")
 
@@ -200,11 +200,16 @@ class VideoDataModule(L.LightningDataModule):
         resolution: crop size in pixels (int, or [height, width]).
         short_side: short side after resizing; default 8/7 of the crop.
         train_short_side_range: optional [min, max] random short side for training (scale jitter).
+        flip: random horizontal flips for training. Turn off when a class depends on left/right
+            direction (the synthetic motion classes, Something-Something-style labels).
         target_fps: resample videos to this frame rate before striding; None keeps their own.
         batch_size: clips per batch (evaluation batches hold videos, each with all its views).
         num_workers: DataLoader worker processes.
         decoder: video backend: auto, pyav, torchcodec or decord.
         pin_memory: pin host memory for faster copies to the GPU.
+        normalize_on_device: workers return uint8 clips and the batch is normalized after it reaches
+            the device (in a Trainer): a quarter of the bytes through worker queues and to the GPU.
+            Outside a Trainer the loaders then yield uint8 (B,C,T,H,W).
     """
 
     format_name: ClassVar[str] = ""
@@ -219,11 +224,13 @@ class VideoDataModule(L.LightningDataModule):
         resolution: int | list[int] = 112,
         short_side: int | None = None,
         train_short_side_range: list[int] | None = None,
+        flip: bool = True,
         target_fps: float | None = None,
         batch_size: int = 8,
         num_workers: int = 2,
         decoder: str = DEFAULT_BACKEND,
         pin_memory: bool = True,
+        normalize_on_device: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -234,11 +241,13 @@ class VideoDataModule(L.LightningDataModule):
         self.resolution = resolution if isinstance(resolution, int) else tuple(resolution)
         self.short_side = short_side
         self.train_short_side_range = tuple(train_short_side_range) if train_short_side_range else None
+        self.flip = flip
         self.target_fps = target_fps
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.decoder = resolve_backend(decoder)
         self.pin_memory = pin_memory
+        self.normalize_on_device = normalize_on_device
         self.decode_failures = DecodeFailureCounter()
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -276,7 +285,9 @@ class VideoDataModule(L.LightningDataModule):
             train=train,
             short_side=self.short_side,
             short_side_range=self.train_short_side_range,
+            flip=self.flip,
             num_crops=self.num_crops,
+            normalize=not self.normalize_on_device,
         )
         records = self.records(subset)
         if not records:
@@ -303,6 +314,12 @@ class VideoDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        video = batch.get(keys.VIDEO) if isinstance(batch, dict) else None  # the summary passes bare tensors
+        if self.normalize_on_device and isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
+            batch[keys.VIDEO] = normalize_clips(video)  # (..., C, T, H, W)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -1,0 +1,1 @@
+"""Sweeps: compute profiles, Optuna studies, reports."""
