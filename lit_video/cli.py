@@ -121,6 +121,8 @@ def _profile(args: argparse.Namespace) -> int:
     if "model" not in task:
         raise LitVideoError(f"{path}: no model.init_args.model (a registry name or a class_path) to profile")
     spec, kwargs = task["model"], task.get("model_kwargs") or {}
+    # Weights do not change what a model costs; profiling must not need (or download) them.
+    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "checkpoint")}
     if isinstance(spec, dict):  # {class_path, init_args}: a model class taking num_classes first
         module_name, _, class_name = spec["class_path"].rpartition(".")
         import functools

@@ -26,7 +26,7 @@ def test_profile_command_matches_torchvision_macs(tmp_path, capsys, name, weight
     config = tmp_path / f"{name}.yaml"
     config.write_text(
         "model:\n  class_path: lit_video.tasks.classification.VideoClassifier\n"
-        f"  init_args:\n    model: {name}\n"
+        f"  init_args:\n    model: {name}\n    model_kwargs: {{pretrained: true}}\n"  # weights are not needed
     )
     out = tmp_path / "profile.csv"
     assert main(["profile", "--config", str(config), "--clip-lens", str(clip_len), "--resolutions", str(resolution),
