@@ -153,6 +153,45 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    import subprocess
+
+    import optuna
+
+    from lit_video.sweep.spec import SweepSpec
+    from lit_video.sweep.study import FINISHED, default_storage, load_study, run_sweep
+
+    spec = SweepSpec.load(args.spec)
+    storage = args.storage or spec.storage or default_storage(spec)
+    study_name = args.study_name or spec.study_name
+    if args.workers > 1:
+        spec.validate()  # once, before any worker starts
+        command = [sys.executable, "-m", "lit_video.cli", "sweep", str(args.spec), "--storage", storage,
+                   "--study-name", study_name, "--workers", "1", "--quiet"]
+        if args.n_trials:
+            command += ["--n-trials", str(args.n_trials)]
+        workers = [subprocess.Popen(command) for _ in range(args.workers)]
+        codes = [w.wait() for w in workers]
+        if any(codes):
+            print(f"warning: {sum(1 for c in codes if c)} of {args.workers} workers exited with an error")
+        study = load_study(spec, storage, study_name)
+    else:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = run_sweep(spec, storage, study_name, args.n_trials)
+    if args.quiet:
+        return 0
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    states = {state.name.lower(): sum(t.state == state for t in trials) for state in FINISHED}
+    print(f"study '{study_name}' in {storage}: " + ", ".join(f"{n} {s}" for s, n in states.items()))
+    for trial in trials:
+        if "failure" in trial.user_attrs:
+            print(f"  trial {trial.number} {trial.params}: {trial.user_attrs['failure']}")
+    if states["complete"]:
+        for best in study.best_trials if spec.multi_objective else [study.best_trial]:
+            print(f"best trial {best.number}: {best.values} with {best.params}")
+    return 0
+
+
 def _lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
@@ -245,6 +284,15 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--device", default="cuda" if _cuda() else "cpu")
     profile.add_argument("--out", default=None, help="CSV path (default outputs/profile/<config>.csv)")
     profile.set_defaults(run=_profile)
+
+    sweep = commands.add_parser("sweep", help="run or resume an Optuna sweep of an experiment")
+    sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: SQLite in out_dir)")
+    sweep.add_argument("--study-name", default=None)
+    sweep.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach")
+    sweep.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
+    sweep.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # set for the workers
+    sweep.set_defaults(run=_sweep)
     return parser
 
 

@@ -26,23 +26,43 @@ class VideoCLI(LightningCLI):
         parser.link_arguments("data.init_args.resolution", "model.init_args.resolution")
 
 
-def run_cli(args: list[str]) -> VideoCLI:
-    """Run a LightningCLI subcommand; `args` starts with it (e.g. ["fit", "--config", "x.yaml"])."""
+class _ParseOnlyCLI(VideoCLI):
+    """Parses and validates a config (every key, type and link) without building anything."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def run_cli(args: list[str], run: bool = True) -> VideoCLI:
+    """Run a LightningCLI subcommand; `args` starts with it (e.g. ["fit", "--config", "x.yaml"]).
+
+    With run=False, `args` holds no subcommand: the model, DataModule and Trainer are built and
+    returned for the caller to run (the sweep adds its own callbacks and logger first)."""
+    return _with_argv(lambda: _cli(VideoCLI, args, run))
+
+
+def validate_config(args: list[str]) -> None:
+    """Raise jsonargparse's ArgumentError (naming the key) if `args` (no subcommand) do not parse."""
+    _with_argv(lambda: _cli(_ParseOnlyCLI, args, run=False))
+
+
+def _with_argv(build):
     # LightningCLI warns when both `args` and sys.argv hold arguments; `args` is the whole story here.
     saved, sys.argv = sys.argv, sys.argv[:1]
     try:
-        return _cli(args)
+        return build()
     finally:
         sys.argv = saved
 
 
-def _cli(args: list[str]) -> VideoCLI:
-    return VideoCLI(
+def _cli(cls: type[VideoCLI], args: list[str], run: bool) -> VideoCLI:
+    return cls(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
+        run=run,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"exit_on_error": False},
     )

@@ -1,0 +1,181 @@
+"""Sweeps on a real Optuna SQLite storage: grids run once and resume, failures are recorded and do not
+end the sweep, pruning stops a hopeless trial, bad specs fail before any trial starts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import yaml
+from torch import nn
+
+from lit_video.models.registry import register_model
+from lit_video.sweep.spec import SweepSpec, SweepSpecError
+from lit_video.sweep.study import load_study, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"
+BUDGET = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "enable_progress_bar": False,
+          "enable_checkpointing": False, "logger": False}
+
+
+@register_model("sweep_test_oom")
+class RunsOutOfMemory(nn.Module):
+    """Stands for a configuration too large for the device: its forward raises CUDA's OOM error."""
+
+    def __init__(self, num_classes: int, **unused):
+        super().__init__()
+        self.head = nn.Linear(1, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+
+@register_model("sweep_test_nan")
+class ProducesNaN(nn.Module):
+    def __init__(self, num_classes: int, **unused):
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3, 4))) * float("nan")
+
+
+@register_model("sweep_test_hopeless")
+class Hopeless(nn.Module):
+    """Confidently predicts class 0 whatever it sees: a validation loss far above any learning model's."""
+
+    def __init__(self, num_classes: int, **unused):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(50.0), requires_grad=False)
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(x.shape[0], self.num_classes, device=x.device)
+        logits[:, 0] = self.scale
+        return logits + 0 * self.bias
+
+
+def write_spec(tmp_path: Path, root: Path, **fields) -> Path:
+    spec = {
+        "experiment": str(EXPERIMENT),
+        "study_name": "test",
+        "out_dir": str(tmp_path / "out"),
+        "overrides": {"data.init_args.root": str(root), "data.init_args.num_workers": 0},
+        "search_space": {"data.init_args.clip_len": {"type": "categorical", "choices": [4, 8]},
+                         "data.init_args.stride": {"type": "categorical", "choices": [1, 2]}},
+        "objectives": [{"metric": "val/acc_video_best", "direction": "maximize"}],
+        "sampler": "grid",
+        "pruner": "none",
+        "budget": BUDGET,
+    }
+    spec.update(fields)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def test_grid_runs_each_point_once_and_resumes(tmp_path, ucf101_root):
+    spec = SweepSpec.load(write_spec(tmp_path, ucf101_root))
+    study = run_sweep(spec)
+    assert len(study.trials) == 4 and len(complete(study)) == 4
+    points = {(t.params["data.init_args.clip_len"], t.params["data.init_args.stride"]) for t in study.trials}
+    assert points == {(4, 1), (4, 2), (8, 1), (8, 2)}
+    trial = complete(study)[0]
+    assert trial.user_attrs["compute/gflops"] > 0 and trial.user_attrs["compute/params"] > 0
+    assert trial.user_attrs["wall_time_s"] >= trial.user_attrs["fit_time_s"] > 0
+    # the compute profile follows the swept clip length: twice the frames, twice the FLOPs
+    flops = {t.params["data.init_args.clip_len"]: t.user_attrs["compute/gflops"] for t in complete(study)}
+    assert flops[8] == pytest.approx(2 * flops[4], rel=0.05)
+    again = run_sweep(SweepSpec.load(spec.path))  # the same command again: nothing is redone
+    assert len(again.trials) == 4
+    assert (tmp_path / "out" / "test.db").is_file()
+
+
+def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, ucf101_root):
+    path = write_spec(tmp_path, ucf101_root)
+    spec = SweepSpec.load(path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    worker = subprocess.Popen([sys.executable, "-m", "lit_video.cli", "sweep", str(path)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and worker.poll() is None:
+        time.sleep(0.5)
+        if (tmp_path / "out" / "test.db").exists() and len(complete(load_study(spec))) >= 1:
+            break
+    worker.send_signal(signal.SIGINT)  # Ctrl-C
+    worker.wait(timeout=120)
+    first = {t.number for t in complete(load_study(spec))}
+    assert 1 <= len(first) < 4
+    study = run_sweep(SweepSpec.load(path))
+    finished = complete(study)
+    assert len(finished) == 4  # every grid point, once
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
+    assert first <= {t.number for t in finished}  # the first run's trials were kept, not redone
+
+
+def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, ucf101_root):
+    path = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.model": {"type": "categorical", "choices": ["sweep_test_oom", "sweep_test_nan", "r2plus1d"]},
+    })
+    study = run_sweep(SweepSpec.load(path))
+    by_model = {t.params["model.init_args.model"]: t for t in study.trials}
+    assert by_model["sweep_test_oom"].state == optuna.trial.TrialState.FAIL
+    assert by_model["sweep_test_oom"].user_attrs["failure"].startswith("infeasible: out of memory")
+    assert by_model["sweep_test_nan"].state == optuna.trial.TrialState.FAIL
+    assert by_model["sweep_test_nan"].user_attrs["failure"].startswith("failed: not a number")
+    assert by_model["r2plus1d"].state == optuna.trial.TrialState.COMPLETE  # not poisoned by the failures
+    assert len(run_sweep(SweepSpec.load(path)).trials) == 3  # recorded failures are not retried
+
+
+def test_pruning_stops_a_hopeless_trial(tmp_path, ucf101_root):
+    common = dict(pruner="median", objectives=[{"metric": "val/loss", "direction": "minimize"}],
+                  budget={**BUDGET, "max_epochs": 3})
+    # Two learning trials first (the median pruner needs finished trials to compare with) ...
+    learning = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.optimizer.lr": {"type": "categorical", "choices": [0.001, 0.002]}}, **common)
+    study = run_sweep(SweepSpec.load(learning))
+    assert len(complete(study)) == 2
+    # ... then the same study extended with a model whose validation loss stays far above theirs.
+    hopeless = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.model": {"type": "categorical", "choices": ["sweep_test_hopeless"]}}, **common)
+    study = run_sweep(SweepSpec.load(hopeless), n_trials=3)
+    trial = study.trials[-1]
+    assert trial.params["model.init_args.model"] == "sweep_test_hopeless"
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert trial.user_attrs["pruned_at_epoch"] == 1  # the first epoch after the warm-up step, not the last
+    assert max(trial.intermediate_values) == 1
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"search_space": {"data.init_args.clip_lenn": {"type": "categorical", "choices": [4]}}},
+     "search_space.data.init_args.clip_lenn = 4: Option 'clip_lenn' is not accepted"),
+    ({"search_space": {"data.init_args.clip_len": {"type": "categorical", "choices": [4, "long"]}}},
+     "search_space.data.init_args.clip_len = 'long'"),
+    ({"search_space": {"data.init_args.clip_len": {"type": "integer", "low": 1, "high": 4}}},
+     "search_space.data.init_args.clip_len: type 'integer' is not int, float or categorical"),
+    ({"samplr": "tpe"}, "unknown key 'samplr'"),
+    ({"overrides": {"trainer.max_epochz": 3}}, "overrides / budget"),
+    ({"objectives": [{"metric": "a", "direction": "up"}, {"metric": "b"}]}, "objectives[0].direction: 'up'"),
+    ({"objectives": [{"metric": "a"}, {"metric": "b"}], "pruner": "median"}, "cannot prune multi-objective"),
+    ({"search_space": {"model.init_args.optimizer.lr": {"type": "float", "low": 0.1, "high": 0.2}}},
+     "a grid needs categorical or int parameters"),
+])
+def test_bad_specs_fail_before_any_trial(tmp_path, ucf101_root, change, message):
+    path = write_spec(tmp_path, ucf101_root, **change)
+    with pytest.raises(SweepSpecError, match=None) as caught:
+        run_sweep(SweepSpec.load(path))
+    assert message in str(caught.value) and str(path) in str(caught.value)
+    assert not (tmp_path / "out" / "test.db").exists()  # no study was created, no trial ran
