@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -104,26 +102,46 @@ def test_grid_runs_each_point_once_and_resumes(tmp_path, ucf101_root):
     assert (tmp_path / "out" / "test.db").is_file()
 
 
+@register_model("sweep_test_ctrl_c")
+class CtrlCOnce(nn.Module):
+    """Presses Ctrl-C (a real SIGINT to this process) during its first training step, then behaves."""
+
+    interrupted = False
+
+    def __init__(self, num_classes: int, **unused):
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not CtrlCOnce.interrupted:
+            CtrlCOnce.interrupted = True
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the interrupt is raised here
+        return self.head(x.mean(dim=(2, 3, 4)))
+
+
 def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, ucf101_root):
-    path = write_spec(tmp_path, ucf101_root)
-    spec = SweepSpec.load(path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    worker = subprocess.Popen([sys.executable, "-m", "lit_video.cli", "sweep", str(path)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and worker.poll() is None:
-        time.sleep(0.5)
-        if (tmp_path / "out" / "test.db").exists() and len(complete(load_study(spec))) >= 1:
-            break
-    worker.send_signal(signal.SIGINT)  # Ctrl-C
-    worker.wait(timeout=120)
-    first = {t.number for t in complete(load_study(spec))}
-    assert 1 <= len(first) < 4
+    path = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.model": {"type": "categorical", "choices": ["r2plus1d", "sweep_test_ctrl_c"]},
+        "model.init_args.optimizer.lr": {"type": "categorical", "choices": [0.001, 0.002]}})
+    CtrlCOnce.interrupted = False
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(SweepSpec.load(path))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C while it shuts down
+    study = load_study(SweepSpec.load(path))
+    first = {t.number for t in complete(study)}
+    stopped = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(first) < 4 and len(stopped) == 1 and "failure" not in stopped[0].user_attrs
+    # The same command again: the interrupted point is redone, finished ones are kept, each point once.
     study = run_sweep(SweepSpec.load(path))
     finished = complete(study)
-    assert len(finished) == 4  # every grid point, once
+    assert len(finished) == 4
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
-    assert first <= {t.number for t in finished}  # the first run's trials were kept, not redone
+    assert first <= {t.number for t in finished}
+    assert any(t.params == stopped[0].params for t in finished)
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, ucf101_root):
