@@ -106,6 +106,8 @@ def _int_list(text: str) -> list[int]:
 
 def _profile(args: argparse.Namespace) -> int:
     import csv
+    import functools
+    import importlib
 
     import yaml
 
@@ -125,9 +127,6 @@ def _profile(args: argparse.Namespace) -> int:
     kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "checkpoint")}
     if isinstance(spec, dict):  # {class_path, init_args}: a model class taking num_classes first
         module_name, _, class_name = spec["class_path"].rpartition(".")
-        import functools
-        import importlib
-
         spec = functools.partial(getattr(importlib.import_module(module_name), class_name), **spec.get("init_args", {}))
     clip_lens = args.clip_lens or [int(data.get("clip_len", 8))]
     resolutions = args.resolutions or [data.get("resolution", 112)]
@@ -219,15 +218,12 @@ def _explain_config_error(err: BaseException) -> str | None:
         cause = cause.__cause__ or cause.__context__
     from jsonargparse import ArgumentError
 
+    from lit_video.train_cli import config_error_reason
+
     if not isinstance(err, ArgumentError):
         return None
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
-    for index, line in enumerate(lines):
-        if line.startswith("- Problem with given class_path") and index + 1 < len(lines):
-            where = line[len("- Problem with given class_path "):].rstrip(":")
-            return f"{key} ({where}): {lines[index + 1]}" if key else f"{where}: {lines[index + 1]}"
-    return " ".join(lines[:2])
+    where, reason = config_error_reason(err)
+    return f"{where}: {reason}" if where else reason
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,19 @@ def validate_config(args: list[str]) -> None:
     _with_argv(lambda: _cli(_ParseOnlyCLI, args, run=False))
 
 
+def config_error_reason(err: BaseException) -> tuple[str, str]:
+    """(where, reason) of a jsonargparse error, whose message spans many lines: `where` names the
+    key and class (e.g. 'Parser key "data" (UCF101DataModule)'), `reason` is the line that says why."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
+    marker = "- Problem with given class_path"
+    for index, line in enumerate(lines):
+        if line.startswith(marker) and index + 1 < len(lines):
+            class_path = line[len(marker):].strip().rstrip(":")
+            return (f"{key} ({class_path})" if key else class_path), lines[index + 1]
+    return key, " ".join(lines[:2])
+
+
 def _with_argv(build):
     # LightningCLI warns when both `args` and sys.argv hold arguments; `args` is the whole story here.
     saved, sys.argv = sys.argv, sys.argv[:1]

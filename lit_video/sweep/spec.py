@@ -201,7 +201,7 @@ class SweepSpec:
         """Check every fixed and swept key, at the ends of its range, against the config parser."""
         from jsonargparse import ArgumentError
 
-        from lit_video.train_cli import validate_config
+        from lit_video.train_cli import config_error_reason, validate_config
 
         checks = [({}, "overrides / budget")]
         for p in self.params:
@@ -210,10 +210,7 @@ class SweepSpec:
             try:
                 validate_config(self.config_args(values, self.seeds[0]))
             except ArgumentError as err:
-                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-                reason = next((lines[i + 1] for i, line in enumerate(lines)
-                               if line.startswith("- Problem with given class_path") and i + 1 < len(lines)),
-                              " ".join(lines[:2]))
+                _, reason = config_error_reason(err)
                 value = f" = {next(iter(values.values()))!r}" if values else ""
                 raise SweepSpecError(f"{self.path}: {where}{value}: {reason}") from None
 
