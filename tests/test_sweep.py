@@ -3,8 +3,10 @@ end the sweep, pruning stops a hopeless trial, bad specs fail before any trial s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from torch import nn
 from lit_video.models.registry import register_model
 from lit_video.sweep.spec import SweepSpec, SweepSpecError
 from lit_video.sweep.study import load_study, run_sweep
+from lit_video.sweep.tracking import offline_runs, read_offline_run, wandb_executable
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"
@@ -100,6 +103,51 @@ def test_grid_runs_each_point_once_and_resumes(tmp_path, ucf101_root):
     again = run_sweep(SweepSpec.load(spec.path))  # the same command again: nothing is redone
     assert len(again.trials) == 4
     assert (tmp_path / "out" / "test.db").is_file()
+    assert len(offline_runs(tmp_path / "out" / "test")) == 4  # one W&B run per trial, none for the re-run
+
+
+def wandb_records(run_dir: str) -> list[dict]:
+    """Every record of an offline run, as the wandb CLI prints them."""
+    done = subprocess.run([wandb_executable(), "leet", "inspect", "--json", run_dir], capture_output=True,
+                          text=True, check=True)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def test_each_trial_has_an_offline_wandb_run_with_its_values_and_compute(tmp_path, ucf101_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    spec = SweepSpec.load(write_spec(tmp_path, ucf101_root, search_space={
+        "data.init_args.clip_len": {"type": "categorical", "choices": [4, 8]}}, seeds=[0, 3],
+        wandb={"project": "lit-video-test", "tags": ["ablation"]}))
+    study = run_sweep(spec)
+    assert len(complete(study)) == 4
+    for trial in study.trials:
+        run = read_offline_run(trial.user_attrs["wandb_dir"])  # wandb leet inspect --summary --json
+        assert run["name"] == str(trial.number) and run["state"] == "finished"
+        assert run["project"] == "lit-video-test" and set(run["tags"]) == {"test", "ablation"}
+        config, summary = run["config"], run["summary"]
+        # the swept values, both as sweep values and inside the full resolved config
+        assert config["sweep"]["values"] == {"data.init_args.clip_len": trial.params["data.init_args.clip_len"]}
+        assert config["sweep"]["seed"] == trial.params["seed_everything"] == config["seed_everything"]
+        assert config["data"]["init_args"]["clip_len"] == trial.params["data.init_args.clip_len"]
+        assert config["model"]["init_args"]["num_classes"] == 4  # linked from the dataset at instantiation
+        assert config["trainer"]["max_epochs"] == 1
+        for key in ("gflops", "params", "peak_memory_mb", "train_clips_per_s", "infer_clips_per_s"):
+            assert config["compute"][key] == pytest.approx(trial.user_attrs[f"compute/{key}"])
+            assert summary[f"compute/{key}"] == pytest.approx(trial.user_attrs[f"compute/{key}"])
+        assert summary["objective/val/acc_video_best"] == pytest.approx(trial.value)
+        assert summary["trial/state"] == "complete"
+        record = next(r for r in wandb_records(trial.user_attrs["wandb_dir"]) if r["type"] == "run")["run"]
+        assert record["run_group"] == "test" and record["job_type"] == "trial"
+
+
+def test_a_failed_trial_run_says_why(tmp_path, ucf101_root):
+    path = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.model": {"type": "categorical", "choices": ["sweep_test_nan"]}})
+    trial = run_sweep(SweepSpec.load(path)).trials[0]
+    run = read_offline_run(trial.user_attrs["wandb_dir"])
+    assert run["exit_code"] == 1
+    assert run["summary"]["trial/failure"] == trial.user_attrs["failure"]
+    assert run["summary"]["trial/state"] == "failed"
 
 
 @register_model("sweep_test_ctrl_c")

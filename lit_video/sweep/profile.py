@@ -179,6 +179,7 @@ class ComputeProfileCallback(L.Callback):
         self.batch_size = batch_size
         self.steps = steps
         self.profile: ComputeProfile | None = None
+        self.seconds = 0.0  # how long profiling took: sweeps report it as overhead
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         example = getattr(pl_module, "example_input_array", None)
@@ -186,10 +187,12 @@ class ComputeProfileCallback(L.Callback):
             return
         network = getattr(pl_module, "model", pl_module)
         _, _, clip_len, height, width = example.shape
+        start = time.perf_counter()
         self.profile = profile_model(
             copy.deepcopy(network), clip_len, (height, width), batch_size=self.batch_size, steps=self.steps,
             warmup=1, device=pl_module.device,
         )
+        self.seconds = time.perf_counter() - start
         metrics = self.profile.as_metrics()
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=0)

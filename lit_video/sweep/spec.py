@@ -16,6 +16,7 @@
     budget: {max_epochs: 3}            # trainer.* for every trial
     n_trials: 20
     timeout: null                      # seconds
+    wandb: {project: lit-video, mode: null, tags: []}   # mode: online | offline | disabled | null (auto)
 
 Everything is checked by `SweepSpec.load` (spec keys, types) and `validate` (every swept and fixed
 key against the real config parser, at the extremes of its range) before any trial starts.
@@ -32,11 +33,12 @@ from typing import Any
 import yaml
 
 from lit_video.errors import LitVideoError
+from lit_video.sweep.tracking import MODES, WandbSettings
 
 SAMPLERS = ("tpe", "grid", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 SPEC_KEYS = {"experiment", "study_name", "storage", "out_dir", "overrides", "search_space", "seeds", "objectives",
-             "sampler", "pruner", "budget", "n_trials", "timeout"}
+             "sampler", "pruner", "budget", "n_trials", "timeout", "wandb"}
 SEED_KEY = "seed_everything"
 
 
@@ -113,6 +115,7 @@ class SweepSpec:
     budget: dict[str, Any]
     n_trials: int | None
     timeout: float | None
+    wandb: WandbSettings = WandbSettings()
 
     @property
     def multi_objective(self) -> bool:
@@ -174,7 +177,7 @@ class SweepSpec:
             path=path, experiment=experiment, study_name=str(raw.get("study_name") or path.stem),
             storage=raw.get("storage"), out_dir=Path(raw.get("out_dir") or "outputs/sweeps"), overrides=overrides,
             params=params, seeds=seeds, objectives=objectives, sampler=sampler, pruner=pruner, budget=budget,
-            n_trials=n_trials, timeout=raw.get("timeout"),
+            n_trials=n_trials, timeout=raw.get("timeout"), wandb=_wandb(path, raw.get("wandb")),
         )
 
     def grid(self) -> dict[str, list]:
@@ -246,3 +249,20 @@ def _objective(path: Path, index: int, value: Any) -> Objective:
     if direction not in ("maximize", "minimize"):
         raise SweepSpecError(f"{path}: objectives[{index}].direction: '{direction}' is not maximize or minimize")
     return Objective(str(value["metric"]), direction)
+
+
+def _wandb(path: Path, value: Any) -> WandbSettings:
+    if value is None:
+        return WandbSettings()
+    known = {"project", "entity", "mode", "tags"}
+    if not isinstance(value, dict) or set(value) - known:
+        unknown = sorted(set(value) - known) if isinstance(value, dict) else []
+        detail = f"unknown key '{unknown[0]}'" if unknown else "expected a mapping"
+        raise SweepSpecError(f"{path}: wandb: {detail} (known: {', '.join(sorted(known))})")
+    if value.get("mode") not in (None, *MODES):
+        raise SweepSpecError(f"{path}: wandb.mode: '{value['mode']}' is not one of {', '.join(MODES)}")
+    tags = value.get("tags") or []
+    if not isinstance(tags, list):
+        raise SweepSpecError(f"{path}: wandb.tags: expected a list, got {tags!r}")
+    return WandbSettings(project=str(value.get("project") or "lit-video"), entity=value.get("entity"),
+                         mode=value.get("mode"), tags=tuple(str(t) for t in tags))

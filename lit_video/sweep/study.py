@@ -15,10 +15,12 @@ from pathlib import Path
 
 import optuna
 import torch
+import yaml
 
 from lit_video.errors import LitVideoError
 from lit_video.sweep.profile import ComputeProfileCallback
 from lit_video.sweep.spec import SEED_KEY, SweepSpec
+from lit_video.sweep.tracking import finish_run, trial_logger
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 
@@ -79,7 +81,12 @@ def failure_reason(err: BaseException) -> str:
 
 
 class TrialRunner:
-    """The Optuna objective: builds a trial's config, trains it, returns the objective value(s)."""
+    """The Optuna objective: builds a trial's config, trains it, returns the objective value(s).
+
+    Every trial also gets a W&B run (see `lit_video.sweep.tracking`) and records in its user
+    attributes the compute profile and where its time went: `setup_time_s` (building the config,
+    model, data and logger), `profile_time_s`, `fit_time_s` (profile included) and `wall_time_s`.
+    """
 
     def __init__(self, spec: SweepSpec):
         self.spec = spec
@@ -99,26 +106,26 @@ class TrialRunner:
         trial_dir = spec.out_dir / spec.study_name / f"trial_{trial.number:04d}"
         trial.set_user_attr("trial_dir", str(trial_dir))
         start = time.perf_counter()
-        cli = None
+        cli = logger = None
+        summary: dict[str, object] = {"trial/number": trial.number}
+        exit_code = 1
         try:
             cli = run_cli(spec.config_args(values, seed, trial_dir), run=False)
+            logger = self._attach_wandb(cli, trial, values, seed)
             callbacks: list[Callback] = []
             pruning = None
             if spec.pruner != "none":
                 pruning = PyTorchLightningPruningCallback(trial, monitor=spec.objectives[0].metric)
                 callbacks.append(pruning)
             cli.trainer.callbacks.extend(callbacks)
+            trial.set_user_attr("setup_time_s", time.perf_counter() - start)
             fit_start = time.perf_counter()
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             trial.set_user_attr("fit_time_s", time.perf_counter() - fit_start)
             if pruning is not None:
                 pruning.check_pruned()  # under DDP the pruning decision is taken on rank 0
             metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-            profile = next((c.profile for c in cli.trainer.callbacks if isinstance(c, ComputeProfileCallback)), None)
-            if profile is not None:
-                for key, value in profile.as_metrics().items():
-                    trial.set_user_attr(key, value)
-                metrics.update(profile.as_metrics())
+            metrics.update(_record_profile(trial, cli))
             results = []
             for objective in spec.objectives:
                 if objective.metric not in metrics:
@@ -128,25 +135,86 @@ class TrialRunner:
                 if math.isnan(value):
                     raise FloatingPointError(f"objective '{objective.metric}' is NaN")
                 results.append(value)
+                summary[f"objective/{objective.metric}"] = value
+            summary["trial/state"], exit_code = "complete", 0
             return results if spec.multi_objective else results[0]
         except SystemExit as stop:
             # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1); Optuna would leave the
             # trial RUNNING forever. Re-raise it as the interrupt it was: the trial is marked failed
             # without a reason, and the next run of the sweep redoes it.
+            summary["trial/state"] = "interrupted"
             raise KeyboardInterrupt from stop
         except optuna.TrialPruned:
-            trial.set_user_attr("pruned_at_epoch", cli.trainer.current_epoch if cli is not None else None)
+            epoch = cli.trainer.current_epoch if cli is not None else None
+            trial.set_user_attr("pruned_at_epoch", epoch)
+            summary.update({"trial/state": "pruned", "trial/pruned_at_epoch": epoch})
+            exit_code = 0
             raise
         except Exception as err:
-            trial.set_user_attr("failure", failure_reason(err))
+            reason = failure_reason(err)
+            trial.set_user_attr("failure", reason)
+            summary.update({"trial/state": reason.split(":")[0], "trial/failure": reason})
             raise
         finally:
+            if cli is not None:
+                _record_profile(trial, cli)  # also for a trial that failed after profiling
+            if logger is not None:
+                if "compute/params" in trial.user_attrs:
+                    logger.log_hyperparams({"compute": _compute_attrs(trial.user_attrs)})
+                finish_run(logger, summary, exit_code)
             trial.set_user_attr("wall_time_s", time.perf_counter() - start)
             # Free this trial's model, loaders and workers before the next one starts.
-            del cli
+            del cli, logger
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    def _attach_wandb(self, cli, trial: optuna.Trial, values: dict, seed: int):
+        """Add the trial's W&B run to the trainer's loggers, with the resolved config as its config."""
+        spec = self.spec
+        logger = trial_logger(spec.wandb, spec.study_name, trial.number, spec.out_dir / spec.study_name)
+        if logger is None:
+            return None
+        cli.trainer.loggers = [*cli.trainer.loggers, logger]
+        # The resolved config already holds the task's and DataModule's arguments under model.init_args /
+        # data.init_args; Lightning's own copy of them would overwrite the "model" section with the
+        # model's registry name.
+        cli.model._log_hyperparams = False
+        cli.datamodule._log_hyperparams = False
+        config = resolved_config(cli)
+        config["sweep"] = {"study": spec.study_name, "trial": trial.number, "seed": seed, "values": values}
+        logger.log_hyperparams(config)  # starts the run now, so its start-up counts as set-up time
+        trial.set_user_attr("wandb_dir", str(Path(logger.experiment.dir).parent)
+                            if getattr(logger.experiment, "dir", None) else None)
+        return logger
+
+
+def resolved_config(cli) -> dict:
+    """The full config of a built LightningCLI, the values linked at instantiation (num_classes) included."""
+    config = yaml.safe_load(cli.parser.dump(cli.config))
+    for section, module in (("model", cli.model), ("data", cli.datamodule)):
+        init_args = config.get(section, {}).get("init_args")
+        if isinstance(init_args, dict):
+            for key, value in module.hparams.items():
+                if not key.startswith("_") and key not in init_args and isinstance(value, int | float | str | bool):
+                    init_args[key] = value
+    return config
+
+
+def _record_profile(trial: optuna.Trial, cli) -> dict[str, float]:
+    """Copy the compute profile (if it ran) and its own duration into the trial's user attributes."""
+    callback = next((c for c in cli.trainer.callbacks if isinstance(c, ComputeProfileCallback)), None)
+    if callback is None or callback.profile is None:
+        return {}
+    metrics = callback.profile.as_metrics()
+    for key, value in metrics.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("profile_time_s", callback.seconds)
+    return metrics
+
+
+def _compute_attrs(attrs: dict) -> dict:
+    return {key.removeprefix("compute/"): value for key, value in attrs.items() if key.startswith("compute/")}
 
 
 def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
