@@ -191,6 +191,31 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from lit_video.sweep.report import load_existing_study, write_report
+
+    study = load_existing_study(args.storage, args.study_name)
+    report = write_report(study, args.out or f"outputs/reports/{study.study_name}", storage=args.storage)
+    print(report.summary, end="")
+    print(f"\nreport: {report.out_dir}/index.html ({len(report.files)} files: trials.csv, plots as PNG and HTML)")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise LitVideoError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
+    from lit_video.sweep.report import study_names
+    from lit_video.sweep.study import open_storage
+
+    names = study_names(args.storage)  # fails with one line on a storage that cannot be opened
+    print(f"optuna-dashboard for {len(names)} studies ({', '.join(names) or 'none yet'}) on "
+          f"http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+    run_server(open_storage(args.storage), host=args.host, port=args.port)
+    return 0
+
+
 def _lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
@@ -289,6 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
     sweep.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # set for the workers
     sweep.set_defaults(run=_sweep)
+
+    report = commands.add_parser("report", help="CSV, plots (PNG + HTML) and a summary of a sweep's study")
+    report.add_argument("--storage", required=True, help="the study's storage URL or journal file")
+    report.add_argument("--study-name", default=None, help="needed when the storage holds several studies")
+    report.add_argument("--out", default=None, help="output folder (default outputs/reports/<study name>)")
+    report.set_defaults(run=_report)
+
+    dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard for a storage on 127.0.0.1")
+    dashboard.add_argument("--storage", required=True, help="the study's storage URL or journal file")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--host", default="127.0.0.1", help="keep 127.0.0.1 and reach it over an ssh tunnel")
+    dashboard.set_defaults(run=_dashboard)
     return parser
 
 

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
 from lit_video.data.synthetic import SynthSpec  # noqa: E402
 from lit_video.data.ucf101 import UCF101DataModule  # noqa: E402
+from lit_video.sweep.spec import SweepSpec  # noqa: E402
+from lit_video.sweep.study import run_sweep  # noqa: E402
 from lit_video.video.encode import write_video  # noqa: E402
 
 MARKER_BITS = 8
@@ -78,3 +81,41 @@ def kinetics_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kinetics")
     KineticsDataModule.synthesize(root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
     return root
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_EXPERIMENT = REPO / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"
+# Seconds per trial: one epoch of two batches, no checkpoints, W&B as the only logger.
+TINY_BUDGET = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "enable_progress_bar": False,
+               "enable_checkpointing": False, "logger": False}
+
+
+def write_spec(folder: Path, root: Path, **fields) -> Path:
+    """A sweep spec over the tiny R(2+1)D on `root` (grid clip_len x stride, one seed), with `fields`
+    replacing any of its keys; written to folder/spec.yaml."""
+    spec = {
+        "experiment": str(TINY_EXPERIMENT),
+        "study_name": "test",
+        "out_dir": str(folder / "out"),
+        "overrides": {"data.init_args.root": str(root), "data.init_args.num_workers": 0},
+        "search_space": {"data.init_args.clip_len": {"type": "categorical", "choices": [4, 8]},
+                         "data.init_args.stride": {"type": "categorical", "choices": [1, 2]}},
+        "objectives": [{"metric": "val/acc_video_best", "direction": "maximize"}],
+        "sampler": "grid",
+        "pruner": "none",
+        "budget": TINY_BUDGET,
+    }
+    spec.update(fields)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory, ucf101_root) -> SweepSpec:
+    """A finished sweep on real storage with offline W&B runs: clip_len {4, 8} x stride {1, 2} x seeds
+    {0, 1}, eight trials of one short epoch. Its storage is `sqlite:///<out_dir>/tiny.db`."""
+    folder = tmp_path_factory.mktemp("tiny_study")
+    spec = SweepSpec.load(write_spec(folder, ucf101_root, study_name="tiny", seeds=[0, 1]))
+    run_sweep(spec)
+    return spec

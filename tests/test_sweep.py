@@ -8,23 +8,17 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import optuna
 import pytest
 import torch
-import yaml
+from conftest import TINY_BUDGET, write_spec
 from torch import nn
 
 from lit_video.models.registry import register_model
 from lit_video.sweep.spec import SweepSpec, SweepSpecError
 from lit_video.sweep.study import load_study, run_sweep
 from lit_video.sweep.tracking import offline_runs, read_offline_run, wandb_executable
-
-ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT = ROOT / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"
-BUDGET = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "enable_progress_bar": False,
-          "enable_checkpointing": False, "logger": False}
 
 
 @register_model("sweep_test_oom")
@@ -63,25 +57,6 @@ class Hopeless(nn.Module):
         logits = torch.zeros(x.shape[0], self.num_classes, device=x.device)
         logits[:, 0] = self.scale
         return logits + 0 * self.bias
-
-
-def write_spec(tmp_path: Path, root: Path, **fields) -> Path:
-    spec = {
-        "experiment": str(EXPERIMENT),
-        "study_name": "test",
-        "out_dir": str(tmp_path / "out"),
-        "overrides": {"data.init_args.root": str(root), "data.init_args.num_workers": 0},
-        "search_space": {"data.init_args.clip_len": {"type": "categorical", "choices": [4, 8]},
-                         "data.init_args.stride": {"type": "categorical", "choices": [1, 2]}},
-        "objectives": [{"metric": "val/acc_video_best", "direction": "maximize"}],
-        "sampler": "grid",
-        "pruner": "none",
-        "budget": BUDGET,
-    }
-    spec.update(fields)
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -208,7 +183,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, ucf101_root):
 
 def test_pruning_stops_a_hopeless_trial(tmp_path, ucf101_root):
     common = dict(pruner="median", objectives=[{"metric": "val/loss", "direction": "minimize"}],
-                  budget={**BUDGET, "max_epochs": 3})
+                  budget={**TINY_BUDGET, "max_epochs": 3})
     # Two learning trials first (the median pruner needs finished trials to compare with) ...
     learning = write_spec(tmp_path, ucf101_root, search_space={
         "model.init_args.optimizer.lr": {"type": "categorical", "choices": [0.001, 0.002]}}, **common)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import math
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -60,7 +61,8 @@ def _pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
 
 
 def load_study(spec: SweepSpec, storage: str | None = None, study_name: str | None = None) -> optuna.Study:
-    return optuna.create_study(
+    """Create the spec's study, or open it when it exists; its objectives are named by their metrics."""
+    study = optuna.create_study(
         study_name=study_name or spec.study_name,
         storage=open_storage(storage or spec.storage or default_storage(spec)),
         sampler=_sampler(spec),
@@ -68,6 +70,12 @@ def load_study(spec: SweepSpec, storage: str | None = None, study_name: str | No
         directions=[o.direction for o in spec.objectives],
         load_if_exists=True,
     )
+    names = [o.metric for o in spec.objectives]
+    if study.metric_names != names:
+        # experimental since Optuna 3.2 and unchanged since; the report and the dashboard show these names
+        with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+            study.set_metric_names(names)
+    return study
 
 
 def failure_reason(err: BaseException) -> str:

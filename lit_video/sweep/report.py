@@ -1,0 +1,415 @@
+"""`lit-video report`: what a sweep found, as a CSV, PNG + HTML plots and a text summary.
+
+    trials.csv                     every trial: state, objective(s), parameters, compute, times, failure
+    objective_vs_<param>.png|html  the first objective against each swept parameter (clip_len, stride,
+                                   resolution, ...): mean and standard deviation over seeds, one line per
+                                   setting of the other parameters
+    objective_vs_gflops.png|html   every trial, the Pareto front (best objective for its GFLOPs) marked
+    fit_time_vs_clip_len.png|html  training time against clip length (when clip_len is swept)
+    param_importances.png|html     Optuna's PED-ANOVA importances of the parameters for the first objective
+    summary.txt                    best configurations, the Pareto front, failures, sweep overhead
+    index.html                     all of the above on one page
+
+Plots are described once (`Figure`) and drawn twice: matplotlib for PNG, plotly for interactive HTML
+(plotly.js is written once beside the pages, so they open offline).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from lit_video.errors import LitVideoError
+from lit_video.sweep.spec import SEED_KEY
+from lit_video.sweep.study import open_storage
+
+GFLOPS = "compute/gflops"
+TIME_ATTRS = ("setup_time_s", "profile_time_s", "fit_time_s", "wall_time_s")
+MAX_SERIES = 6  # more settings of the other parameters than this: one pooled line instead
+
+
+def study_names(storage: str) -> list[str]:
+    """The studies in a storage; a storage that cannot be opened is a one-line error naming it."""
+    if "://" not in storage and not Path(storage).is_file():
+        raise LitVideoError(f"Optuna storage {storage} does not exist (expected a URL such as sqlite:///x.db "
+                            "or postgresql://..., or a journal file)")
+    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
+        # SQLAlchemy would create an empty database instead of failing
+        raise LitVideoError(f"Optuna storage {storage}: no such SQLite file")
+    try:
+        return optuna.get_all_study_names(open_storage(storage))
+    except Exception as err:  # a URL SQLAlchemy cannot parse, a server that does not answer
+        raise LitVideoError(f"cannot open Optuna storage {storage}: {' '.join(str(err).split())[:200]}") from None
+
+
+def load_existing_study(storage: str, study_name: str | None = None) -> optuna.Study:
+    """An existing study; the name may be left out when the storage holds exactly one."""
+    names = study_names(storage)
+    if study_name is None:
+        if len(names) != 1:
+            listed = ", ".join(names) if names else "none"
+            raise LitVideoError(f"{storage} holds {len(names)} studies ({listed}): choose one with --study-name")
+        study_name = names[0]
+    if study_name not in names:
+        raise LitVideoError(f"no study '{study_name}' in {storage} (studies: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+
+
+def objective_names(study: optuna.Study) -> list[str]:
+    """The objectives' metric names (recorded by `lit-video sweep`), or objective_0, objective_1, ..."""
+    names = study.metric_names
+    return list(names) if names else [f"objective_{i}" for i in range(len(study.directions))]
+
+
+def swept_params(study: optuna.Study) -> list[str]:
+    """Parameters of the study's trials in first-seen order, the seed last."""
+    keys: dict[str, None] = {}
+    for trial in study.get_trials(deepcopy=False):
+        keys.update(dict.fromkeys(trial.params))
+    return sorted(keys, key=lambda k: k == SEED_KEY)
+
+
+def short_name(key: str) -> str:
+    """`data.init_args.clip_len` -> `clip_len`: the part a plot's axis needs."""
+    return key.rsplit(".", 1)[-1]
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat row per trial (every state), the columns of trials.csv."""
+    names, params = objective_names(study), swept_params(study)
+    attrs: dict[str, None] = {}
+    for trial in study.get_trials(deepcopy=False):
+        attrs.update(dict.fromkeys(trial.user_attrs))
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": trial.number, "state": trial.state.name.lower()}
+        values = trial.values or [None] * len(names)
+        row.update(zip(names, values))
+        row.update({key: trial.params.get(key) for key in params})
+        row.update({key: trial.user_attrs.get(key) for key in attrs})
+        row["duration_s"] = trial.duration.total_seconds() if trial.duration else None
+        rows.append(row)
+    return rows
+
+
+def dominates(a: Sequence[float], b: Sequence[float], maximize: Sequence[bool]) -> bool:
+    """Whether point a is at least as good as b everywhere and better somewhere."""
+    signed = [(x if up else -x, y if up else -y) for x, y, up in zip(a, b, maximize)]
+    return all(x >= y for x, y in signed) and any(x > y for x, y in signed)
+
+
+def pareto_front(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[int]:
+    """Indices of the points no other point dominates (equal points are all kept).
+
+    O(n^2), which is nothing next to training the trials. Optuna's own front (`study.best_trials`)
+    covers only the study's objectives, and a single-objective sweep still has an accuracy-vs-GFLOPs
+    front in its recorded compute."""
+    return [i for i, p in enumerate(points) if not any(dominates(q, p, maximize) for q in points)]
+
+
+@dataclass
+class Series:
+    """One line, set of markers or set of bars in a figure.
+
+    Args:
+        name: legend entry.
+        x, y: the points (x may be categorical strings).
+        error: symmetric error bar per point (e.g. the standard deviation over seeds), or None.
+        labels: hover text per point (e.g. trial numbers).
+        style: "lines+markers", "markers" or "bar" (horizontal).
+        color: "#rrggbb" (understood by both matplotlib and plotly), or None for the next in the cycle.
+    """
+
+    name: str
+    x: list
+    y: list
+    error: list[float] | None = None
+    labels: list[str] | None = None
+    style: str = "lines+markers"
+    color: str | None = None
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    x_label: str
+    y_label: str
+    series: list[Series] = field(default_factory=list)
+
+    def write_png(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, never a window
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        for s in self.series:
+            if s.style == "bar":
+                ax.barh([str(v) for v in s.x], s.y, label=s.name, color=s.color)
+                ax.invert_yaxis()
+            elif s.style == "markers":
+                ax.scatter(s.x, s.y, label=s.name, alpha=0.7, zorder=2, color=s.color)
+            else:
+                ax.errorbar(s.x, s.y, yerr=s.error, fmt="-o", capsize=3, label=s.name, zorder=3, color=s.color)
+        ax.set(title=self.title, xlabel=self.x_label, ylabel=self.y_label)
+        ax.grid(alpha=0.3)
+        if len(self.series) > 1:
+            ax.legend(fontsize="small")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+    def write_html(self, path: Path) -> None:
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        for s in self.series:
+            if s.style == "bar":
+                fig.add_trace(go.Bar(x=s.y, y=[str(v) for v in s.x], name=s.name, orientation="h"))
+                fig.update_yaxes(autorange="reversed")
+                continue
+            error = {"type": "data", "array": s.error, "visible": True} if s.error else None
+            fig.add_trace(go.Scatter(x=s.x, y=s.y, mode=s.style, name=s.name, error_y=error, text=s.labels,
+                                     marker={"color": s.color} if s.color else None))
+        fig.update_layout(title=self.title, xaxis_title=self.x_label, yaxis_title=self.y_label,
+                          template="plotly_white")
+        # plotly.js once beside the pages (not from a CDN): cluster nodes and laptops on a plane open them too
+        fig.write_html(path, include_plotlyjs="directory", full_html=True)
+
+
+def _sort_key(value: Any) -> tuple:
+    return (0, value, "") if isinstance(value, int | float) else (1, 0, str(value))
+
+
+def _label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{short_name(k)}={v}" for k, v in params.items()) or "all"
+
+
+def versus(trials: list[optuna.trial.FrozenTrial], param: str, value: Callable[[optuna.trial.FrozenTrial], float],
+           ) -> list[Series]:
+    """`value` against `param`: mean and standard deviation over seeds (and, when the other
+    parameters take more than MAX_SERIES settings, over those too), one series per other setting."""
+    trials = [t for t in trials if param in t.params and not _missing(value(t))]
+    others = [k for k in sorted({k for t in trials for k in t.params}) if k not in (param, SEED_KEY)]
+
+    def other_setting(trial) -> tuple:
+        return tuple((k, trial.params.get(k)) for k in others)
+
+    settings = sorted({other_setting(t) for t in trials}, key=lambda s: [_sort_key(v) for _, v in s])
+    pooled = len(settings) > MAX_SERIES
+    groups: dict[tuple, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for trial in trials:
+        groups[() if pooled else other_setting(trial)][trial.params[param]].append(value(trial))
+    series = []
+    for setting in [()] if pooled else settings:
+        by_value = groups[setting]
+        xs = sorted(by_value, key=_sort_key)
+        ys = [statistics.fmean(by_value[x]) for x in xs]
+        spread = [statistics.stdev(by_value[x]) if len(by_value[x]) > 1 else 0.0 for x in xs]
+        counts = [f"n={len(by_value[x])}" for x in xs]
+        series.append(Series(_label(dict(setting)) if not pooled else "all trials", xs, ys, spread, counts))
+    return series
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+@dataclass
+class Report:
+    """What `write_report` wrote and found."""
+
+    out_dir: Path
+    files: list[Path]
+    pareto_trials: list[int]
+    summary: str
+
+
+def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None = None) -> Report:
+    """Write trials.csv, the plots (PNG and HTML), summary.txt and index.html for a study.
+
+    Args:
+        study: a sweep's study (any state of its trials).
+        out_dir: created if missing; existing report files are replaced.
+        storage: the storage URL, only to name it in the summary.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = objective_names(study)
+    directions = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
+    # The objective plotted against parameters and compute: the first one that is not the compute itself.
+    primary = next((i for i, n in enumerate(names) if n != GFLOPS), 0)
+    primary_name, maximize = names[primary], directions[primary]
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+    def objective(trial):
+        return trial.values[primary]
+
+    files = [_write_csv(trial_rows(study), out_dir / "trials.csv")]
+    figures: list[Figure] = []
+    params = [p for p in swept_params(study) if p != SEED_KEY]
+    for param in params:
+        figures.append(Figure(f"objective_vs_{short_name(param)}", f"{primary_name} vs {short_name(param)}",
+                              short_name(param), f"{primary_name} (mean ± std over seeds)",
+                              versus(complete, param, objective)))
+    with_compute = [t for t in complete if not _missing(t.user_attrs.get(GFLOPS))]
+    points = [(objective(t), t.user_attrs[GFLOPS]) for t in with_compute]
+    front = sorted((with_compute[i] for i in pareto_front(points, [maximize, False])),
+                   key=lambda t: t.user_attrs[GFLOPS])
+    if with_compute:
+        figures.append(Figure("objective_vs_gflops", f"{primary_name} vs compute", "GFLOPs per clip (forward)",
+                              primary_name, [
+            Series("trials", [p[1] for p in points], [p[0] for p in points],
+                   labels=[f"trial {t.number}: {_label(t.params)}" for t in with_compute], style="markers",
+                   color="#1f77b4"),
+            Series("Pareto front", [t.user_attrs[GFLOPS] for t in front], [objective(t) for t in front],
+                   labels=[f"trial {t.number}" for t in front], color="#d62728"),
+        ]))
+    clip_param = next((p for p in params if short_name(p) == "clip_len"), None)
+    if clip_param is not None:
+        figures.append(Figure("fit_time_vs_clip_len", "training time vs clip length", "clip_len",
+                              "fit time (s, mean ± std)",
+                              versus(complete, clip_param, lambda t: t.user_attrs.get("fit_time_s"))))
+    importances, importance_note = _importances(study, primary, complete)
+    if importances:
+        figures.append(Figure("param_importances", f"parameter importances for {primary_name} (PED-ANOVA)",
+                              "importance", "", [Series("importance", [short_name(k) for k in importances],
+                                                        list(importances.values()), style="bar")]))
+    for figure in figures:
+        for suffix, write in ((".png", figure.write_png), (".html", figure.write_html)):
+            write(out_dir / f"{figure.name}{suffix}")
+            files.append(out_dir / f"{figure.name}{suffix}")
+    summary = _summary(study, storage, names, primary, complete, front, importance_note)
+    (out_dir / "summary.txt").write_text(summary)
+    files.append(out_dir / "summary.txt")
+    _write_index(out_dir / "index.html", study.study_name, figures, summary)
+    files.append(out_dir / "index.html")
+    return Report(out_dir, files, [t.number for t in front], summary)
+
+
+def _write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _importances(study: optuna.Study, primary: int, complete: list) -> tuple[dict[str, float], str]:
+    """PED-ANOVA importances (Optuna's default evaluator) for the primary objective, or none and why."""
+    import warnings
+
+    if len(complete) < 2:
+        return {}, "parameter importances need at least 2 complete trials"
+    target = None
+    if len(study.directions) > 1:
+        # PED-ANOVA ranks a given target lower-is-better
+        sign = -1.0 if study.directions[primary] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        target = lambda t: sign * t.values[primary]  # noqa: E731
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importances = optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), target=target)
+        except (RuntimeError, ValueError) as err:
+            return {}, f"parameter importances unavailable: {err}"
+    # e.g. too few trials: the evaluator says so and returns equal importances
+    notes = [str(w.message) for w in caught if "low `target` values" not in str(w.message)]
+    if not importances:
+        return {}, "parameter importances unavailable: no parameter took more than one value"
+    return dict(importances), ("parameter importances: " + " ".join(notes)) if notes else ""
+
+
+def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
+    """Complete trials grouped by configuration (every parameter but the seed): the mean and
+    standard deviation of the objective over seeds, the compute, and the trials."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for trial in complete:
+        groups[tuple(sorted((k, v) for k, v in trial.params.items() if k != SEED_KEY))].append(trial)
+    table = []
+    for setting, trials in groups.items():
+        values = [t.values[primary] for t in trials]
+        first = trials[0].user_attrs
+        table.append({
+            "params": dict(setting), "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": len(values),
+            "gflops": first.get(GFLOPS), "params_m": (first.get("compute/params") or 0) / 1e6,
+            "train_clips_per_s": first.get("compute/train_clips_per_s"),
+            "fit_time_s": statistics.fmean(t.user_attrs.get("fit_time_s") or 0.0 for t in trials),
+            "trials": [t.number for t in trials],
+        })
+    return table
+
+
+def sweep_overhead(trials: list) -> tuple[float, float] | None:
+    """(mean, max) fraction of a trial's wall time spent outside training: building the config, model,
+    data and W&B run, profiling, finishing the run and freeing memory."""
+    fractions = []
+    for trial in trials:
+        attrs = trial.user_attrs
+        if all(k in attrs for k in ("wall_time_s", "fit_time_s")) and attrs["wall_time_s"] > 0:
+            training = attrs["fit_time_s"] - attrs.get("profile_time_s", 0.0)
+            fractions.append(1.0 - training / attrs["wall_time_s"])
+    return (statistics.fmean(fractions), max(fractions)) if fractions else None
+
+
+def _summary(study: optuna.Study, storage: str | None, names: list[str], primary: int, complete: list,
+             front: list, importance_note: str) -> str:
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = defaultdict(int)
+    for trial in trials:
+        counts[trial.state.name.lower()] += 1
+    maximize = study.directions[primary] == optuna.study.StudyDirection.MAXIMIZE
+    lines = [f"study '{study.study_name}'" + (f" in {storage}" if storage else "") + f": {len(trials)} trials ("
+             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
+    lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
+    table = sorted(configuration_table(complete, primary), key=lambda r: r["mean"], reverse=maximize)
+    if table:
+        lines.append(f"\nbest configurations by {names[primary]} (mean ± std over seeds):")
+        for rank, row in enumerate(table[:5], 1):
+            compute = (f"{row['gflops']:.3g} GFLOPs, {row['params_m']:.2f} M params, "
+                       f"{row['train_clips_per_s']:.1f} train clips/s" if row["gflops"] is not None else "no profile")
+            lines.append(f"  {rank}. {_label(row['params'])}: {row['mean']:.4f} ± {row['std']:.4f} "
+                         f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {compute}; fit {row['fit_time_s']:.1f} s; "
+                         f"trials {', '.join(map(str, row['trials']))}")
+    else:
+        lines.append("\nno complete trials yet")
+    if front:
+        lines.append(f"\nPareto front, {names[primary]} vs GFLOPs (no trial is better on both):")
+        for trial in front:
+            lines.append(f"  trial {trial.number}: {trial.values[primary]:.4f} at "
+                         f"{trial.user_attrs[GFLOPS]:.3g} GFLOPs ({_label(trial.params)})")
+    failures = [t for t in trials if "failure" in t.user_attrs]
+    if failures:
+        lines.append("\nfailed trials:")
+        lines += [f"  trial {t.number} ({_label(t.params)}): {t.user_attrs['failure']}" for t in failures]
+    overhead = sweep_overhead(complete)
+    if overhead:
+        lines.append(f"\nsweep overhead (set-up, W&B, profiling, clean-up) per trial: {overhead[0]:.1%} of wall "
+                     f"time on average, {overhead[1]:.1%} at most")
+    if importance_note:
+        lines.append(f"\n{importance_note}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_index(path: Path, study_name: str, figures: list[Figure], summary: str) -> None:
+    sections = "\n".join(
+        f'<h2>{html.escape(f.title)}</h2><a href="{f.name}.html"><img src="{f.name}.png" alt="{f.name}"></a>'
+        for f in figures)
+    path.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study_name)}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:60em;margin:auto'><h1>Sweep {html.escape(study_name)}</h1>"
+        f"<pre>{html.escape(summary)}</pre><p><a href='trials.csv'>trials.csv</a></p>{sections}</body></html>\n")
