@@ -176,7 +176,7 @@ def _sweep(args: argparse.Namespace) -> int:
         study = load_study(spec, storage, study_name)
     else:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = run_sweep(spec, storage, study_name, args.n_trials)
+        study = run_sweep(spec, storage, study_name, args.n_trials, verbose=True)
     if args.quiet:
         return 0
     trials = study.get_trials(deepcopy=False, states=FINISHED)
@@ -188,7 +188,21 @@ def _sweep(args: argparse.Namespace) -> int:
     if states["complete"]:
         for best in study.best_trials if spec.multi_objective else [study.best_trial]:
             print(f"best trial {best.number}: {best.values} with {best.params}")
+    _print_wandb_location(spec)
+    print(f"report: lit-video report --storage {storage} --study-name {study_name} --out outputs/reports/{study_name}")
     return 0
+
+
+def _print_wandb_location(spec) -> None:
+    from lit_video.sweep.tracking import offline_runs, resolve_mode
+
+    save_dir = spec.out_dir / spec.study_name
+    mode = resolve_mode(spec.wandb)
+    if mode == "offline":
+        print(f"W&B: {len(offline_runs(save_dir))} offline runs in {save_dir / 'wandb'} "
+              f"(upload: wandb sync {save_dir / 'wandb'}/offline-run-*)")
+    elif mode == "online":
+        print(f"W&B: runs in project '{spec.wandb.project}', group '{spec.study_name}'")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -207,7 +221,7 @@ def _dashboard(args: argparse.Namespace) -> int:
     except ImportError:
         raise LitVideoError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
     from lit_video.sweep.report import study_names
-    from lit_video.sweep.study import open_storage
+    from lit_video.sweep.storage import open_storage
 
     names = study_names(args.storage)  # fails with one line on a storage that cannot be opened
     print(f"optuna-dashboard for {len(names)} studies ({', '.join(names) or 'none yet'}) on "

@@ -6,6 +6,7 @@ classes, clip length and resolution flow from the DataModule to the task by link
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -14,6 +15,14 @@ from lightning.pytorch.cli import LightningCLI
 from lit_video.sweep.profile import ComputeProfileCallback
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+def _not_a_product_tip(record: logging.LogRecord) -> bool:
+    # Every Trainer prints two "Tip: try installing litlogger / litmodels" lines: once per trial in a sweep.
+    return not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip:")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_product_tip)
 
 
 class VideoCLI(LightningCLI):

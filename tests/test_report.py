@@ -20,7 +20,13 @@ import pytest
 from conftest import write_spec
 
 from lit_video.cli import main
-from lit_video.sweep.report import load_existing_study, versus, write_report
+from lit_video.sweep.report import (
+    configuration_table,
+    load_existing_study,
+    primary_objective,
+    versus,
+    write_report,
+)
 from lit_video.sweep.spec import SEED_KEY, SweepSpec
 from lit_video.sweep.study import run_sweep
 
@@ -46,7 +52,8 @@ def recorded_study(path: Path, seed: int = 0) -> optuna.Study:
         study.add_trial(optuna.trial.create_trial(
             value=round(rng.uniform(0.2, 0.9), 2), params={CLIP: clip_len, SEED_KEY: rng.choice([0, 1])},
             distributions={CLIP: clip, SEED_KEY: seeds},
-            user_attrs={"compute/gflops": 0.5 * clip_len, "compute/params": 1e6, "compute/train_clips_per_s": 10.0,
+            user_attrs={"compute/gflops": 0.5 * clip_len, "compute/params": 1e6,
+                        "compute/train_clips_per_s": rng.uniform(5, 15), "compute/peak_memory_mb": rng.uniform(100, 200),
                         "fit_time_s": 2.0 * clip_len + rng.random(), "wall_time_s": 2.2 * clip_len + 1}))
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.FAIL, params={CLIP: 32, SEED_KEY: 0}, distributions={CLIP: clip, SEED_KEY: seeds},
@@ -98,6 +105,22 @@ def test_objective_vs_clip_len_is_the_mean_and_spread_over_seeds(tmp_path):
         values = [t.value for t in complete if t.params[CLIP] == x]
         assert mean == pytest.approx(statistics.fmean(values))
         assert spread == pytest.approx(statistics.stdev(values))
+
+
+def test_configurations_average_objective_and_compute_over_seeds_and_keep_the_largest_peak_memory(tmp_path):
+    study = recorded_study(tmp_path / "recorded.db", seed=2)
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert primary_objective(study) == (0, True)
+    table = {row["params"][CLIP]: row for row in configuration_table(complete, 0)}
+    assert sorted(table) == [4, 8, 16, 32]
+    for clip_len, row in table.items():
+        trials = [t for t in complete if t.params[CLIP] == clip_len]
+        assert sorted(row["trials"]) == sorted(t.number for t in trials) and row["seeds"] == len(trials)
+        assert row["mean"] == pytest.approx(statistics.fmean(t.value for t in trials))
+        assert row["train_clips_per_s"] == pytest.approx(
+            statistics.fmean(t.user_attrs["compute/train_clips_per_s"] for t in trials))
+        assert row["peak_memory_mb"] == max(t.user_attrs["compute/peak_memory_mb"] for t in trials)
+        assert row["gflops"] == pytest.approx(0.5 * clip_len) and row["params_m"] == pytest.approx(1.0)
 
 
 def test_report_of_a_real_sweep_through_the_cli(tiny_study, tmp_path, capsys):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -15,6 +17,7 @@ import torch
 from conftest import TINY_BUDGET, write_spec
 from torch import nn
 
+from lit_video.cli import main
 from lit_video.models.registry import register_model
 from lit_video.sweep.spec import SweepSpec, SweepSpecError
 from lit_video.sweep.study import load_study, run_sweep
@@ -220,3 +223,47 @@ def test_bad_specs_fail_before_any_trial(tmp_path, ucf101_root, change, message)
         run_sweep(SweepSpec.load(path))
     assert message in str(caught.value) and str(path) in str(caught.value)
     assert not (tmp_path / "out" / "test.db").exists()  # no study was created, no trial ran
+
+
+SHIPPED_SPECS = sorted((Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_every_shipped_sweep_spec_is_valid(path):
+    spec = SweepSpec.load(path)
+    spec.validate()  # every swept and fixed key at the ends of its range, against the real config parser
+    assert spec.experiment.is_file() and spec.study_name == path.stem
+
+
+def test_the_shipped_ablations_and_pareto_sweep_are_what_they_say():
+    specs = {p.stem: SweepSpec.load(p) for p in SHIPPED_SPECS}
+    assert {"demo", "clip_length_ablation", "resolution_ablation", "ucf101_tpe", "pareto_accuracy_vs_gflops"} <= set(specs)
+    ablation = specs["clip_length_ablation"]
+    assert ablation.sampler == "grid" and len(ablation.seeds) == 2
+    assert {p.key for p in ablation.params} == {"data.init_args.clip_len", "data.init_args.stride"}
+    assert [p.key for p in specs["resolution_ablation"].params] == ["data.init_args.resolution"]
+    assert specs["ucf101_tpe"].sampler == "tpe" and specs["ucf101_tpe"].pruner == "median"
+    pareto = specs["pareto_accuracy_vs_gflops"]
+    assert pareto.sampler == "nsga2" and pareto.pruner == "none"
+    assert [(o.metric, o.direction) for o in pareto.objectives] == [
+        ("val/acc_video_best", "maximize"), ("compute/gflops", "minimize")]
+
+
+def test_sweep_command_prints_each_trial_where_the_runs_are_and_how_to_report(tmp_path, ucf101_root, capsys,
+                                                                              monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    path = write_spec(tmp_path, ucf101_root, search_space={
+        "data.init_args.clip_len": {"type": "categorical", "choices": [4, 8]}})
+    assert main(["sweep", str(path)]) == 0
+    out = capsys.readouterr().out
+    storage = f"sqlite:///{(tmp_path / 'out' / 'test.db').resolve()}"
+    for clip_len in (4, 8):
+        assert re.search(rf"^trial \d complete: val/acc_video_best=[\d.]+ \(clip_len={clip_len}, seed_everything=0\) "
+                         r"in \d+ s$", out, re.MULTILINE)
+    assert f"study 'test' in {storage}: 2 complete, 0 pruned, 0 fail" in out
+    wandb_dir = tmp_path / "out" / "test" / "wandb"
+    assert f"W&B: 2 offline runs in {wandb_dir} (upload: wandb sync {wandb_dir}/offline-run-*)" in out
+    assert f"report: lit-video report --storage {storage} --study-name test" in out
+    assert main(["sweep", str(path)]) == 0  # the same command again: no trial runs
+    out = capsys.readouterr().out
+    assert "trial " not in out.split("study 'test'")[0] and "2 complete" in out

@@ -29,8 +29,8 @@ from typing import Any
 import optuna
 
 from lit_video.errors import LitVideoError
-from lit_video.sweep.spec import SEED_KEY
-from lit_video.sweep.study import open_storage
+from lit_video.sweep.spec import SEED_KEY, short_name
+from lit_video.sweep.storage import open_storage
 
 GFLOPS = "compute/gflops"
 TIME_ATTRS = ("setup_time_s", "profile_time_s", "fit_time_s", "wall_time_s")
@@ -78,9 +78,11 @@ def swept_params(study: optuna.Study) -> list[str]:
     return sorted(keys, key=lambda k: k == SEED_KEY)
 
 
-def short_name(key: str) -> str:
-    """`data.init_args.clip_len` -> `clip_len`: the part a plot's axis needs."""
-    return key.rsplit(".", 1)[-1]
+def primary_objective(study: optuna.Study) -> tuple[int, bool]:
+    """(index, maximize) of the objective to plot against parameters and compute: the first one that is
+    not the compute itself."""
+    index = next((i for i, name in enumerate(objective_names(study)) if name != GFLOPS), 0)
+    return index, study.directions[index] == optuna.study.StudyDirection.MAXIMIZE
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -147,12 +149,11 @@ class Figure:
     series: list[Series] = field(default_factory=list)
 
     def write_png(self, path: Path) -> None:
-        import matplotlib
+        # A Figure of its own, not pyplot: no global backend switch, no window, inline notebook plots untouched
+        from matplotlib.figure import Figure as MatplotlibFigure
 
-        matplotlib.use("Agg")  # files only, never a window
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+        fig = MatplotlibFigure(figsize=(6.4, 4.2), dpi=110)
+        ax = fig.subplots()
         for s in self.series:
             if s.style == "bar":
                 ax.barh([str(v) for v in s.x], s.y, label=s.name, color=s.color)
@@ -162,12 +163,14 @@ class Figure:
             else:
                 ax.errorbar(s.x, s.y, yerr=s.error, fmt="-o", capsize=3, label=s.name, zorder=3, color=s.color)
         ax.set(title=self.title, xlabel=self.x_label, ylabel=self.y_label)
+        ticks = sorted({x for s in self.series if s.style != "bar" for x in s.x}, key=_sort_key)
+        if len(ticks) <= 10 and all(isinstance(x, int) for x in ticks):
+            ax.set_xticks(ticks)  # the swept values themselves, not 4.5, 5.0, ...
         ax.grid(alpha=0.3)
         if len(self.series) > 1:
             ax.legend(fontsize="small")
         fig.tight_layout()
         fig.savefig(path)
-        plt.close(fig)
 
     def write_html(self, path: Path) -> None:
         import plotly.graph_objects as go
@@ -246,10 +249,8 @@ def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = objective_names(study)
-    directions = [d == optuna.study.StudyDirection.MAXIMIZE for d in study.directions]
-    # The objective plotted against parameters and compute: the first one that is not the compute itself.
-    primary = next((i for i, n in enumerate(names) if n != GFLOPS), 0)
-    primary_name, maximize = names[primary], directions[primary]
+    primary, maximize = primary_objective(study)
+    primary_name = names[primary]
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
     def objective(trial):
@@ -334,21 +335,27 @@ def _importances(study: optuna.Study, primary: int, complete: list) -> tuple[dic
 
 
 def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
-    """Complete trials grouped by configuration (every parameter but the seed): the mean and
-    standard deviation of the objective over seeds, the compute, and the trials."""
+    """Complete trials grouped by configuration (every parameter but the seed): the objective's mean and
+    standard deviation over seeds, the compute (mean over seeds; peak memory: the largest) and the trials."""
     groups: dict[tuple, list] = defaultdict(list)
     for trial in complete:
         groups[tuple(sorted((k, v) for k, v in trial.params.items() if k != SEED_KEY))].append(trial)
+
+    def over_seeds(trials: list, key: str, reduce: Callable = statistics.fmean) -> float | None:
+        values = [t.user_attrs[key] for t in trials if not _missing(t.user_attrs.get(key))]
+        return reduce(values) if values else None
+
     table = []
     for setting, trials in groups.items():
         values = [t.values[primary] for t in trials]
-        first = trials[0].user_attrs
+        params = over_seeds(trials, "compute/params")
         table.append({
             "params": dict(setting), "mean": statistics.fmean(values),
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": len(values),
-            "gflops": first.get(GFLOPS), "params_m": (first.get("compute/params") or 0) / 1e6,
-            "train_clips_per_s": first.get("compute/train_clips_per_s"),
-            "fit_time_s": statistics.fmean(t.user_attrs.get("fit_time_s") or 0.0 for t in trials),
+            "gflops": over_seeds(trials, GFLOPS), "params_m": params / 1e6 if params is not None else None,
+            "peak_memory_mb": over_seeds(trials, "compute/peak_memory_mb", max),
+            "train_clips_per_s": over_seeds(trials, "compute/train_clips_per_s"),
+            "fit_time_s": over_seeds(trials, "fit_time_s"),
             "trials": [t.number for t in trials],
         })
     return table
@@ -372,7 +379,7 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     counts: dict[str, int] = defaultdict(int)
     for trial in trials:
         counts[trial.state.name.lower()] += 1
-    maximize = study.directions[primary] == optuna.study.StudyDirection.MAXIMIZE
+    _, maximize = primary_objective(study)
     lines = [f"study '{study.study_name}'" + (f" in {storage}" if storage else "") + f": {len(trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
     lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
@@ -381,9 +388,11 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
         lines.append(f"\nbest configurations by {names[primary]} (mean ± std over seeds):")
         for rank, row in enumerate(table[:5], 1):
             compute = (f"{row['gflops']:.3g} GFLOPs, {row['params_m']:.2f} M params, "
-                       f"{row['train_clips_per_s']:.1f} train clips/s" if row["gflops"] is not None else "no profile")
+                       f"{row['peak_memory_mb']:.0f} MB peak, {row['train_clips_per_s']:.1f} train clips/s"
+                       if row["gflops"] is not None else "no profile")
+            fit = f"fit {row['fit_time_s']:.1f} s; " if row["fit_time_s"] is not None else ""
             lines.append(f"  {rank}. {_label(row['params'])}: {row['mean']:.4f} ± {row['std']:.4f} "
-                         f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {compute}; fit {row['fit_time_s']:.1f} s; "
+                         f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {compute}; {fit}"
                          f"trials {', '.join(map(str, row['trials']))}")
     else:
         lines.append("\nno complete trials yet")

@@ -42,6 +42,11 @@ SPEC_KEYS = {"experiment", "study_name", "storage", "out_dir", "overrides", "sea
 SEED_KEY = "seed_everything"
 
 
+def short_name(key: str) -> str:
+    """`data.init_args.clip_len` -> `clip_len`: what a plot axis or a log line needs."""
+    return key.rsplit(".", 1)[-1]
+
+
 class SweepSpecError(LitVideoError):
     """A sweep spec that cannot run; the message names the file and the key."""
 
