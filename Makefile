@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.lit-video-installed
-DATA   ?= data/synthetic
 
 .PHONY: setup demo test lint bench clean
 
@@ -20,13 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-# Synthetic UCF101-layout data whose classes differ only by motion, one loader epoch with its clips/s,
-# then a small R(2+1)D trained on it: video-level accuracy and the compute profile are printed.
+# The demo sweep: synthetic UCF101-layout data whose classes differ only by motion, then a grid of
+# clip length x stride of a small R(2+1)D (sweeps/demo.yaml; a re-run resumes it), then its report.
+# W&B runs offline unless you have logged in.
 demo: $(STAMP)
-	$(VENV)/bin/lit-video data synth --format ucf101 --out $(DATA)/ucf101 --skip-existing
-	$(VENV)/bin/lit-video data iterate --format ucf101 --root $(DATA)/ucf101 --clip-len 8 --stride 2 --resolution 112 --num-workers 2
-	$(VENV)/bin/lit-video fit --config experiments/synthetic/r2plus1d_tiny.yaml --data.init_args.root $(DATA)/ucf101 \
-		--trainer.default_root_dir outputs/demo
+	$(VENV)/bin/lit-video data synth --format ucf101 --out data/synthetic/ucf101 --skip-existing
+	$(VENV)/bin/lit-video sweep sweeps/demo.yaml
+	$(VENV)/bin/lit-video report --storage sqlite:///outputs/sweeps/demo.db --study-name demo --out outputs/reports/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check lit_video tests benchmarks
@@ -37,6 +36,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/data_pipeline.py
+	$(PY) benchmarks/sweep_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
