@@ -267,3 +267,16 @@ def test_sweep_command_prints_each_trial_where_the_runs_are_and_how_to_report(tm
     assert main(["sweep", str(path)]) == 0  # the same command again: no trial runs
     out = capsys.readouterr().out
     assert "trial " not in out.split("study 'test'")[0] and "2 complete" in out
+
+
+def test_two_worker_processes_share_a_journal_file_study(tmp_path, ucf101_root, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    path = write_spec(tmp_path, ucf101_root)
+    journal = tmp_path / "shared" / "study.journal"
+    assert main(["sweep", str(path), "--storage", str(journal), "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert journal.is_file() and "warning" not in out
+    study = load_study(SweepSpec.load(path), str(journal))
+    points = {(t.params["data.init_args.clip_len"], t.params["data.init_args.stride"]) for t in complete(study)}
+    assert points == {(4, 1), (4, 2), (8, 1), (8, 2)}  # the whole grid, run by the two workers together
+    assert not (tmp_path / "out" / "test.db").exists()  # nothing went to the default SQLite file
