@@ -104,6 +104,45 @@ def _int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 8,16,32, got {text!r}") from None
 
 
+def _positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _number(text: str, kind: type) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+
+
+def _sbatch_option(text: str) -> tuple[str, str | bool]:
+    """'account=myproj' -> ('account', 'myproj'), 'exclusive' -> ('exclusive', True): an sbatch option
+    without its leading --."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not key or key.startswith("-") or (sep and not value):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE such as account=myproj, or KEY for a flag (no "
+                                         f"leading --), got {text!r}")
+    return key, value if sep else True
+
+
 def _profile(args: argparse.Namespace) -> int:
     import csv
     import functools
@@ -153,24 +192,24 @@ def _profile(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import subprocess
-
     import optuna
 
     from lit_video.sweep.spec import SweepSpec
+    from lit_video.sweep.storage import redact, resolve_storage
     from lit_video.sweep.study import FINISHED, default_storage, load_study, run_sweep
 
+    if args.workers < 1:
+        raise LitVideoError(f"--workers: expected a positive number of workers, got {args.workers}")
     spec = SweepSpec.load(args.spec)
-    storage = args.storage or spec.storage or default_storage(spec)
+    storage = resolve_storage(args.storage, spec.storage, default_storage(spec))
     study_name = args.study_name or spec.study_name
+    if args.launcher == "slurm":
+        return _submit_slurm(args, spec, storage, study_name)
     if args.workers > 1:
+        from lit_video.sweep.launch import local_workers
+
         spec.validate()  # once, before any worker starts
-        command = [sys.executable, "-m", "lit_video.cli", "sweep", str(args.spec), "--storage", storage,
-                   "--study-name", study_name, "--workers", "1", "--quiet"]
-        if args.n_trials:
-            command += ["--n-trials", str(args.n_trials)]
-        workers = [subprocess.Popen(command) for _ in range(args.workers)]
-        codes = [w.wait() for w in workers]
+        codes = local_workers(args.spec, storage, study_name, args.workers, args.n_trials)
         if any(codes):
             print(f"warning: {sum(1 for c in codes if c)} of {args.workers} workers exited with an error")
         study = load_study(spec, storage, study_name)
@@ -181,7 +220,7 @@ def _sweep(args: argparse.Namespace) -> int:
         return 0
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     states = {state.name.lower(): sum(t.state == state for t in trials) for state in FINISHED}
-    print(f"study '{study_name}' in {storage}: " + ", ".join(f"{n} {s}" for s, n in states.items()))
+    print(f"study '{study_name}' in {redact(storage)}: " + ", ".join(f"{n} {s}" for s, n in states.items()))
     for trial in trials:
         if "failure" in trial.user_attrs:
             print(f"  trial {trial.number} {trial.params}: {trial.user_attrs['failure']}")
@@ -189,7 +228,27 @@ def _sweep(args: argparse.Namespace) -> int:
         for best in study.best_trials if spec.multi_objective else [study.best_trial]:
             print(f"best trial {best.number}: {best.values} with {best.params}")
     _print_wandb_location(spec)
-    print(f"report: lit-video report --storage {storage} --study-name {study_name} --out outputs/reports/{study_name}")
+    print(f"report: lit-video report --storage {redact(storage)} --study-name {study_name} "
+          f"--out outputs/reports/{study_name}")
+    return 0
+
+
+def _submit_slurm(args: argparse.Namespace, spec, storage: str, study_name: str) -> int:
+    """`lit-video sweep --launcher slurm`: submit the workers as a job array and return."""
+    from lit_video.sweep.launch import merge_settings, submit_slurm
+    from lit_video.sweep.storage import redact
+
+    settings = merge_settings(spec.slurm, partition=args.partition, time_min=args.time,
+                              gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                              mem_gb=args.mem_gb, sbatch=dict(args.sbatch) if args.sbatch else None)
+    folder = Path(args.submitit_folder or spec.out_dir / study_name / "submitit")
+    spec.validate()  # a mistake in the spec fails here, not in every job of the array
+    jobs = submit_slurm(args.spec, storage, study_name, args.workers, args.n_trials, settings, folder)
+    print(f"submitted {len(jobs)} workers of study '{study_name}' ({redact(storage)}): "
+          f"job ids {', '.join(job.job_id for job in jobs)}")
+    print(f"logs: {folder.resolve()}/<job id>_0_log.out and .err (squeue --me shows the jobs; scancel stops them)")
+    print(f"report: lit-video report --storage {redact(storage)} --study-name {study_name} "
+          f"--out outputs/reports/{study_name}")
     return 0
 
 
@@ -322,10 +381,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="run or resume an Optuna sweep of an experiment")
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")
-    sweep.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: SQLite in out_dir)")
+    sweep.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: "
+                       "$LIT_VIDEO_STORAGE, else the spec's, else SQLite in out_dir)")
     sweep.add_argument("--study-name", default=None)
     sweep.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach")
-    sweep.add_argument("--workers", type=int, default=1, help="local worker processes sharing the study")
+    sweep.add_argument("--workers", type=int, default=1, help="workers sharing the study: local processes, "
+                       "or SLURM jobs with --launcher slurm")
+    sweep.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                       help="local: run the workers here and wait; slurm: submit them as a job array and return")
+    slurm = sweep.add_argument_group("SLURM (--launcher slurm; each overrides the spec's slurm: section)")
+    slurm.add_argument("--partition", default=None)
+    slurm.add_argument("--time", type=_positive_int, default=None, metavar="MIN", help="time limit of each job in minutes "
+                       "(default 60); a job at its limit is requeued and goes on")
+    slurm.add_argument("--gpus-per-worker", type=_non_negative_int, default=None, metavar="N")
+    slurm.add_argument("--cpus-per-worker", type=_positive_int, default=None, metavar="N")
+    slurm.add_argument("--mem-gb", type=_positive_float, default=None, metavar="GB")
+    slurm.add_argument("--sbatch", type=_sbatch_option, action="append", default=None, metavar="KEY=VALUE",
+                       help="any other sbatch option, e.g. --sbatch account=myproj --sbatch qos=high (repeatable; KEY alone "
+                       "for a flag)")
+    slurm.add_argument("--submitit-folder", default=None, metavar="DIR",
+                       help="submitit's jobs and logs (default <out_dir>/<study_name>/submitit)")
     sweep.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # set for the workers
     sweep.set_defaults(run=_sweep)
 
@@ -360,7 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except LitVideoError as err:
-        print(f"lit-video: error: {err}", file=sys.stderr)
+        from lit_video.sweep.storage import redact
+
+        print(f"lit-video: error: {redact(str(err))}", file=sys.stderr)  # a storage URL's password never shows
         return 2
     except KeyboardInterrupt:
         return 130

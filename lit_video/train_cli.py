@@ -11,7 +11,9 @@ import sys
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_video.checkpoint import AtomicCheckpointIO
 from lit_video.sweep.profile import ComputeProfileCallback
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -33,6 +35,12 @@ class VideoCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.init_args.clip_len", "model.init_args.clip_len")
         parser.link_arguments("data.init_args.resolution", "model.init_args.resolution")
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
 
 class _ParseOnlyCLI(VideoCLI):

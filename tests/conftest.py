@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from postgres import PostgresUnavailable, postgres_server
 
 os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -119,3 +122,22 @@ def tiny_study(tmp_path_factory, ucf101_root) -> SweepSpec:
     spec = SweepSpec.load(write_spec(folder, ucf101_root, study_name="tiny", seeds=[0, 1]))
     run_sweep(spec)
     return spec
+
+
+# The superuser password of the test PostgreSQL server; tests grep logs and outputs for it to prove
+# that it never leaks.
+POSTGRES_PASSWORD = "pg-Secr3t-test-pw"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """postgresql://lit:<POSTGRES_PASSWORD>@127.0.0.1:<port>/optuna on a real PostgreSQL server
+    that lives for the test session (a database `optuna`, shared: give each study its own name). Skips
+    when the server binaries are missing."""
+    try:
+        # the system temp folder, not tmp_path_factory: pytest's folders are mode 700 and the server
+        # runs as the `postgres` user when we are root
+        with postgres_server(Path(tempfile.gettempdir()), POSTGRES_PASSWORD) as url:
+            yield url
+    except PostgresUnavailable as reason:
+        pytest.skip(str(reason))

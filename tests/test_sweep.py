@@ -216,6 +216,9 @@ def test_pruning_stops_a_hopeless_trial(tmp_path, ucf101_root):
     ({"objectives": [{"metric": "a"}, {"metric": "b"}], "pruner": "median"}, "cannot prune multi-objective"),
     ({"search_space": {"model.init_args.optimizer.lr": {"type": "float", "low": 0.1, "high": 0.2}}},
      "a grid needs categorical or int parameters"),
+    ({"heartbeat": {"interval": 5, "grace_period": 5}}, "heartbeat.grace_period (5) must be longer"),
+    ({"heartbeat": {"intervall": 5}}, "heartbeat: unknown key 'intervall'"),
+    ({"checkpoint_every_n_steps": 0}, "checkpoint_every_n_steps: expected a positive integer"),
 ])
 def test_bad_specs_fail_before_any_trial(tmp_path, ucf101_root, change, message):
     path = write_spec(tmp_path, ucf101_root, **change)

@@ -30,7 +30,7 @@ import optuna
 
 from lit_video.errors import LitVideoError
 from lit_video.sweep.spec import SEED_KEY, short_name
-from lit_video.sweep.storage import open_storage
+from lit_video.sweep.storage import open_storage, redact
 
 GFLOPS = "compute/gflops"
 TIME_ATTRS = ("setup_time_s", "profile_time_s", "fit_time_s", "wall_time_s")
@@ -38,17 +38,19 @@ MAX_SERIES = 6  # more settings of the other parameters than this: one pooled li
 
 
 def study_names(storage: str) -> list[str]:
-    """The studies in a storage; a storage that cannot be opened is a one-line error naming it."""
+    """The studies in a storage; a storage that cannot be opened is a one-line error naming it
+    (without its password)."""
+    shown = redact(storage)
     if "://" not in storage and not Path(storage).is_file():
-        raise LitVideoError(f"Optuna storage {storage} does not exist (expected a URL such as sqlite:///x.db "
+        raise LitVideoError(f"Optuna storage {shown} does not exist (expected a URL such as sqlite:///x.db "
                             "or postgresql://..., or a journal file)")
     if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
         # SQLAlchemy would create an empty database instead of failing
-        raise LitVideoError(f"Optuna storage {storage}: no such SQLite file")
+        raise LitVideoError(f"Optuna storage {shown}: no such SQLite file")
     try:
         return optuna.get_all_study_names(open_storage(storage))
     except Exception as err:  # a URL SQLAlchemy cannot parse, a server that does not answer
-        raise LitVideoError(f"cannot open Optuna storage {storage}: {' '.join(str(err).split())[:200]}") from None
+        raise LitVideoError(f"cannot open Optuna storage {shown}: {redact(' '.join(str(err).split()))[:200]}") from None
 
 
 def load_existing_study(storage: str, study_name: str | None = None) -> optuna.Study:
@@ -57,10 +59,10 @@ def load_existing_study(storage: str, study_name: str | None = None) -> optuna.S
     if study_name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise LitVideoError(f"{storage} holds {len(names)} studies ({listed}): choose one with --study-name")
+            raise LitVideoError(f"{redact(storage)} holds {len(names)} studies ({listed}): choose one with --study-name")
         study_name = names[0]
     if study_name not in names:
-        raise LitVideoError(f"no study '{study_name}' in {storage} (studies: {', '.join(names) or 'none'})")
+        raise LitVideoError(f"no study '{study_name}' in {redact(storage)} (studies: {', '.join(names) or 'none'})")
     return optuna.load_study(study_name=study_name, storage=open_storage(storage))
 
 
@@ -380,7 +382,7 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     for trial in trials:
         counts[trial.state.name.lower()] += 1
     _, maximize = primary_objective(study)
-    lines = [f"study '{study.study_name}'" + (f" in {storage}" if storage else "") + f": {len(trials)} trials ("
+    lines = [f"study '{study.study_name}'" + (f" in {redact(storage)}" if storage else "") + f": {len(trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
     lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
     table = sorted(configuration_table(complete, primary), key=lambda r: r["mean"], reverse=maximize)

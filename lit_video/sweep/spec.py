@@ -17,6 +17,9 @@
     n_trials: 20
     timeout: null                      # seconds
     wandb: {project: lit-video, mode: null, tags: []}   # mode: online | offline | disabled | null (auto)
+    heartbeat: {interval: 60, grace_period: 180, max_retry: 3}   # RDB storages: retrying dead workers' trials
+    checkpoint_every_n_steps: null     # resume checkpoints: every epoch, and every N steps when set
+    slurm: {partition: gpu, time_min: 240, gpus_per_worker: 1}   # --launcher slurm (lit_video.sweep.launch)
 
 Everything is checked by `SweepSpec.load` (spec keys, types) and `validate` (every swept and fixed
 key against the real config parser, at the extremes of its range) before any trial starts.
@@ -26,19 +29,22 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lit_video.errors import LitVideoError
+from lit_video.sweep.launch import parse_slurm
+from lit_video.sweep.storage import Heartbeat
 from lit_video.sweep.tracking import MODES, WandbSettings
 
 SAMPLERS = ("tpe", "grid", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 SPEC_KEYS = {"experiment", "study_name", "storage", "out_dir", "overrides", "search_space", "seeds", "objectives",
-             "sampler", "pruner", "budget", "n_trials", "timeout", "wandb"}
+             "sampler", "pruner", "budget", "n_trials", "timeout", "wandb", "heartbeat", "checkpoint_every_n_steps",
+             "slurm"}
 SEED_KEY = "seed_everything"
 
 
@@ -121,6 +127,9 @@ class SweepSpec:
     n_trials: int | None
     timeout: float | None
     wandb: WandbSettings = WandbSettings()
+    heartbeat: Heartbeat = Heartbeat()
+    checkpoint_every_n_steps: int | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:
@@ -183,6 +192,9 @@ class SweepSpec:
             storage=raw.get("storage"), out_dir=Path(raw.get("out_dir") or "outputs/sweeps"), overrides=overrides,
             params=params, seeds=seeds, objectives=objectives, sampler=sampler, pruner=pruner, budget=budget,
             n_trials=n_trials, timeout=raw.get("timeout"), wandb=_wandb(path, raw.get("wandb")),
+            heartbeat=_heartbeat(path, raw.get("heartbeat")),
+            checkpoint_every_n_steps=_positive_int(path, "checkpoint_every_n_steps", raw.get("checkpoint_every_n_steps")),
+            slurm=parse_slurm(path, raw.get("slurm")),
         )
 
     def grid(self) -> dict[str, list]:
@@ -271,3 +283,29 @@ def _wandb(path: Path, value: Any) -> WandbSettings:
         raise SweepSpecError(f"{path}: wandb.tags: expected a list, got {tags!r}")
     return WandbSettings(project=str(value.get("project") or "lit-video"), entity=value.get("entity"),
                          mode=value.get("mode"), tags=tuple(str(t) for t in tags))
+
+
+def _positive_int(path: Path, key: str, value: Any) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise SweepSpecError(f"{path}: {key}: expected a positive integer, got {value!r}")
+    return value
+
+
+def _heartbeat(path: Path, value: Any) -> Heartbeat:
+    if value is None:
+        return Heartbeat()
+    known = {"interval", "grace_period", "max_retry"}
+    if not isinstance(value, dict) or set(value) - known:
+        unknown = sorted(set(value) - known) if isinstance(value, dict) else []
+        detail = f"unknown key '{unknown[0]}'" if unknown else "expected a mapping"
+        raise SweepSpecError(f"{path}: heartbeat: {detail} (known: {', '.join(sorted(known))})")
+    default = Heartbeat()
+    interval = _positive_int(path, "heartbeat.interval", value.get("interval", default.interval))
+    grace = _positive_int(path, "heartbeat.grace_period", value.get("grace_period", default.grace_period))
+    if interval is not None and grace <= interval:
+        raise SweepSpecError(f"{path}: heartbeat.grace_period ({grace}) must be longer than heartbeat.interval "
+                             f"({interval})")
+    max_retry = value.get("max_retry", default.max_retry)
+    if max_retry is not None and (not isinstance(max_retry, int) or max_retry < 0):
+        raise SweepSpecError(f"{path}: heartbeat.max_retry: expected a non-negative integer, got {max_retry!r}")
+    return Heartbeat(interval=interval, grace_period=grace, max_retry=max_retry)

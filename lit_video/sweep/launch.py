@@ -1,0 +1,272 @@
+"""Launching sweep workers: local processes, or a SLURM job array through submitit.
+
+Every worker is the same thing: `run_sweep` on one study, claiming trials until the study is done.
+The storage URL (which may carry a password) reaches a worker only through the LIT_VIDEO_STORAGE
+environment variable: never on a command line, in a pickled submitit job, an sbatch file or a log.
+
+On SLURM the jobs are told to send SIGUSR1 `SIGNAL_DELAY_S` seconds before their time limit, and
+are requeued on preemption (`--requeue`). A trial that receives SIGUSR1 or SIGTERM saves a checkpoint,
+is queued again in the study and its job is requeued (see `lit_video.sweep.study`); a requeued
+worker, or any other, resumes it. The spec's `slurm:` section gives the jobs' resources:
+
+    slurm:
+      partition: gpu
+      time_min: 240          # per job; a job at its limit is requeued and goes on
+      gpus_per_worker: 1
+      cpus_per_worker: 8
+      mem_gb: 32
+      sbatch: {account: myproj, qos: normal, constraint: a100}   # any other sbatch option
+
+Kept free of torch, Lightning and Optuna at import time: `SweepSpec.load` parses `slurm:` with
+`parse_slurm`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from lit_video.errors import LitVideoError
+from lit_video.sweep.storage import STORAGE_ENV, redact
+
+# Seconds between the signal that asks a worker to stop (SIGUSR1) and SLURM's kill: enough for a
+# training step to end and a checkpoint to be written.
+SIGNAL_DELAY_S = 120
+STOP_SIGNAL = "USR1"  # what lit_video.sweep.study handles (with SIGTERM); submitit's own default is USR2
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """Resources of each SLURM worker job; None leaves a resource to the partition's default.
+
+    Args:
+        partition: the SLURM partition (sbatch --partition).
+        time_min: time limit of one job in minutes; a job at its limit is requeued and goes on.
+        gpus_per_worker: GPUs per job (sbatch --gpus-per-node).
+        cpus_per_worker: CPU cores per job (sbatch --cpus-per-task): DataLoader workers + 1.
+        mem_gb: memory per job in GB (sbatch --mem).
+        sbatch: any other sbatch option without its leading --, e.g. {"account": "x", "qos": "y"};
+            a value of true gives a flag without a value.
+    """
+
+    partition: str | None = None
+    time_min: int = 60
+    gpus_per_worker: int | None = None
+    cpus_per_worker: int | None = None
+    mem_gb: float | None = None
+    sbatch: dict[str, Any] = field(default_factory=dict)
+
+
+SLURM_KEYS = tuple(f.name for f in dataclasses.fields(SlurmSettings))
+
+
+def _problem(key: str, value: Any) -> str | None:
+    """What is wrong with one `slurm:` value, or None."""
+    def integer(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if key == "partition" and not (isinstance(value, str) and value):
+        return f"expected a partition name, got {value!r}"
+    if key in ("time_min", "cpus_per_worker") and not (integer(value) and value >= 1):
+        return f"expected a positive integer, got {value!r}"
+    if key == "gpus_per_worker" and not (integer(value) and value >= 0):
+        return f"expected a non-negative integer, got {value!r}"
+    if key == "mem_gb" and not ((integer(value) or isinstance(value, float)) and value > 0):
+        return f"expected a positive number of GB, got {value!r}"
+    if key == "sbatch":
+        if not isinstance(value, dict):
+            return f"expected a mapping of sbatch options to values, got {value!r}"
+        for option, setting in value.items():
+            if not isinstance(option, str) or option.startswith("-") or not isinstance(setting, str | int | float):
+                return f"expected option names without -- and scalar values, got {option!r}: {setting!r}"
+    return None
+
+
+def parse_slurm(path: Path, value: Any) -> dict[str, Any]:
+    """The checked `slurm:` section of the spec at `path` (keys of `SlurmSettings`); {} when absent.
+
+    Args:
+        path: the spec file, named in error messages.
+        value: the section as read from the YAML file.
+    """
+    from lit_video.sweep.spec import SweepSpecError  # not at module level: spec.py imports this module
+
+    if value is None:
+        return {}
+    known = ", ".join(SLURM_KEYS)
+    if not isinstance(value, dict):
+        raise SweepSpecError(f"{path}: slurm: expected a mapping (known: {known})")
+    for key, setting in value.items():
+        if key not in SLURM_KEYS:
+            raise SweepSpecError(f"{path}: slurm: unknown key '{key}' (known: {known})")
+        problem = _problem(key, setting)
+        if problem:
+            raise SweepSpecError(f"{path}: slurm.{key}: {problem}")
+    return dict(value)
+
+
+def merge_settings(spec_slurm: dict[str, Any], **overrides: Any) -> SlurmSettings:
+    """The spec's `slurm:` section with command-line values on top.
+
+    Args:
+        spec_slurm: the spec's checked `slurm:` section (`SweepSpec.slurm`).
+        overrides: `SlurmSettings` fields given on the command line; None means not given. `sbatch`
+            options are merged option by option, the command line's winning.
+    """
+    unknown = sorted(set(overrides) - set(SLURM_KEYS))
+    if unknown:
+        raise TypeError(f"unknown SLURM setting '{unknown[0]}'")
+    settings = SlurmSettings(**spec_slurm)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    if "sbatch" in given:
+        given["sbatch"] = {**settings.sbatch, **given["sbatch"]}
+    return dataclasses.replace(settings, **given)
+
+
+class SweepWorker(submitit.helpers.Checkpointable):
+    """One sweep worker as a submitit job: runs the study until it is done.
+
+    Holds no state and takes no storage: the URL comes from $LIT_VIDEO_STORAGE in the job's
+    environment, so it is never pickled into the job's files.
+    """
+
+    def __call__(self, spec_path: str, study_name: str, n_trials: int | None = None) -> int:
+        """Run the worker; returns the study's finished trials when it stops.
+
+        Args:
+            spec_path: the sweep spec.
+            study_name: the study all workers share.
+            n_trials: finished trials the study should reach (default: the spec's, or the grid's size).
+        """
+        import optuna
+
+        from lit_video.sweep.spec import SweepSpec
+        from lit_video.sweep.study import finished_trials, run_sweep
+
+        storage = os.environ.get(STORAGE_ENV)
+        if not storage:
+            raise LitVideoError(f"{STORAGE_ENV} is not set in the worker's environment (with SLURM, sbatch must "
+                                f"export it: --export=ALL, the default)")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = run_sweep(SweepSpec.load(spec_path), storage, study_name, n_trials, verbose=True)
+        return len(finished_trials(study))
+
+    def checkpoint(self, spec_path: str, study_name: str, n_trials: int | None = None
+                   ) -> submitit.helpers.DelayedSubmission:
+        """Called by submitit on a timeout or preemption signal: requeue the same worker.
+
+        Nothing needs saving here: finished trials live in the storage, a stopped trial is queued again
+        there with its checkpoint in its trial folder, and the requeued worker simply continues the study.
+        """
+        return submitit.helpers.DelayedSubmission(self, spec_path, study_name, n_trials)
+
+
+def worker_command(spec_path: str | Path, study_name: str, n_trials: int | None = None) -> list[str]:
+    """The command line of one local worker: without the storage, which goes in its environment."""
+    command = [sys.executable, "-m", "lit_video.cli", "sweep", str(spec_path), "--study-name", study_name,
+               "--workers", "1", "--quiet"]
+    if n_trials:
+        command += ["--n-trials", str(n_trials)]
+    return command
+
+
+def local_workers(spec_path: str | Path, storage: str, study_name: str, n_workers: int,
+                  n_trials: int | None = None) -> list[int]:
+    """Run `n_workers` worker processes on this machine and wait for them; returns their exit codes.
+
+    SIGINT (Ctrl-C), SIGTERM and SIGUSR1 received by this process are passed on to every worker, which
+    stops its trial cleanly (queued again in the study) and exits; this process waits for them all and
+    then raises KeyboardInterrupt after a Ctrl-C. Without OMP_NUM_THREADS set, the workers share the
+    cores out between them.
+
+    Args:
+        spec_path: the sweep spec.
+        storage: the study's storage URL or journal file; passed in $LIT_VIDEO_STORAGE only.
+        study_name: the study all workers share.
+        n_workers: worker processes.
+        n_trials: finished trials the study should reach (default: the spec's, or the grid's size).
+    """
+    command = worker_command(spec_path, study_name, n_trials)
+    env = {**os.environ, STORAGE_ENV: storage}
+    # Each PyTorch process would otherwise use every core for its CPU ops: N workers on N x cores run a
+    # CPU sweep several times slower than with the cores shared out (unless the user chose a number).
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    env.setdefault("OMP_NUM_THREADS", str(max(1, cores // n_workers)))
+    processes: list[subprocess.Popen] = []
+    received: list[int] = []
+
+    def forward(signum: int, frame) -> None:
+        received.append(signum)
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        for _ in range(n_workers):
+            # Its own process group: a Ctrl-C in the terminal reaches only this process, which passes it on
+            # once; a second SIGINT would cut short the worker's clean stop.
+            process = subprocess.Popen(command, env=env, process_group=0)
+            processes.append(process)
+            if received:  # a signal came while the workers were starting
+                process.send_signal(received[-1])
+        codes = [process.wait() for process in processes]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signal.SIGINT in received:
+        raise KeyboardInterrupt
+    return codes
+
+
+def submit_slurm(spec_path: str | Path, storage: str, study_name: str, n_workers: int, n_trials: int | None,
+                 settings: SlurmSettings, folder: str | Path, cluster: str | None = None) -> list[submitit.Job]:
+    """Submit `n_workers` sweep workers as one SLURM job array (submitit); returns the jobs at once.
+
+    Args:
+        spec_path: the sweep spec (on a filesystem the nodes share; the jobs run in this working directory).
+        storage: the study's storage, reachable from the nodes (a journal file on a shared filesystem,
+            PostgreSQL, MySQL); it travels in the jobs' environment only.
+        study_name: the study all workers share.
+        n_workers: jobs in the array, all allowed to run at once.
+        n_trials: finished trials the study should reach (default: the spec's, or the grid's size).
+        settings: the jobs' resources.
+        folder: submitit's folder: the pickled jobs, the sbatch file and the jobs' logs.
+        cluster: None: SLURM, which must be found on this machine; "local" runs the jobs as processes
+            on this machine (tests).
+    """
+    if cluster is None:
+        if submitit.AutoExecutor.which() != "slurm":
+            raise LitVideoError("--launcher slurm: SLURM was not found on this machine (no srun on PATH); submit "
+                                "from a login node, or use --launcher local")
+        cluster = "slurm"
+    if cluster == "slurm" and storage.startswith("sqlite"):
+        raise LitVideoError(f"SQLite ({redact(storage)}) cannot be shared by jobs on many nodes: pass a journal "
+                            f"file on a shared filesystem (--storage /shared/NAME.journal) or a PostgreSQL / MySQL URL")
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    executor.update_parameters(
+        name=f"sweep-{study_name}", timeout_min=settings.time_min, gpus_per_node=settings.gpus_per_worker,
+        cpus_per_task=settings.cpus_per_worker, mem_gb=settings.mem_gb, nodes=1, tasks_per_node=1,
+        slurm_partition=settings.partition, slurm_array_parallelism=n_workers,
+        # sbatch --requeue: a preempted job goes back to the queue; the stop signal replaces submitit's USR2,
+        # which would end a trial without a checkpoint. The spec's sbatch options may override both.
+        slurm_additional_parameters={"requeue": True, "signal": f"{STOP_SIGNAL}@{SIGNAL_DELAY_S}", **settings.sbatch},
+    )
+    spec_path = str(Path(spec_path).resolve())
+    # The URL is in the environment while sbatch (--export=ALL, the default) or the local executor's
+    # controller starts, and is restored after; submitit's handler in the job listens to the same signal.
+    with submitit.helpers.environment_variables(**{STORAGE_ENV: storage, "SUBMITIT_PREEMPT_SIGNAL": STOP_SIGNAL}):
+        return executor.map_array(SweepWorker(), [spec_path] * n_workers, [study_name] * n_workers,
+                                  [n_trials] * n_workers)
