@@ -13,6 +13,7 @@ plain fit's. The overhead target is under 10% of a trial's time.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -35,8 +36,8 @@ def main() -> None:
 
     import optuna
 
-    from lit_video.sweep.spec import SEED_KEY, SweepSpec, short_name
-    from lit_video.sweep.study import load_study, run_sweep
+    from lit_video.sweep.spec import SEED_KEY, Param, SweepSpec, short_name
+    from lit_video.sweep.study import run_sweep
     from lit_video.train_cli import run_cli
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -58,10 +59,11 @@ def main() -> None:
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             plain = time.perf_counter() - start
             del cli
-            # the same point as a trial: a one-trial study with this point enqueued
-            spec.study_name = f"point_{index}"
-            load_study(spec).enqueue_trial(point)
-            trial = run_sweep(spec, n_trials=1).trials[0]
+            # the same point as a trial: a study whose grid is this one point
+            one_point = dataclasses.replace(
+                spec, study_name=f"point_{index}", seeds=[point[SEED_KEY]],
+                params=[Param(key, "categorical", choices=(value,)) for key, value in values.items()])
+            trial = run_sweep(one_point).trials[0]
             rows.append((point, plain, trial.user_attrs))
     print(f"{'point':<42} {'plain s':>8} {'trial s':>8} {'ratio':>6} {'setup s':>8} {'profile s':>9} "
           f"{'fit s':>7} {'outside fit':>11}")
