@@ -7,8 +7,11 @@ classes, clip length and resolution flow from the DataModule to the task by link
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
+import torch
+from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -37,10 +40,30 @@ class VideoCLI(LightningCLI):
         parser.link_arguments("data.init_args.resolution", "model.init_args.resolution")
 
     def instantiate_trainer(self, **kwargs):
+        config = self._get(self.config_init, "trainer", default={})
+        if not config.get("plugins") and "plugins" not in kwargs and _one_slurm_task_for_many_devices(config):
+            # Lightning's SLURM environment expects one SLURM task per device, started by srun; in a job
+            # with one task (a sweep worker of a job array, `sbatch` without --ntasks-per-node) it would
+            # wait forever for ranks nobody starts. Lightning starts them itself, as on a workstation.
+            kwargs["plugins"] = [LightningEnvironment()]
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+
+def _one_slurm_task_for_many_devices(trainer_config: dict) -> bool:
+    """True inside a SLURM job of one task whose trainer asks for more than one device on one node."""
+    if not SLURMEnvironment.detect() or int(os.environ.get("SLURM_NTASKS", "1")) != 1:
+        return False
+    devices, num_nodes = trainer_config.get("devices", "auto"), int(trainer_config.get("num_nodes") or 1)
+    if isinstance(devices, list | tuple):
+        count = len(devices)
+    elif str(devices).strip() in ("auto", "-1"):
+        count = torch.cuda.device_count() if trainer_config.get("accelerator") != "cpu" else 1
+    else:
+        count = len(str(devices).split(",")) if "," in str(devices) else int(devices)
+    return count > 1 and num_nodes == 1
 
 
 class _ParseOnlyCLI(VideoCLI):

@@ -52,6 +52,9 @@ RUNNING, WAITING = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAIT
 GRID_QUEUEING, GRID_QUEUED = "lit_video:grid_queueing", "lit_video:grid_queued"
 
 
+DDP_TRIAL_ENV = "LIT_VIDEO_DDP_TRIAL"  # the trial id a DDP rank > 0 joins
+
+
 class TrialPreempted(Exception):
     """Training stopped on SIGTERM / SIGUSR1 with a checkpoint saved: the trial is queued again."""
 
@@ -186,6 +189,12 @@ class TrialRunner:
         trial.set_user_attr("trial_dir", str(trial_dir))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         resume = resume_checkpoint(spec, study_name, trial)
+        if not isinstance(trial, _RankTrial):
+            # After the parameters are in the storage: the other ranks read them, never sample their own.
+            try:
+                _announce_ddp_trial(trial._trial_id)
+            except RuntimeError as err:  # stop, and let another worker retry the trial
+                raise TrialPreempted(f"the DDP ranks > 0 of this worker are gone: {err}") from None
         start = time.perf_counter()
         cli = logger = None
         summary: dict[str, object] = {"trial/number": trial.number}
@@ -205,10 +214,15 @@ class TrialRunner:
             trial.set_user_attr("setup_time_s", time.perf_counter() - start)
             fit_start = time.perf_counter()
             self.trainer = cli.trainer
+            # DDP on one node: Lightning starts ranks 1.. by running this command again; they take the
+            # trial to join from here instead of claiming one (see `run_sweep`).
+            os.environ[DDP_TRIAL_ENV] = str(trial._trial_id)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
             trial.set_user_attr("fit_time_s", time.perf_counter() - fit_start)
             if pruning is not None:
-                pruning.check_pruned()  # under DDP the pruning decision is taken on rank 0
+                with warnings.catch_warnings():  # it reports rank 0's values to the trial a second time
+                    warnings.filterwarnings("ignore", message="The reported value is ignored")
+                    pruning.check_pruned()  # under DDP the pruning decision is taken on rank 0
             metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
             metrics.update(_record_profile(trial, cli))
             results = []
@@ -236,7 +250,9 @@ class TrialRunner:
             summary["trial/state"] = "interrupted"
             raise KeyboardInterrupt from stop
         except optuna.TrialPruned:
-            epoch = cli.trainer.current_epoch if cli is not None else None
+            # The last reported epoch: under DDP the trainer has already moved on to the next one.
+            reported = trial.study._storage.get_trial(trial._trial_id).intermediate_values
+            epoch = max(reported) if reported else None
             trial.set_user_attr("pruned_at_epoch", epoch)
             summary.update({"trial/state": "pruned", "trial/pruned_at_epoch": epoch})
             exit_code = 0
@@ -255,6 +271,7 @@ class TrialRunner:
                 finish_run(logger, summary, exit_code)
             trial.set_user_attr("wall_time_s", time.perf_counter() - start)
             self.trainer = None
+            os.environ.pop(DDP_TRIAL_ENV, None)
             # Free this trial's model, loaders and workers before the next one starts.
             del cli, logger
             gc.collect()
@@ -264,6 +281,8 @@ class TrialRunner:
     def _attach_wandb(self, cli, trial: optuna.Trial, values: dict, seed: int):
         """Add the trial's W&B run to the trainer's loggers, with the resolved config as its config."""
         spec = self.spec
+        if not cli.trainer.is_global_zero:  # under DDP only rank 0 has a run
+            return None
         logger = trial_logger(spec.wandb, self.study_name, trial.number, spec.out_dir / self.study_name)
         if logger is None:
             return None
@@ -360,10 +379,63 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, study_name: str | Non
     """
     spec.validate()
     study = load_study(spec, storage, study_name)
+    if DDP_TRIAL_ENV in os.environ and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        _join_ddp_trials(spec, study, int(os.environ[DDP_TRIAL_ENV]))
+        return study
     target = n_trials or spec.n_trials or (spec.grid_size if spec.sampler == "grid" else None)
     callbacks: list[Callable] = [_print_trial] if verbose else []
     _Worker(spec, study, target, callbacks).run()
     return study
+
+
+class _RankTrial(optuna.Trial):
+    """The trial as a DDP rank > 0 sees it: the same parameters (suggest returns rank 0's values), but
+    it records nothing; rank 0 reports to Optuna and writes the user attributes."""
+
+    def set_user_attr(self, key: str, value) -> None:
+        pass
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+
+def _ddp_group_size() -> int:
+    """Processes in this worker's DDP group: 1 until a DDP trial has started one."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _announce_ddp_trial(trial_id: int) -> None:
+    """Rank 0: tell ranks > 0, waiting since the previous DDP trial, which trial to join (-1: none).
+
+    Lightning starts ranks > 0 once per process, at the first DDP fit, and its process group outlives
+    the fit; later trials of the same worker reuse both, so the ranks only need the trial's id."""
+    if _ddp_group_size() > 1:
+        torch.distributed.broadcast_object_list([trial_id], src=0)
+
+
+def _join_ddp_trials(spec: SweepSpec, study: optuna.Study, trial_id: int) -> None:
+    """Rank > 0 of a worker whose trials use DDP: run each trial rank 0 announces, until it says stop.
+
+    The outcome of a trial is rank 0's to record. A trial that fails here fails on rank 0 too (same
+    code, same data) or breaks its collectives there, so this rank goes on to the next one."""
+    runner = TrialRunner(spec, study.study_name)
+    # SLURM signals every process of a job: rank 0 turns SIGUSR1 into SIGTERM, which Lightning passes on
+    # to this rank and broadcasts, so that all ranks stop and checkpoint at the same step.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    while trial_id >= 0:
+        try:
+            runner(_RankTrial(study, trial_id))
+        except TrialPreempted:
+            return  # rank 0 was preempted as well and announces nothing more
+        except Exception:
+            pass
+        announced: list = [None]
+        torch.distributed.broadcast_object_list(announced, src=0)
+        trial_id = announced[0]
+        if not isinstance(trial_id, int):  # this rank failed a trial that rank 0 went on training
+            raise RuntimeError(f"DDP rank {os.environ.get('LOCAL_RANK')} lost step with rank 0 "
+                               f"(expected a trial id, received {trial_id!r})")
 
 
 class _Worker:
@@ -390,6 +462,11 @@ class _Worker:
                     break
                 if not self._run(trial):
                     break
+        if _ddp_group_size() > 1:
+            try:
+                _announce_ddp_trial(-1)
+            except RuntimeError:  # the other ranks were preempted with this one and are gone
+                pass
         if self.stop_signal is not None:
             _requeue_slurm_job()
 
@@ -411,7 +488,9 @@ class _Worker:
         running = sum(1 for t in trials if t.state == RUNNING)
         if self.target is not None and finished + running >= self.target:
             return None
-        return self.study.ask()
+        with warnings.catch_warnings():  # _HeartbeatThread does what Study.optimize would
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+            return self.study.ask()
 
     def _others_running(self) -> bool:
         return any(t.state == RUNNING for t in self.study.get_trials(deepcopy=False))
