@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps "vos-benchmark==0.1.0"
 	@touch $(STAMP)
 
 # The demo sweep: synthetic UCF101-layout data whose classes differ only by motion, then a grid of

@@ -5,6 +5,7 @@
     lit-video data iterate --format FORMAT --root DIR [--clip-len N] [--stride N] [--resolution N] ...
     lit-video fit|validate|test|predict --config experiments/X.yaml [--key value ...]   (LightningCLI)
     lit-video profile --config experiments/X.yaml [--clip-lens 8,16] [--resolutions 112,224]
+    lit-video evaluate vos --gt DAVIS_ROOT --pred RESULTS_DIR [--set val] [--year 2017] [--out DIR]
 
 A mistake in the input (a wrong path, an unknown format, a malformed annotation file) ends the
 command with a one-line message and a non-zero exit status, never a traceback.
@@ -289,6 +290,19 @@ def _dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_vos(args: argparse.Namespace) -> int:
+    from lit_video.metrics.davis import evaluate_folder, format_tables, write_csvs
+
+    start = time.perf_counter()
+    results = evaluate_folder(args.gt, args.pred, args.set, args.year, args.resolution, ignore_void=args.ignore_void,
+                              official_decay_wrap=args.official_decay_wrap, progress=sys.stderr.isatty())
+    global_csv, sequence_csv = write_csvs(results, args.out or args.pred, args.set)
+    print(format_tables(results, args.set))
+    print(f"\nwrote {global_csv} and {sequence_csv}")
+    print(f"Total time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
@@ -341,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder (the dataset root)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-classes", type=int, default=5, help="motion classes, 2..12")
-    synth.add_argument("--videos-per-class", type=int, default=25)
+    synth.add_argument("--videos-per-class", type=int, default=25,
+                       help="videos of each class; VOS formats write num-classes x videos-per-class videos")
     synth.add_argument("--num-frames", type=int, default=48)
     synth.add_argument("--size", type=_size, default=(120, 160), help="HEIGHTxWIDTH, even numbers")
     synth.add_argument("--fps", type=float, default=25.0)
@@ -378,6 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--device", default="cuda" if _cuda() else "cpu")
     profile.add_argument("--out", default=None, help="CSV path (default outputs/profile/<config>.csv)")
     profile.set_defaults(run=_profile)
+
+    evaluate = commands.add_parser("evaluate", help="score predictions as the official evaluators do")
+    evaluate_commands = evaluate.add_subparsers(dest="evaluate_command", required=True)
+    vos = evaluate_commands.add_parser("vos", help="DAVIS J&F of a results folder (davis2017-evaluation, "
+                                       "semi-supervised)")
+    vos.add_argument("--gt", required=True, metavar="DAVIS_ROOT", help="holds Annotations/ and ImageSets/")
+    vos.add_argument("--pred", required=True, metavar="RESULTS_DIR", help="<sequence>/<frame>.png indexed PNGs")
+    vos.add_argument("--set", default="val", help="the ImageSets list to score (default val)")
+    vos.add_argument("--year", type=int, default=2017, choices=[2016, 2017],
+                     help="2016: every non-zero pixel is the one object")
+    vos.add_argument("--resolution", default="480p", help="the Annotations subfolder")
+    vos.add_argument("--out", default=None, help="folder for the two CSV files (default RESULTS_DIR)")
+    vos.add_argument("--ignore-void", action="store_true", help="leave void (255) pixels out of both masks; the "
+                     "official evaluation reads them as background")
+    vos.add_argument("--official-decay-wrap", action="store_true", help="reproduce the official uint8 wrap of "
+                     "the Decay bins for sequences over 256 frames")
+    vos.set_defaults(run=_evaluate_vos)
 
     sweep = commands.add_parser("sweep", help="run or resume an Optuna sweep of an experiment")
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")

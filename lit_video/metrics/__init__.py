@@ -1,0 +1,1 @@
+"""Metrics that reproduce the official evaluators (DAVIS J&F; video AP and caption scores to come)."""
