@@ -278,6 +278,15 @@ class VideoDataModule(L.LightningDataModule):
         """The listed videos of `subset` whose files exist (missing ones are counted and reported)."""
         return split_existing(self.list_records(subset), f"{self.format_name} {self.root} {subset}")
 
+    def probe(self, record: VideoRecord) -> str | None:
+        """Why a listed video cannot be read, or None (`lit-video data check`; the file exists).
+
+        The default decodes its first, middle and last frames; a dataset with more files per video
+        (masks) overrides it."""
+        from lit_video.data.check import probe_video  # check.py imports this module
+
+        return probe_video(record.path, self.decoder)
+
     def make_dataset(self, subset: str) -> ClipDataset:
         train = subset == "train"
         transform = ClipTransform(

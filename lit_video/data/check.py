@@ -39,10 +39,10 @@ def check_datamodule(datamodule: VideoDataModule, show_progress: bool = True) ->
 
     Raises DatasetLayoutError when the annotation files themselves are missing or malformed."""
     listings = {subset: datamodule.list_records(subset) for subset in SUBSETS}
-    paths = sorted({r.path for records in listings.values() for r in records})
+    by_path = {r.path: r for records in listings.values() for r in records}
     problems: dict[str, str | None] = {}
-    for path in tqdm(paths, desc="checking videos", unit="video", disable=not show_progress):
-        problems[path] = "missing" if not os.path.exists(path) else probe_video(path, datamodule.decoder)
+    for path in tqdm(sorted(by_path), desc="checking videos", unit="video", disable=not show_progress):
+        problems[path] = "missing" if not os.path.exists(path) else datamodule.probe(by_path[path])
     reports = {}
     for subset, records in listings.items():
         report = SubsetReport(listed=len(records))

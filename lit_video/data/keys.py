@@ -3,8 +3,14 @@
 VIDEO = "video"  # float (C,T,H,W) after transforms; (V,C,T,H,W) for multi-view evaluation
 LABEL = "label"  # int64 class index, 0-based; -1 when the split has no labels
 MASKS = "masks"  # int64 (T,H,W) object ids, 0 = background, 255 = void
-OBJECT_IDS = "object_ids"
+OBJECT_IDS = "object_ids"  # int64 (K,): the dataset's id of each object 1..K of MASKS
 CAPTION = "caption"
 VIDEO_ID = "video_id"  # str, unique within a dataset split
 VIDEO_INDEX = "video_index"  # int, the record's position in the dataset (groups views of one video)
 FRAME_INDICES = "frame_indices"  # int64 (T,) or (V,T): the source frames of the clip
+
+# Video object segmentation (semi-supervised: each object's first mask is given)
+NUM_OBJECTS = "num_objects"  # int64 (): objects in a training clip, ids 1..K in MASKS
+FIRST_FRAMES = "first_frames"  # int64 (K,): the frame where object k+1's given mask is (evaluation)
+ANNOTATED = "annotated"  # bool (T,): frames that have a ground-truth mask
+FRAME_NAMES = "frame_names"  # list[str] (T,): file stems of the frames, e.g. "00005" (to write predictions)

@@ -1,0 +1,105 @@
+"""DAVIS 2016 / 2017 (semi-supervised VOS), read as released.
+
+`JPEGImages/480p/<seq>/00000.jpg`, `Annotations/480p/<seq>/00000.png` (palette PNG: pixel value k =
+object k, 0 background, 255 void), `ImageSets/<year>/<subset>.txt` (one sequence name a line). Every
+frame is annotated; all objects are given in the first frame. 2016 is single-object: every object
+of the (2017-style) annotations is merged into object 1, as DAVIS 2016 is evaluated. Predictions
+go to `<out>/<seq>/<frame>.png`, the layout the DAVIS evaluator reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from lit_video.data.base import register_datamodule
+from lit_video.data.synthetic import SynthSpec
+from lit_video.data.vos import VOSDataModule, VOSRecord, file_stems
+from lit_video.errors import DatasetLayoutError
+from lit_video.video.decode import FRAME_EXTENSIONS
+
+YEARS = (2016, 2017)
+
+
+@register_datamodule("davis")
+class DAVISDataModule(VOSDataModule):
+    """DAVIS in its official layout.
+
+    Args:
+        root: folder holding `JPEGImages/`, `Annotations/` and `ImageSets/` (or a `DAVIS/` folder that does).
+        year: 2016 (single object) or 2017; picks `ImageSets/<year>/`.
+        quality: frame and annotation resolution folder: "480p" or "Full-Resolution".
+        train_subset: image set the training stage reads.
+        val_subset: image set the validation stage reads.
+        test_subset: image set the test and predict stages read (e.g. "test-dev"); None = val_subset.
+        **kwargs: clip, transform and loader arguments of `VOSDataModule`.
+    """
+
+    prediction_layout = "davis"
+
+    def __init__(self, root: str, year: int = 2017, quality: str = "480p", train_subset: str = "train",
+                 val_subset: str = "val", test_subset: str | None = None, **kwargs):
+        super().__init__(root, **kwargs)
+        if year not in YEARS:
+            raise DatasetLayoutError(f"DAVIS year must be 2016 or 2017, got {year!r}")
+        if not (self.root / "JPEGImages").is_dir() and (self.root / "DAVIS" / "JPEGImages").is_dir():
+            self.root = self.root / "DAVIS"  # the release archives unpack into DAVIS/
+        self.year, self.quality = year, quality
+        self.subsets = {"train": train_subset, "val": val_subset, "test": test_subset or val_subset}
+
+    @property
+    def frames_dir(self) -> Path:
+        return self.root / "JPEGImages" / self.quality
+
+    @property
+    def annotations_dir(self) -> Path:
+        return self.root / "Annotations" / self.quality
+
+    def image_set(self, name: str) -> list[str]:
+        """Sequence names of `ImageSets/<year>/<name>.txt`, checked against the frame and mask folders."""
+        path = self.root / "ImageSets" / str(self.year) / f"{name}.txt"
+        if not path.is_file():
+            raise DatasetLayoutError(
+                f"{path}: no such DAVIS image set (expected ImageSets/{self.year}/{name}.txt, one sequence a line, "
+                f"beside JPEGImages/{self.quality}/ and Annotations/{self.quality}/)"
+            )
+        sequences = []
+        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) > 1:
+                raise DatasetLayoutError(f"{path}:{number}: expected one sequence name, got {line.strip()!r}")
+            for folder in (self.frames_dir, self.annotations_dir):
+                if not (folder / parts[0]).is_dir():
+                    raise DatasetLayoutError(f"{path}:{number}: unknown sequence {parts[0]!r}: no folder {folder / parts[0]}")
+            sequences.append(parts[0])
+        return sequences
+
+    def list_records(self, subset: str) -> list[VOSRecord]:
+        return [
+            VOSRecord(str(self.frames_dir / seq), -1, seq, annotations=str(self.annotations_dir / seq),
+                      merge_objects=self.year == 2016)
+            for seq in self.image_set(self.subsets[subset])
+        ]
+
+    def annotation_folders(self) -> list[Path]:
+        return [self.annotations_dir]
+
+    def prediction_path(self, out_dir: str | os.PathLike, video_id: str, frame_name: str) -> Path:
+        """`<out_dir>/<seq>/<frame>.png`, as the DAVIS evaluator (`lit-video evaluate vos`) reads results."""
+        return Path(out_dir) / video_id / f"{frame_name}.png"
+
+    def frames_to_write(self, video_id: str) -> list[str]:
+        """Every frame of the sequence (the evaluator skips only the first and last)."""
+        stems = file_stems(self.frames_dir / video_id, FRAME_EXTENSIONS)
+        if not stems:
+            raise DatasetLayoutError(f"unknown DAVIS sequence {video_id!r}: no frames in {self.frames_dir / video_id}")
+        return stems
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        from lit_video.data.synthetic_vos import write_davis
+
+        write_davis(Path(out), spec, progress)

@@ -1,0 +1,564 @@
+"""Semi-supervised video object segmentation (VOS) data, shared by DAVIS and YouTube-VOS.
+
+Both store a video as a folder of JPEG frames beside a folder of palette PNG masks (pixel value =
+object id, 0 background, 255 void). `davis.py` and `youtube_vos.py` parse their index files into
+`VOSRecord`s; everything else lives here once:
+
+- training (`VOSClipDataset`): one item = `clip_len` annotated frames of one video, cropped and
+  flipped together with their masks by one `ClipTransform`, objects re-indexed 1..K among those in
+  the clip's first frame;
+- evaluation (`VOSVideoDataset`): one item = a whole video at full annotation resolution, with each
+  object's given mask, the ground truth where there is some, and the frame names to write
+  predictions under.
+
+A corrupt JPEG or PNG never stops training: a training video with one is skipped (warned, counted
+and not retried, as `ClipDataset` does for any video); in an evaluation video the frame is replaced
+by its nearest readable neighbour, an unreadable ground-truth mask makes its frame unannotated, and
+an object whose given mask is unreadable is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.v2 import functional as F
+
+from lit_video.data import keys
+from lit_video.data.base import ClipDataset, DecodeFailureCounter, VideoDataModule, VideoRecord
+from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette, write_mask
+from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
+from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
+from lit_video.video.sampling import ClipSampler
+from lit_video.video.transforms import ClipTransform, normalize_clips
+
+log = logging.getLogger(__name__)
+
+MASK_EXTENSION = ".png"
+
+
+@dataclass(frozen=True)
+class VOSRecord(VideoRecord):
+    """One video of a VOS split; `path` is its JPEG frame folder and `label` is -1.
+
+    Args:
+        annotations: the folder of the video's palette PNG masks (`<frame stem>.png`).
+        objects: (dataset id, stem of the frame holding its first given mask) per object, as the
+            index file lists them (YouTube-VOS meta.json); empty: the objects in the first frame's
+            mask, all given there (DAVIS).
+        listed_frames: the frames the index file lists (YouTube-VOS: those a submission must hold).
+        full_gt: every annotation PNG holds the ground truth of every object (DAVIS, YouTube-VOS
+            train); False: only each object's first-appearance mask exists (YouTube-VOS valid/test).
+        merge_objects: single-object evaluation: every non-zero, non-void id is object 1 (DAVIS 2016).
+    """
+
+    annotations: str = ""
+    objects: tuple[tuple[int, str], ...] = ()
+    listed_frames: tuple[str, ...] = ()
+    full_gt: bool = True
+    merge_objects: bool = False
+
+
+def file_stems(folder: str | os.PathLike, extensions: Sequence[str]) -> list[str]:
+    """Sorted stems of the files in `folder` whose extension is one of `extensions` ([] if no folder)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted(os.path.splitext(n)[0] for n in names if os.path.splitext(n)[1].lower() in extensions)
+
+
+def read_annotation(path: str | os.PathLike, merge_objects: bool = False) -> np.ndarray:
+    """Object ids of one annotation PNG -> uint8 (H,W).
+
+    Args:
+        path: the PNG.
+        merge_objects: map every non-zero, non-void id to 1 (DAVIS 2016 is single-object).
+
+    Raises:
+        VideoDecodeError: naming the file, when it is missing or unreadable (skip-and-count).
+    """
+    try:
+        mask = read_mask(path)
+    except LitVideoError as err:
+        raise VideoDecodeError(str(path), str(err).removeprefix(f"{path}: ")) from None
+    if merge_objects:
+        mask[(mask != 0) & (mask != VOID)] = 1
+    return mask
+
+
+def object_ids_in(mask: np.ndarray | torch.Tensor) -> list[int]:
+    """Sorted object ids present in a mask (background 0 and void excluded)."""
+    values = np.unique(np.asarray(mask))
+    return [int(v) for v in values if v != 0 and v != VOID]
+
+
+def id_lookup(object_ids: Sequence[int]) -> torch.Tensor:
+    """(256,) int64 table: dataset id object_ids[k] -> k+1, void -> void, any other id -> 0."""
+    table = torch.zeros(256, dtype=torch.int64)
+    table[VOID] = VOID
+    if len(object_ids):
+        table[torch.as_tensor(list(object_ids), dtype=torch.int64)] = torch.arange(1, len(object_ids) + 1)
+    return table
+
+
+def _resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """uint8 (T,H,W,C) -> uint8 (T,h,w,C), antialiased; a no-op at the same size."""
+    if tuple(frames.shape[1:3]) == tuple(size):
+        return frames
+    return F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
+
+
+def _frame_positions(reader: FrameFolderReader) -> dict[str, int]:
+    """Frame stem -> index in the reader's (sorted) frame list."""
+    return {os.path.splitext(name)[0]: i for i, name in enumerate(reader.frame_names)}
+
+
+def _mask_path(record: VOSRecord, stem: str) -> str:
+    return os.path.join(record.annotations, stem + MASK_EXTENSION)
+
+
+class VOSClipDataset(ClipDataset):
+    """Training clips: `clip_len` annotated frames of one video, masks transformed with the frames.
+
+    Frames are taken every `stride` ANNOTATED frames (every frame for DAVIS, every 5th raw frame for
+    YouTube-VOS train), the stride jittered per clip by up to `stride_jitter`. A clip whose first
+    frame holds no object, before or after the crop, is redrawn: `max_retries` starts per video
+    (each with up to `crop_retries` crops), then another random video. Unreadable videos are skipped
+    by `ClipDataset`'s mechanism.
+
+    Args:
+        records: the videos.
+        clip_len: frames per clip.
+        stride: annotated frames between consecutive clip frames.
+        transform: a training `ClipTransform` (random crop, flip, scale jitter).
+        stride_jitter: each clip's stride is drawn from [stride - jitter, stride + jitter] (at least 1).
+        max_objects: at most this many objects per clip (a random subset); OBJECT_IDS is padded to it.
+        length: items per epoch (default one per video); item i is a clip of video i % len(records).
+        failures: shared counter of unreadable videos.
+        max_retries: clip starts tried per video before moving to another video.
+        crop_retries: crops tried per decoded clip before drawing a new start.
+        max_videos: videos tried per item before giving up (annotations without objects).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VOSRecord],
+        clip_len: int,
+        stride: int,
+        transform: ClipTransform,
+        stride_jitter: int = 0,
+        max_objects: int = 3,
+        length: int | None = None,
+        failures: DecodeFailureCounter | None = None,
+        max_retries: int = 10,
+        crop_retries: int = 3,
+        max_videos: int = 5,
+    ):
+        super().__init__(records, ClipSampler(clip_len, stride), transform, train=True, failures=failures)
+        self.stride_jitter = stride_jitter
+        self.max_objects = max_objects
+        self.length = length or len(self.records)
+        self.max_retries, self.crop_retries, self.max_videos = max_retries, crop_retries, max_videos
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        video = index % len(self.records)
+        for _ in range(self.max_videos):
+            sample = super().__getitem__(video)  # replaces unreadable videos; None: no object found
+            if sample is not None:
+                return sample
+            video = int(torch.randint(len(self.records), ()).item())
+        raise LitVideoError(
+            f"no object in the first frame of {self.max_retries} clips of each of {self.max_videos} videos "
+            f"(last: {self.records[video].annotations}); are the annotation masks empty?"
+        )
+
+    def load(self, index: int) -> dict | None:
+        """A training clip of video `index`, or None when no drawn clip shows an object in its first frame.
+
+        Raises VideoDecodeError for an unreadable frame or mask."""
+        record: VOSRecord = self.records[index]
+        # Draw from torch's generator: DataLoader seeds it per worker, seed_everything seeds it.
+        rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))
+        reader = FrameFolderReader(record.path)
+        position = _frame_positions(reader)
+        annotated = [s for s in file_stems(record.annotations, (MASK_EXTENSION,)) if s in position]
+        if not annotated:
+            raise VideoDecodeError(record.annotations, f"no annotation PNG matches a frame of {record.path}")
+        for _ in range(self.max_retries):
+            low, high = max(1, self.sampler.stride - self.stride_jitter), self.sampler.stride + self.stride_jitter
+            sampler = ClipSampler(self.sampler.clip_len, int(rng.integers(low, high + 1)))
+            stems = [annotated[p] for p in sampler.train_indices(len(annotated), rng=rng)]  # clip_len stems
+            first = read_annotation(_mask_path(record, stems[0]), record.merge_objects)
+            if not object_ids_in(first):
+                continue  # checked before decoding anything else: most redraws cost one PNG
+            masks = {stems[0]: first}
+            for stem in stems[1:]:
+                if stem not in masks:
+                    masks[stem] = read_annotation(_mask_path(record, stem), record.merge_objects)
+            if len({m.shape for m in masks.values()}) > 1:
+                raise VideoDecodeError(record.annotations, "masks of different sizes in one video")
+            clip_masks = torch.from_numpy(np.stack([masks[s] for s in stems])).long()  # (T,H,W)
+            frame_indices = np.array([position[s] for s in stems], dtype=np.int64)  # (T,)
+            # (T,H,W,C), at the annotations' resolution should a copy's JPEGs differ from it
+            frames = _resize_frames(reader.get_frames(frame_indices), clip_masks.shape[1:])
+            for _ in range(self.crop_retries):
+                video, crop_masks = self.transform(frames, clip_masks)  # (C,T,h,w), (T,h,w)
+                present = object_ids_in(crop_masks[0])
+                if present:
+                    return self._sample(record, video, crop_masks, present, frame_indices)
+        return None
+
+    def _sample(self, record: VOSRecord, video: torch.Tensor, masks: torch.Tensor, present: list[int],
+                frame_indices: np.ndarray) -> dict:
+        if len(present) > self.max_objects:
+            chosen = torch.randperm(len(present))[: self.max_objects]
+            present = sorted(present[i] for i in chosen.tolist())
+        object_ids = torch.zeros(self.max_objects, dtype=torch.int64)  # (max_objects,), 0 = padding
+        object_ids[: len(present)] = torch.tensor(present, dtype=torch.int64)
+        return {
+            keys.VIDEO: video,  # (C,T,h,w)
+            keys.MASKS: id_lookup(present)[masks],  # (T,h,w): 1..K, 0 others and background, 255 void
+            keys.NUM_OBJECTS: torch.tensor(len(present), dtype=torch.int64),
+            keys.OBJECT_IDS: object_ids,
+            keys.VIDEO_ID: record.video_id,
+            keys.FRAME_INDICES: torch.from_numpy(frame_indices),
+        }
+
+
+class VOSVideoDataset(Dataset):
+    """Evaluation: one item = one whole video, from the first frame that gives an object's mask.
+
+    Sample keys: VIDEO float (C,T,h,w) (uint8 when `normalize` is False) at the annotations'
+    resolution, or short side `eval_resolution`; MASKS int64 (T,H,W) at the annotations' resolution,
+    objects 1..K (the ground truth of annotated frames where the dataset has it, otherwise each
+    object's given mask at its first frame, 0 elsewhere); ANNOTATED bool (T,); FIRST_FRAMES int64 (K,);
+    OBJECT_IDS int64 (K,) (dataset id of object k+1); NUM_OBJECTS int64 (); FRAME_NAMES list of T
+    stems; FRAME_INDICES int64 (T,) (positions in the frame folder); VIDEO_ID.
+
+    Args:
+        records: the videos.
+        eval_resolution: resize the frames (not the masks) so their short side is this; None = full.
+        normalize: return normalized float video; False: uint8, normalized later on the device.
+        failures: shared counter of unreadable files.
+    """
+
+    def __init__(self, records: Sequence[VOSRecord], eval_resolution: int | None = None, normalize: bool = True,
+                 failures: DecodeFailureCounter | None = None):
+        self.records = list(records)
+        self.eval_resolution = eval_resolution
+        self.normalize = normalize
+        self.failures = failures or DecodeFailureCounter()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _unreadable(self, err: VideoDecodeError, consequence: str) -> None:
+        self.failures.increment()
+        log.warning("unreadable file %s (%s): %s", err.path, err.reason, consequence)
+
+    def _read_masks(self, record: VOSRecord, stems: Sequence[str], masks: dict[str, np.ndarray | None]) -> None:
+        """Read the masks of `stems` into `masks` (None where unreadable), each file once."""
+        for stem in stems:
+            if stem in masks:
+                continue
+            try:
+                masks[stem] = read_annotation(_mask_path(record, stem), record.merge_objects)
+            except VideoDecodeError as err:
+                masks[stem] = None
+                self._unreadable(err, "its frame counts as unannotated")
+
+    def __getitem__(self, index: int) -> dict:
+        record: VOSRecord = self.records[index]
+        try:
+            reader = FrameFolderReader(record.path)
+        except VideoDecodeError as err:
+            raise DatasetLayoutError(f"{err.path}: {err.reason}") from None
+        position = _frame_positions(reader)
+        all_stems = [os.path.splitext(n)[0] for n in reader.frame_names]
+        mask_stems = set(file_stems(record.annotations, (MASK_EXTENSION,)))
+
+        # Objects and the frame of each one's given mask.
+        masks: dict[str, np.ndarray | None] = {}  # stem -> uint8 (H,W) ids, None when unreadable
+        if record.objects:
+            first_of = dict(record.objects)
+        else:  # DAVIS: every object is given in the first frame's mask
+            self._read_masks(record, all_stems[:1], masks)
+            first = masks[all_stems[0]]
+            first_of = {i: all_stems[0] for i in (object_ids_in(first) if first is not None else [])}
+        for object_id, stem in first_of.items():
+            if stem not in position:
+                raise DatasetLayoutError(
+                    f"{record.path}: object {object_id} of video {record.video_id} is first given in frame "
+                    f"{stem}, which has no frame file"
+                )
+        start = min((position[s] for s in first_of.values()), default=0)
+        stems = all_stems[start:]
+        num_frames = len(stems)
+
+        wanted = [s for s in stems if s in mask_stems] if record.full_gt else sorted(set(first_of.values()))
+        self._read_masks(record, wanted, masks)
+        readable = [m for m in masks.values() if m is not None]
+        size = readable[0].shape if readable else reader.size
+        for stem, mask in masks.items():
+            if mask is not None and mask.shape != size:
+                self._unreadable(VideoDecodeError(_mask_path(record, stem), f"size {mask.shape} is not {size}"),
+                                 "its frame counts as unannotated")
+                masks[stem] = None
+        given = {i: s for i, s in first_of.items() if masks.get(s) is not None}
+        for object_id in sorted(set(first_of) - set(given)):
+            log.warning("%s: object %d left out: its given mask is unreadable", record.video_id, object_id)
+        object_ids = sorted(given)
+        table = id_lookup(object_ids)
+
+        gt = torch.zeros((num_frames, *size), dtype=torch.int64)  # (T,H,W)
+        annotated = torch.zeros(num_frames, dtype=torch.bool)  # (T,)
+        for t, stem in enumerate(stems):
+            if record.full_gt and masks.get(stem) is not None:
+                gt[t] = table[torch.from_numpy(masks[stem]).long()]
+                annotated[t] = True
+        if not record.full_gt:
+            listed = set(record.listed_frames)
+            annotated = torch.tensor([s in listed for s in stems], dtype=torch.bool)
+            for k, object_id in enumerate(object_ids, start=1):
+                t = stems.index(given[object_id])
+                gt[t][torch.from_numpy(masks[given[object_id]] == object_id)] = k
+        first_frames = torch.tensor([stems.index(given[i]) for i in object_ids], dtype=torch.int64)  # (K,)
+
+        frame_indices = np.arange(start, start + num_frames, dtype=np.int64)  # (T,)
+        video = self._decode(reader, frame_indices, size)  # (C,T,h,w)
+        return {
+            keys.VIDEO: video,
+            keys.MASKS: gt,
+            keys.ANNOTATED: annotated,
+            keys.FIRST_FRAMES: first_frames,
+            keys.OBJECT_IDS: torch.tensor(object_ids, dtype=torch.int64),
+            keys.NUM_OBJECTS: torch.tensor(len(object_ids), dtype=torch.int64),
+            keys.FRAME_NAMES: stems,
+            keys.FRAME_INDICES: torch.from_numpy(frame_indices),
+            keys.VIDEO_ID: record.video_id,
+        }
+
+    def _decode(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
+        """Every frame at `size` -> (C,T,h,w); an unreadable frame is replaced by its nearest readable one."""
+        frames: list[torch.Tensor | None] = []
+        for index in frame_indices.tolist():
+            try:
+                frames.append(_resize_frames(reader.get_frames([index]), size)[0])  # (H,W,C)
+            except VideoDecodeError as err:
+                frames.append(None)
+                self._unreadable(err, "replaced by the nearest readable frame")
+        readable = [t for t, f in enumerate(frames) if f is not None]
+        if not readable:
+            raise LitVideoError(f"{reader.path}: no frame of the video can be decoded")
+        for t, frame in enumerate(frames):
+            if frame is None:
+                frames[t] = frames[min(readable, key=lambda r: (abs(r - t), r))]
+        video = torch.stack(frames).permute(3, 0, 1, 2)  # (C,T,H,W) uint8
+        if self.eval_resolution:
+            height, width = size
+            scale = self.eval_resolution / min(height, width)
+            resized = [max(1, round(height * scale)), max(1, round(width * scale))]
+            video = F.resize(video.transpose(0, 1), resized, antialias=True).transpose(0, 1)  # (C,T,h,w)
+        return normalize_clips(video) if self.normalize else video.contiguous()
+
+
+class VOSDataModule(VideoDataModule):
+    """Base DataModule for semi-supervised VOS datasets (JPEG frame folders + palette PNG masks).
+
+    Training batches hold `batch_size` clips of fixed shape; evaluation loaders (val, test, predict)
+    hold one whole video per batch. Both use the default collation, which turns the evaluation
+    sample's FRAME_NAMES into T one-name tuples: the stems are `[n[0] for n in batch[FRAME_NAMES]]`.
+    A dataset file provides `list_records`, `annotation_folders`, `prediction_path` and
+    `frames_to_write`.
+
+    Args:
+        root: the dataset folder, laid out as the official release.
+        clip_len: frames per training clip (STM trains on 3).
+        stride: ANNOTATED frames between consecutive clip frames.
+        stride_jitter: each training clip's stride is drawn from [stride - jitter, stride + jitter].
+        resolution: training crop, int or [height, width].
+        eval_resolution: evaluation frames are resized to this short side; None keeps the annotations'
+            resolution. Masks always stay at the annotations' resolution.
+        max_objects: objects per training clip (a random subset when there are more).
+        clips_per_video: training clips drawn from each video per epoch (DAVIS train has 60 videos).
+        samples_per_epoch: training clips per epoch, over all videos; overrides clips_per_video.
+        short_side: training frames' short side before the crop; default 8/7 of the crop.
+        train_short_side_range: optional [min, max] random short side for training (scale jitter).
+        flip: random horizontal flips for training.
+        batch_size: training clips per batch.
+        num_workers: DataLoader worker processes.
+        decoder: unused by frame folders; accepted for the generic `lit-video data` commands.
+        pin_memory: pin host memory for faster copies to the GPU.
+        normalize_on_device: workers return uint8 video, normalized once on the device (a quarter of
+            the bytes; whole evaluation videos are large).
+        max_retries: training clip starts tried per video when the first frame shows no object.
+    """
+
+    prediction_layout: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        root: str,
+        clip_len: int = 3,
+        stride: int = 1,
+        stride_jitter: int = 0,
+        resolution: int | list[int] = 384,
+        eval_resolution: int | None = None,
+        max_objects: int = 3,
+        clips_per_video: int = 1,
+        samples_per_epoch: int | None = None,
+        short_side: int | None = None,
+        train_short_side_range: list[int] | None = None,
+        flip: bool = True,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        decoder: str = DEFAULT_BACKEND,
+        pin_memory: bool = True,
+        normalize_on_device: bool = False,
+        max_retries: int = 10,
+    ):
+        super().__init__(
+            root, clip_len=clip_len, stride=stride, resolution=resolution, short_side=short_side,
+            train_short_side_range=train_short_side_range, flip=flip, batch_size=batch_size,
+            num_workers=num_workers, decoder=decoder, pin_memory=pin_memory, normalize_on_device=normalize_on_device,
+        )
+        for name, value, least in (("clip_len", clip_len, 1), ("stride", stride, 1), ("stride_jitter", stride_jitter, 0),
+                                   ("max_objects", max_objects, 1), ("clips_per_video", clips_per_video, 1),
+                                   ("max_retries", max_retries, 1)):
+            if not isinstance(value, int) or value < least:
+                raise LitVideoError(f"{name} must be an integer >= {least}, got {value!r}")
+        for name, value in (("eval_resolution", eval_resolution), ("samples_per_epoch", samples_per_epoch)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise LitVideoError(f"{name} must be a positive integer or null, got {value!r}")
+        self.stride_jitter = stride_jitter
+        self.eval_resolution = eval_resolution
+        self.max_objects = max_objects
+        self.clips_per_video = clips_per_video
+        self.samples_per_epoch = samples_per_epoch
+        self.max_retries = max_retries
+
+    # --- what a dataset file provides -------------------------------------------------------------
+
+    @abstractmethod
+    def list_records(self, subset: str) -> list[VOSRecord]:
+        """Every video of `subset` (train / val / test). Raises DatasetLayoutError naming the file or key
+        when an index file is missing or malformed or lists a video without its folders."""
+
+    @abstractmethod
+    def annotation_folders(self) -> list[Path]:
+        """Folders of per-video annotation folders, searched in order for the palette."""
+
+    @abstractmethod
+    def prediction_path(self, out_dir: str | os.PathLike, video_id: str, frame_name: str) -> Path:
+        """Where the predicted mask of frame `frame_name` (a stem) of `video_id` goes under `out_dir`, in
+        the layout the dataset's evaluator or submission server reads."""
+
+    @abstractmethod
+    def frames_to_write(self, video_id: str) -> list[str]:
+        """Stems of the frames whose predictions a result folder must hold for `video_id`."""
+
+    # --- shared --------------------------------------------------------------------------------
+
+    @property
+    def classes(self) -> list[str]:
+        """VOS is class-agnostic: objects are identified by their given first mask."""
+        return []
+
+    @cached_property
+    def palette(self) -> list[int]:
+        """Flat RGB palette of the dataset's annotations (the first one found), for writing predictions;
+        the VOC palette when there is none."""
+        for folder in self.annotation_folders():
+            for video in sorted(os.listdir(folder)) if folder.is_dir() else []:
+                stems = file_stems(folder / video, (MASK_EXTENSION,))
+                if stems:
+                    try:
+                        palette = read_palette(folder / video / (stems[0] + MASK_EXTENSION))
+                    except OSError:
+                        continue
+                    return palette or voc_palette()
+        return voc_palette()
+
+    def write_prediction(self, out_dir: str | os.PathLike, video_id: str, frame_name: str,
+                         mask: np.ndarray | torch.Tensor, object_ids: Sequence[int] | torch.Tensor) -> Path:
+        """Write a predicted mask of objects 1..K as the dataset's ids, in the dataset's palette.
+
+        Args:
+            out_dir: the result folder.
+            video_id, frame_name: the video and the frame's stem.
+            mask: (H,W) integers, object k at value k (0 background).
+            object_ids: (K,) dataset id of each object k, as the sample's OBJECT_IDS.
+
+        Returns:
+            the file written (`prediction_path`).
+        """
+        table = np.zeros(256, dtype=np.uint8)
+        ids = np.asarray(torch.as_tensor(object_ids).cpu(), dtype=np.int64)
+        table[1: len(ids) + 1] = ids
+        path = self.prediction_path(out_dir, video_id, frame_name)
+        write_mask(path, table[np.asarray(torch.as_tensor(mask).cpu(), dtype=np.int64)], self.palette)
+        return path
+
+    def probe(self, record: VOSRecord) -> str | None:
+        """Decode the first, middle and last frames and read every mask; None when all are readable."""
+        try:
+            reader = FrameFolderReader(record.path)
+            last = reader.num_frames - 1
+            reader.get_frames([0, last // 2, last])
+            stems = file_stems(record.annotations, (MASK_EXTENSION,))
+            if not stems:
+                return f"no annotation PNGs in {record.annotations}"
+            needed = {s for _, s in record.objects} - set(stems)
+            if needed:
+                return f"missing given mask {_mask_path(record, sorted(needed)[0])}"
+            sizes = {read_annotation(_mask_path(record, s)).shape for s in stems}
+        except VideoDecodeError as err:
+            return f"{err.path}: {err.reason}"
+        if len(sizes) > 1:
+            return f"masks of different sizes in {record.annotations}: {sorted(sizes)}"
+        return None
+
+    def make_dataset(self, subset: str) -> Dataset:
+        records = self.records(subset)
+        if not records:
+            raise DatasetLayoutError(f"{self.format_name} {subset}: no videos listed under {self.root}")
+        if subset != "train":
+            return VOSVideoDataset(records, self.eval_resolution, normalize=not self.normalize_on_device,
+                                   failures=self.decode_failures)
+        transform = ClipTransform(
+            self.resolution, train=True, short_side=self.short_side, short_side_range=self.train_short_side_range,
+            flip=self.flip, normalize=not self.normalize_on_device,
+        )
+        return VOSClipDataset(
+            records, self.clip_len, self.stride, transform, stride_jitter=self.stride_jitter,
+            max_objects=self.max_objects, length=self.samples_per_epoch or self.clips_per_video * len(records),
+            failures=self.decode_failures, max_retries=self.max_retries,
+        )
+
+    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
+        if subset == "train":
+            return super()._loader(subset, shuffle)
+        if subset not in self.datasets:
+            self.datasets[subset] = self.make_dataset(subset)
+        # One whole video per batch: videos differ in length and size.
+        return DataLoader(
+            self.datasets[subset],
+            batch_size=1,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )

@@ -1,0 +1,196 @@
+"""YouTube-VOS 2018 / 2019 (semi-supervised VOS), read as released.
+
+`{train,valid,test}/JPEGImages/<vid>/<5 digits>.jpg`, `{split}/Annotations/<vid>/<frame>.png`
+(palette), `{split}/meta.json` = `{"videos": {vid: {"objects": {"<id>": {"category", "frames":
+[...]}}}}}`. Train has masks of every 5th frame, frame names need not start at 00000; valid and test
+give only each object's first-appearance mask, and objects may first appear mid-video. The official
+`{split}_all_frames/JPEGImages` (every raw frame) is read instead with `all_frames=True`.
+
+Valid has no full ground truth, so validation during training reads a held-out part of train
+(`val_fraction` of its videos, drawn with `split_seed`, or the ids of a `val_list` file); the train
+stage then leaves those videos out. Predictions for the submission server go to
+`<out>/Annotations/<vid>/<frame>.png`, for the frames meta.json lists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from lit_video.data.base import register_datamodule
+from lit_video.data.synthetic import SynthSpec
+from lit_video.data.vos import MASK_EXTENSION, VOSDataModule, VOSRecord, file_stems
+from lit_video.errors import DatasetLayoutError
+
+YEARS = (2018, 2019)
+SPLITS = ("train", "valid", "test")
+
+
+def parse_meta(path: Path) -> dict[str, dict[int, list[str]]]:
+    """meta.json -> {video id: {object id: sorted frame stems}}, checked key by key.
+
+    Raises:
+        DatasetLayoutError: one line naming the file and the offending key.
+    """
+    if not path.is_file():
+        raise DatasetLayoutError(f"{path}: missing YouTube-VOS meta.json")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    videos = meta.get("videos") if isinstance(meta, dict) else None
+    if not isinstance(videos, dict):
+        raise DatasetLayoutError(f'{path}: expected {{"videos": {{video id: {{"objects": ...}}}}}} at the top level')
+    parsed: dict[str, dict[int, list[str]]] = {}
+    for vid, video in videos.items():
+        objects = video.get("objects") if isinstance(video, dict) else None
+        if not isinstance(objects, dict):
+            raise DatasetLayoutError(f'{path}: videos["{vid}"] has no "objects" mapping')
+        parsed[vid] = {}
+        for key, obj in objects.items():
+            where = f'videos["{vid}"]["objects"]["{key}"]'
+            if not str(key).isdigit() or not 0 < int(key) < 255:
+                raise DatasetLayoutError(f"{path}: {where}: object ids must be integers 1..254")
+            frames = obj.get("frames") if isinstance(obj, dict) else None
+            if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
+                raise DatasetLayoutError(f'{path}: {where}["frames"] must be a non-empty list of frame names')
+            parsed[vid][int(key)] = sorted(frames)
+    return parsed
+
+
+@register_datamodule("youtube-vos")
+class YouTubeVOSDataModule(VOSDataModule):
+    """YouTube-VOS in its official layout.
+
+    Args:
+        root: folder holding `train/` and `valid/` (and `test/`, `*_all_frames/` when present).
+        year: 2018 or 2019 (informational: both share the layout).
+        train_subset: split the training stage reads: "train" (minus the held-out videos).
+        val_subset: split the validation stage reads: "train" = the held-out train videos (full ground
+            truth every 5th frame), or "valid" / "test" (first masks only).
+        test_subset: split the test and predict stages read (default "valid": the submission).
+        val_fraction: fraction of train videos held out when a stage evaluates on "train".
+        val_list: a file of held-out train video ids, one a line; replaces val_fraction.
+        split_seed: seed of the held-out draw (deterministic for a given train/meta.json).
+        all_frames: read frames from `<split>_all_frames/JPEGImages` (every raw frame).
+        **kwargs: clip, transform and loader arguments of `VOSDataModule`.
+    """
+
+    prediction_layout = "youtube-vos"
+
+    def __init__(self, root: str, year: int = 2019, train_subset: str = "train", val_subset: str = "train",
+                 test_subset: str = "valid", val_fraction: float = 0.1, val_list: str | None = None,
+                 split_seed: int = 0, all_frames: bool = False, **kwargs):
+        super().__init__(root, **kwargs)
+        if year not in YEARS:
+            raise DatasetLayoutError(f"YouTube-VOS year must be 2018 or 2019, got {year!r}")
+        for stage, name in (("train_subset", train_subset), ("val_subset", val_subset), ("test_subset", test_subset)):
+            if name not in SPLITS:
+                raise DatasetLayoutError(f"YouTube-VOS {stage} must be one of {', '.join(SPLITS)}, got {name!r}")
+        if train_subset != "train":
+            raise DatasetLayoutError(f"YouTube-VOS trains on 'train' (the only split with full masks), got {train_subset!r}")
+        if not 0.0 <= val_fraction < 1.0:
+            raise DatasetLayoutError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+        self.year = year
+        self.subsets = {"train": train_subset, "val": val_subset, "test": test_subset}
+        self.val_fraction, self.val_list, self.split_seed = val_fraction, val_list, split_seed
+        self.all_frames = all_frames
+        self._meta: dict[str, dict[str, dict[int, list[str]]]] = {}  # split -> parsed meta.json
+
+    def meta_path(self, split: str) -> Path:
+        return self.root / split / "meta.json"
+
+    def frames_dir(self, split: str) -> Path:
+        return self.root / (f"{split}_all_frames" if self.all_frames else split) / "JPEGImages"
+
+    def annotations_dir(self, split: str) -> Path:
+        return self.root / split / "Annotations"
+
+    def meta(self, split: str) -> dict[str, dict[int, list[str]]]:
+        """The parsed meta.json of `split` (read once)."""
+        if split not in self._meta:
+            self._meta[split] = parse_meta(self.meta_path(split))
+        return self._meta[split]
+
+    @cached_property
+    def heldout(self) -> frozenset[str]:
+        """Train video ids held out for evaluation; empty unless a stage evaluates on "train"."""
+        if "train" not in (self.subsets["val"], self.subsets["test"]):
+            return frozenset()
+        videos = sorted(self.meta("train"))
+        if self.val_list is not None:
+            path = Path(self.val_list)
+            if not path.is_file():
+                raise DatasetLayoutError(f"{path}: val_list file not found")
+            ids = []
+            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+                vid = line.strip()
+                if vid and vid not in self.meta("train"):
+                    raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {self.meta_path('train')}")
+                ids += [vid] if vid else []
+            return frozenset(ids)
+        count = int(round(self.val_fraction * len(videos)))
+        if self.val_fraction > 0 and len(videos) > 1:
+            count = min(max(count, 1), len(videos) - 1)  # a small copy still validates and still trains
+        # A permutation of the SORTED ids: the same videos for every run, worker and machine.
+        order = np.random.default_rng(self.split_seed).permutation(len(videos))
+        return frozenset(videos[i] for i in order[:count])
+
+    def list_records(self, subset: str) -> list[VOSRecord]:
+        split = self.subsets[subset]
+        meta = self.meta(split)
+        videos = sorted(meta)
+        if split == "train":
+            evaluating = subset != "train"
+            videos = [v for v in videos if (v in self.heldout) == evaluating]
+            if evaluating and not videos:
+                raise DatasetLayoutError(
+                    f"YouTube-VOS {subset} reads held-out train videos, but none are held out: set val_fraction > 0 "
+                    f"or val_list, or {subset}_subset to 'valid'"
+                )
+        records = []
+        for vid in videos:
+            frames, annotations = self.frames_dir(split) / vid, self.annotations_dir(split) / vid
+            for folder in (frames, annotations):
+                if not folder.is_dir():
+                    raise DatasetLayoutError(f'{self.meta_path(split)}: videos["{vid}"]: no folder {folder}')
+            objects = meta[vid]
+            records.append(VOSRecord(
+                str(frames), -1, vid, annotations=str(annotations),
+                objects=tuple((object_id, stems[0]) for object_id, stems in sorted(objects.items())),
+                listed_frames=tuple(sorted({s for stems in objects.values() for s in stems})),
+                full_gt=split == "train",
+            ))
+        return records
+
+    def annotation_folders(self) -> list[Path]:
+        return [self.annotations_dir(split) for split in SPLITS]
+
+    def prediction_path(self, out_dir: str | os.PathLike, video_id: str, frame_name: str) -> Path:
+        """`<out_dir>/Annotations/<vid>/<frame>.png`: zip `<out_dir>/Annotations` for the submission server."""
+        return Path(out_dir) / "Annotations" / video_id / f"{frame_name}.png"
+
+    def frames_to_write(self, video_id: str) -> list[str]:
+        """The frames meta.json lists for the video (valid / test: those the server scores); for a
+        held-out train video, its annotated frames."""
+        for stage in ("test", "val"):
+            split = self.subsets[stage]
+            if video_id in self.meta(split):
+                if split == "train":
+                    return file_stems(self.annotations_dir(split) / video_id, (MASK_EXTENSION,))
+                return sorted({s for stems in self.meta(split)[video_id].values() for s in stems})
+        raise DatasetLayoutError(
+            f"video {video_id!r} is in neither {self.meta_path(self.subsets['test'])} nor "
+            f"{self.meta_path(self.subsets['val'])}"
+        )
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        from lit_video.data.synthetic_vos import write_youtube_vos
+
+        write_youtube_vos(Path(out), spec, progress)
