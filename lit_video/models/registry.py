@@ -1,8 +1,10 @@
 """Model registry: every architecture file registers its classes / factories here by name.
 
-A registered callable takes `num_classes` first and returns an `nn.Module` mapping `(B, C, T, H, W)` to
-`(B, num_classes)`. Each entry also stores a "tiny" config: kwargs that make a CPU-cheap variant, so the
-tests can loop over every model without knowing any of them.
+Each entry has a task tag. A "classification" callable (the default) takes `num_classes` first and
+returns an `nn.Module` mapping `(B, C, T, H, W)` to `(B, num_classes)`; a "vos" callable takes keyword
+arguments only and returns a video object segmentation model (`lit_video.models.vos_base.VOSModel`).
+Each entry also stores a "tiny" config: kwargs that make a CPU-cheap variant, so the tests can loop over
+every model of a task without knowing any of them.
 """
 
 from __future__ import annotations
@@ -17,16 +19,23 @@ from lit_video.errors import LitVideoError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _TINY: dict[str, dict[str, Any]] = {}
+_TASKS: dict[str, str] = {}
+TASKS = ("classification", "vos")
 
 
-def register_model(name: str | Callable | None = None, *, tiny: dict[str, Any] | None = None):
+def register_model(
+    name: str | Callable | None = None, *, tiny: dict[str, Any] | None = None, task: str = "classification"
+):
     """Decorator for a model class or factory function; usable as `@register_model`, `@register_model()`
     or `@register_model("name", tiny=dict(width=16))`.
 
     Args:
         name: registry name; defaults to the lower-cased `__name__` of the decorated object.
         tiny: kwargs that build a small variant for CPU tests (`{}` where the architecture cannot shrink).
+        task: what the model does, one of `TASKS`; decides how `create_model` calls it.
     """
+    if task not in TASKS:
+        raise ValueError(f"unknown model task '{task}'; known tasks: {', '.join(TASKS)}")
     if callable(name):  # bare `@register_model`
         return register_model()(name)
 
@@ -36,6 +45,7 @@ def register_model(name: str | Callable | None = None, *, tiny: dict[str, Any] |
             raise ValueError(f"model name '{key}' is registered twice ({_MODELS[key]} and {obj})")
         _MODELS[key] = obj
         _TINY[key] = dict(tiny or {})
+        _TASKS[key] = task
         return obj
 
     return decorate
@@ -48,28 +58,57 @@ def model_entry(name: str) -> Callable[..., nn.Module]:
         LitVideoError: unknown name; the message lists the known names.
     """
     if name not in _MODELS:
-        raise LitVideoError(f"unknown model '{name}'; known models: {', '.join(list_models())}")
+        raise LitVideoError(f"unknown model '{name}'; known models: {', '.join(list_models(task=None))}")
     return _MODELS[name]
 
 
-def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build the registered model `name` with `num_classes` outputs.
+def model_task(name: str) -> str:
+    """The task tag of the registered model `name` ("classification", "vos")."""
+    model_entry(name)
+    return _TASKS.get(name, "classification")
+
+
+def create_model(
+    name: str, num_classes: int | None = None, *, task: str | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build the registered model `name`: a classifier with `num_classes` outputs, or (for models of
+    other tasks, which take no `num_classes`) the model its keyword arguments describe.
+
+    Args:
+        name: registry name.
+        num_classes: outputs of a classification model; must be left out for other tasks.
+        task: when given, `name` must be a model of this task (e.g. "vos" in the VOS LightningModule).
+        kwargs: the model's own arguments.
 
     Raises:
-        LitVideoError: unknown name, or an argument the model does not take (a config typo).
+        LitVideoError: unknown name, a model of another task, or an argument the model does not take
+            (a config typo).
     """
     factory = model_entry(name)
+    own_task = model_task(name)
+    if task is not None and task != own_task:
+        raise LitVideoError(f"model '{name}' is a {own_task} model, not a {task} model; "
+                            f"{task} models: {', '.join(list_models(task=task)) or 'none'}")
+    if own_task == "classification":
+        if num_classes is None:
+            raise LitVideoError(f"model '{name}' is a classification model and needs num_classes")
+        args: tuple[Any, ...] = (num_classes,)
+    elif num_classes is not None:
+        raise LitVideoError(f"model '{name}' is a {own_task} model and takes no num_classes "
+                            f"(got {num_classes}); a classification task cannot use it")
+    else:
+        args = ()
     try:
-        inspect.signature(factory).bind(num_classes, **kwargs)
+        inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as err:
         # A typo in a config key should read as a user error, not a traceback from deep inside a model.
         raise LitVideoError(f"model '{name}': {err}") from None
-    return factory(num_classes, **kwargs)
+    return factory(*args, **kwargs)
 
 
-def list_models() -> list[str]:
-    """Registered model names, sorted."""
-    return sorted(_MODELS)
+def list_models(task: str | None = "classification") -> list[str]:
+    """Registered model names of `task` (all tasks when None), sorted."""
+    return sorted(name for name in _MODELS if task is None or _TASKS.get(name, "classification") == task)
 
 
 def tiny_kwargs(name: str) -> dict[str, Any]:

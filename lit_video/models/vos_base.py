@@ -1,0 +1,235 @@
+"""Shared parts of the video object segmentation models (not registered): the interface every VOS model
+implements, padding to the encoder's stride, a ResNet-like encoder with features at strides 4, 8 and 16,
+and a decoder that climbs back to full resolution through skip connections.
+
+A VOS model segments a video one frame at a time against a per-video memory:
+
+    memory = model.new_memory()
+    model.memorize(frame0, first_masks, memory)      # (B,3,H,W), (B,K,H,W) soft masks in [0, 1]
+    logits = model.segment(frame1, memory)           # (B,K,H,W) per-object foreground logits
+    model.memorize(frame1, probabilities, memory)    # what the task decided each object covers
+
+Combining the K per-object logits into one distribution per pixel (soft aggregation) is the task's job.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models.resnet import BasicBlock, conv1x1
+
+from lit_video.errors import LitVideoError
+from lit_video.models.weights import load_cached_weights, load_weights
+
+VOS_BACKBONES = ("small", "resnet18")
+
+
+class VOSModel(nn.Module):
+    """Base class of the semi-supervised VOS models: per-video state lives in a memory object that the
+    caller owns, so one network can segment several videos at once (one memory each).
+
+    Objects are addressed by index 0..K-1; K may grow between `memorize` calls (an object that first
+    appears mid-video), never shrink. Frames are ImageNet-normalized (B,3,H,W) of any size (padded
+    internally to the encoder's stride and cropped back).
+    """
+
+    def new_memory(self) -> object:
+        """A fresh per-video state (a plain object holding tensors)."""
+        raise NotImplementedError
+
+    def segment(self, frame: torch.Tensor, memory: object) -> torch.Tensor:
+        """frame (B,3,H,W) -> per-object foreground logits (B,K,H,W) for the K objects in `memory`."""
+        raise NotImplementedError
+
+    def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: object) -> None:
+        """Add `frame` (B,3,H,W) and its per-object soft masks (B,K,H,W) in [0, 1] to `memory`."""
+        raise NotImplementedError
+
+    def forward(self, frame: torch.Tensor, memory: object) -> torch.Tensor:
+        """Inference on one frame: the same as `segment`."""
+        return self.segment(frame, memory)
+
+
+def check_masks(frame: torch.Tensor, masks: torch.Tensor, known_objects: int) -> None:
+    """Shapes of a `memorize` call: frame (B,3,H,W), masks (B,K,H,W) with K >= the objects already known."""
+    same_size = masks.shape[0] == frame.shape[0] and masks.shape[2:] == frame.shape[2:]
+    if frame.ndim != 4 or masks.ndim != 4 or not same_size:
+        raise ValueError(f"memorize needs frame (B,3,H,W) and masks (B,K,H,W) of the same B, H, W; got "
+                         f"{tuple(frame.shape)} and {tuple(masks.shape)}")
+    if masks.shape[1] < max(known_objects, 1):
+        raise ValueError(f"memorize got {masks.shape[1]} object masks but memory already holds "
+                         f"{known_objects} objects (objects can be added, not removed; pass empty masks for "
+                         f"finished ones)")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad the bottom and right of (..., H, W) up to multiples of `multiple` (no copy if already so).
+
+    Zeros are the dataset mean of a normalized frame and "no object" in a mask; the padded border is
+    cropped away from the output, so it only has to be neutral.
+    """
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    # GroupNorm rather than BatchNorm: VOS batches are small (a few clips, each object a separate sample)
+    # and a 16x16 crop leaves a 1x1 map at stride 16, where BatchNorm in training mode fails outright.
+    return nn.GroupNorm(math.gcd(channels, 8), channels)
+
+
+class FeatureEncoder(nn.Module):
+    """A ResNet-like CNN -> feature maps at strides 4, 8 and 16.
+
+    Args:
+        in_channels: input channels (3 for a frame, more when masks are stacked onto it).
+        backbone: "small" (GroupNorm ResNet of `width` / `blocks`) or "resnet18" (torchvision's ResNet-18
+            stem and layer1-3, BatchNorm, 64/128/256 channels).
+        width: channels at stride 4 of the small backbone; doubled at strides 8 and 16.
+        blocks: residual blocks per stage of the small backbone.
+        pretrained: resnet18 only: load torchvision's ImageNet weights from the torch hub cache (never
+            downloads); filters for input channels beyond RGB start at zero, so a pretrained encoder first
+            sees the frame alone and learns to use the masks.
+    """
+
+    def __init__(self, in_channels: int = 3, backbone: str = "small", width: int = 64, blocks: int = 2,
+                 pretrained: bool = False):
+        super().__init__()
+        if backbone == "resnet18":
+            net = resnet18(weights=None)
+            if in_channels != 3:
+                net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            # torchvision's attribute names, so ImageNet state_dicts load without renaming
+            self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+            self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+            self.channels = (64, 128, 256)
+            if pretrained:
+                self._load_imagenet(in_channels)
+        elif backbone == "small":
+            if pretrained:
+                raise LitVideoError("the 'small' VOS backbone has no pretrained weights; "
+                                    "use backbone='resnet18'")
+            if width < 1 or blocks < 1:
+                raise LitVideoError(f"VOS encoder width and blocks must be >= 1, got width={width}, "
+                                    f"blocks={blocks}")
+            self.stem = nn.Sequential(  # two stride-2 3x3 convolutions: cheaper than ResNet's 7x7 + max-pool
+                nn.Conv2d(in_channels, width, 3, stride=2, padding=1, bias=False),
+                _group_norm(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, stride=2, padding=1, bias=False),
+                _group_norm(width),
+                nn.ReLU(inplace=True),
+            )
+            self.layer1 = self._stage(width, width, blocks, stride=1)
+            self.layer2 = self._stage(width, 2 * width, blocks, stride=2)
+            self.layer3 = self._stage(2 * width, 4 * width, blocks, stride=2)
+            self.channels = (width, 2 * width, 4 * width)
+        else:
+            raise LitVideoError(f"unknown VOS backbone '{backbone}'; known backbones: "
+                                f"{', '.join(VOS_BACKBONES)}")
+
+    @staticmethod
+    def _stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), _group_norm(out_channels))
+        layers = [BasicBlock(in_channels, out_channels, stride, downsample, norm_layer=_group_norm)]
+        layers += [BasicBlock(out_channels, out_channels, norm_layer=_group_norm) for _ in range(blocks - 1)]
+        return nn.Sequential(*layers)
+
+    def _load_imagenet(self, in_channels: int) -> None:
+        weights = ResNet18_Weights.IMAGENET1K_V1
+        state = dict(load_cached_weights(weights))
+        rgb = state["conv1.weight"]  # (64, 3, 7, 7)
+        if in_channels != 3:
+            extra = rgb.new_zeros(rgb.shape[0], in_channels - 3, *rgb.shape[2:])
+            state["conv1.weight"] = torch.cat([rgb, extra], dim=1)
+        load_weights(self, state, source=str(weights), ignore_prefixes=("layer4.", "fc."))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, C_in, H, W), H and W multiples of 16 -> (f4, f8, f16) at strides 4, 8, 16."""
+        if hasattr(self, "stem"):
+            x = self.stem(x)
+        else:  # torchvision's ResNet stem
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        f4 = self.layer1(x)  # (N, c4, H/4, W/4)
+        f8 = self.layer2(f4)  # (N, c8, H/8, W/8)
+        f16 = self.layer3(f8)  # (N, c16, H/16, W/16)
+        return f4, f8, f16
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block without normalization, 1x1 projection when channels change.
+
+    Written here because torchvision's BasicBlock has bias-free convolutions made for a following norm
+    layer; the decoders work without normalization (as STM's and STCN's do), so they need the biases.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv1(F.relu(x))
+        out = self.conv2(F.relu(out))
+        return self.skip(x) + out
+
+
+class UpBlock(nn.Module):
+    """x2 upsampling with a skip connection: skip (N, c_skip, 2h, 2w), up (N, c_up, h, w)
+    -> (N, c_out, 2h, 2w)."""
+
+    def __init__(self, skip_channels: int, up_channels: int, out_channels: int):
+        super().__init__()
+        self.skip_conv = nn.Conv2d(skip_channels, up_channels, 3, padding=1)
+        self.block = ResBlock(up_channels, out_channels)
+
+    def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(up, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.block(self.skip_conv(skip) + up)
+
+
+class SkipDecoder(nn.Module):
+    """Stride-16 features -> one logit map at full resolution, through skips at strides 8 and 4
+    (16 -> 8 -> 4 with learned layers, 4 -> 1 bilinear).
+
+    Args:
+        in_channels: channels of the stride-16 input.
+        skip_channels: (c4, c8) channels of the encoder features at strides 4 and 8.
+        width: channels after the stride-16 block; halved at each upsampling.
+    """
+
+    def __init__(self, in_channels: int, skip_channels: tuple[int, int], width: int = 128):
+        super().__init__()
+        c4, c8 = skip_channels
+        self.compress = ResBlock(in_channels, width)
+        self.up8 = UpBlock(c8, width, max(width // 2, 1))
+        self.up4 = UpBlock(c4, max(width // 2, 1), max(width // 4, 1))
+        self.predict = nn.Conv2d(max(width // 4, 1), 1, 3, padding=1)
+
+    def forward(
+        self, x: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor, size: tuple[int, ...]
+    ) -> torch.Tensor:
+        """x (N, C, h, w) at stride 16, skips f8 (N, c8, 2h, 2w), f4 (N, c4, 4h, 4w)
+        -> logits (N, 1, *size)."""
+        x = self.compress(x)  # (N, width, h, w)
+        x = self.up8(f8, x)  # (N, width/2, 2h, 2w)
+        x = self.up4(f4, x)  # (N, width/4, 4h, 4w)
+        # no ReLU in front: with few channels at stride 4, a ReLU there can go dead in every channel at
+        # once and leave only the bias (a constant prediction)
+        logits = self.predict(x)  # (N, 1, 4h, 4w)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+def per_object(x: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """(B, ...) -> (B*K, ...): each sample repeated for its K objects, object-major within a sample."""
+    return x.unsqueeze(1).expand(x.shape[0], num_objects, *x.shape[1:]).flatten(0, 1)
