@@ -56,7 +56,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     total = spec.num_classes * spec.videos_per_class
     with tqdm(total=total, desc=f"writing {args.format}", unit="video") as bar:
         cls.synthesize(out, spec, progress=lambda: bar.update())
-    print(f"wrote a synthetic {args.format} dataset to {out} ({spec.num_classes} motion classes)")
+    what = "videos" if args.format in ("davis", "youtube-vos") else f"videos of {spec.num_classes} motion classes"
+    print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
 
 

@@ -16,6 +16,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
 from lit_video.data.synthetic import SynthSpec  # noqa: E402
+from lit_video.data.synthetic_vos import VosSynthSpec, write_davis, write_youtube_vos  # noqa: E402
 from lit_video.data.ucf101 import UCF101DataModule  # noqa: E402
 from lit_video.sweep.spec import SweepSpec  # noqa: E402
 from lit_video.sweep.study import run_sweep  # noqa: E402
@@ -83,6 +84,24 @@ def ucf101_root(tmp_path_factory) -> Path:
 def kinetics_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kinetics")
     KineticsDataModule.synthesize(root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
+    return root
+
+
+# Synthetic VOS data: 16 training and 8 held-out sequences of moving, occluding textured shapes.
+VOS_SPEC = VosSynthSpec(num_videos=24, num_frames=40, size=(96, 128), seed=0)
+
+
+@pytest.fixture(scope="session")
+def davis_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("davis")
+    write_davis(root, VOS_SPEC)
+    return root
+
+
+@pytest.fixture(scope="session")
+def ytvos_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("youtube_vos")
+    write_youtube_vos(root, VosSynthSpec(num_videos=6, num_frames=20, size=(64, 96), seed=3))
     return root
 
 

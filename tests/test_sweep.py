@@ -250,6 +250,10 @@ def test_the_shipped_ablations_and_pareto_sweep_are_what_they_say():
     assert pareto.sampler == "nsga2" and pareto.pruner == "none"
     assert [(o.metric, o.direction) for o in pareto.objectives] == [
         ("val/acc_video_best", "maximize"), ("compute/gflops", "minimize")]
+    vos = specs["vos_memory_ablation"]
+    assert vos.sampler == "grid" and vos.grid_size == 18
+    assert {p.key for p in vos.params} == {"data.init_args.clip_len", "model.init_args.mem_every",
+                                           "data.init_args.resolution"}
 
 
 def test_sweep_command_prints_each_trial_where_the_runs_are_and_how_to_report(tmp_path, ucf101_root, capsys,

@@ -185,7 +185,9 @@ class ComputeProfileCallback(L.Callback):
         example = getattr(pl_module, "example_input_array", None)
         if not self.enabled or not isinstance(example, torch.Tensor) or trainer.fast_dev_run:
             return
-        network = getattr(pl_module, "model", pl_module)
+        # A task whose model is not a clip -> output network (VOS) offers one that runs a clip through it.
+        network = getattr(pl_module, "profiled_network", None)
+        network = network if network is not None else getattr(pl_module, "model", pl_module)
         _, _, clip_len, height, width = example.shape
         start = time.perf_counter()
         self.profile = profile_model(

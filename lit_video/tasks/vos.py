@@ -1,0 +1,407 @@
+"""Semi-supervised video object segmentation: each object's first mask is given, the model segments
+it through the rest of the video.
+
+Training propagates through a short clip (`clip_len` frames, STM-style): the first frame's ground
+truth goes into memory, every later frame is segmented from memory and then memorized with its own
+prediction, so the model learns from its own mistakes. Evaluation runs whole videos at full
+annotation resolution: objects join when their first mask is given (mid-video in YouTube-VOS), a
+frame is memorized every `mem_every` frames, and J&F is computed as davis2017-evaluation does.
+
+The model returns one foreground logit map per object; objects compete for pixels through STM's
+soft aggregation (`soft_aggregate`), so a pixel ends up with at most one object.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import os
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.aggregation import CatMetric
+
+from lit_video.data import keys
+from lit_video.data.masks import VOID, write_mask
+from lit_video.errors import LitVideoError
+from lit_video.tasks.classification import OptimizerConfig, lr_factor
+
+_EPS = 1e-7
+
+
+def soft_aggregate(object_logits: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
+    """STM's soft aggregation of independent per-object predictions into one distribution per pixel.
+
+    Each object's foreground probability p_k is a sigmoid; background is prod(1 - p_k); the K+1 odds
+    are renormalized with a softmax over their logits (odds ratios).
+
+    Args:
+        object_logits: (B,K,H,W) per-object foreground logits.
+        present: (B,K) bool; absent (padding) objects get probability 0.
+
+    Returns:
+        (B,K+1,H,W) logits whose softmax over dim 1 is the aggregated distribution, background first.
+    """
+    probabilities = torch.sigmoid(object_logits.float())  # (B,K,H,W)
+    if present is not None:
+        probabilities = probabilities * present[:, :, None, None].to(probabilities.dtype)
+    background = torch.prod(1 - probabilities, dim=1, keepdim=True)  # (B,1,H,W)
+    every = torch.cat([background, probabilities], dim=1).clamp(_EPS, 1 - _EPS)  # (B,K+1,H,W)
+    logits = torch.log(every / (1 - every))
+    if present is not None:  # keep padding objects at exactly zero probability after the softmax
+        absent = torch.cat([present.new_zeros(present.shape[0], 1), ~present], dim=1)  # (B,K+1)
+        logits = logits.masked_fill(absent[:, :, None, None], float("-inf"))
+    return logits
+
+
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0, bootstrap: float | None = None,
+) -> torch.Tensor:
+    """Cross-entropy (optionally bootstrapped) plus soft-Jaccard over the objects.
+
+    Args:
+        logits: (B,K+1,H,W) aggregated logits, background first.
+        target: (B,H,W) int64 ids 0..K, VOID (255) ignored.
+        dice_weight: weight of the soft-Jaccard (Lovász-free IoU) term.
+        bootstrap: keep only this fraction of the hardest pixels in the cross-entropy (STM/STCN use
+            0.15 after a warm-up); None = all pixels.
+    """
+    pixel_ce = F.cross_entropy(logits, target, ignore_index=VOID, reduction="none")  # (B,H,W)
+    valid = target != VOID
+    if bootstrap is not None and 0 < bootstrap < 1:
+        losses = pixel_ce[valid]
+        keep = max(1, int(bootstrap * losses.numel()))
+        ce = losses.topk(keep).values.mean() if losses.numel() else pixel_ce.sum() * 0
+    else:
+        ce = pixel_ce[valid].mean() if valid.any() else pixel_ce.sum() * 0
+    if dice_weight <= 0:
+        return ce
+    num_objects = logits.shape[1] - 1
+    probabilities = logits.softmax(dim=1)[:, 1:]  # (B,K,H,W)
+    one_hot = F.one_hot(target.clamp(max=num_objects) * valid, num_objects + 1)[..., 1:]  # (B,H,W,K)
+    one_hot = one_hot.permute(0, 3, 1, 2).to(probabilities.dtype)  # (B,K,H,W)
+    weight = valid[:, None].to(probabilities.dtype)
+    intersection = (probabilities * one_hot * weight).sum(dim=(2, 3))  # (B,K)
+    union = ((probabilities + one_hot - probabilities * one_hot) * weight).sum(dim=(2, 3))
+    has_object = one_hot.flatten(2).any(dim=2)  # (B,K): objects absent from the frame and the prediction
+    jaccard = torch.where(union > 0, (intersection + 1) / (union + 1), torch.ones_like(union))
+    soft_jaccard_loss = (1 - jaccard)[has_object | (union > 0.5)].mean() if union.numel() else ce * 0
+    return ce + dice_weight * torch.nan_to_num(soft_jaccard_loss)
+
+
+class ClipPropagation(nn.Module):
+    """One training-style propagation as a module (B,C,T,H,W) -> (B,2): what the compute profile
+    measures. A square in the middle of frame 0 is the given mask; the output pools the aggregated
+    logits so the profile's classification loss can back-propagate through the whole propagation."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        batch, _, frames, height, width = video.shape
+        first = torch.zeros(batch, 1, height, width, device=video.device, dtype=video.dtype)
+        first[:, :, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
+        memory = self.model.new_memory()
+        self.model.memorize(video[:, :, 0], first, memory)
+        pooled = []
+        for t in range(1, frames):
+            logits = soft_aggregate(self.model.segment(video[:, :, t], memory))  # (B,2,H,W)
+            self.model.memorize(video[:, :, t], logits.softmax(dim=1)[:, 1:], memory)
+            pooled.append(logits.mean(dim=(2, 3)))
+        return torch.stack(pooled).mean(dim=0)  # (B,2)
+
+
+class VideoObjectSegmentation(L.LightningModule):
+    """Semi-supervised VOS with a memory or mask-propagation model.
+
+    Args:
+        model: a registry name of a VOS model (`lit_video.models.list_models(task="vos")`), or a ready
+            nn.Module with `new_memory`, `segment` and `memorize`.
+        model_kwargs: keyword arguments for a registry name.
+        clip_len: frames per training clip; linked from the DataModule.
+        resolution: training crop; linked from the DataModule (used for the compute profile).
+        mem_every: evaluation memorizes every `mem_every`-th frame (and every frame where an object's
+            mask is given).
+        dice_weight: weight of the soft-Jaccard loss beside the cross-entropy.
+        bootstrap: fraction of hardest pixels kept in the cross-entropy (None = all).
+        online_steps: OSVOS-style online fine-tuning: this many steps on each evaluated video's given
+            masks before segmenting it (a copy of the weights; 0 = off).
+        online_lr: learning rate of the online fine-tuning.
+        optimizer: optimizer and schedule.
+        predictions_dir: where `predict` writes palette PNGs (default `predictions/` in the log folder),
+            in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission layout).
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "stm",
+        model_kwargs: dict | None = None,
+        clip_len: int = 3,
+        resolution: int | list[int] = 384,
+        mem_every: int = 5,
+        dice_weight: float = 1.0,
+        bootstrap: float | None = None,
+        online_steps: int = 0,
+        online_lr: float = 1e-5,
+        optimizer: OptimizerConfig | None = None,
+        predictions_dir: str | None = None,
+    ):
+        super().__init__()
+        if mem_every < 1:
+            raise LitVideoError(f"model.init_args.mem_every must be >= 1, got {mem_every}")
+        if clip_len < 2:
+            raise LitVideoError(f"data.init_args.clip_len must be >= 2 for VOS training, got {clip_len}")
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        self.model = build_vos_model(model, model_kwargs or {})
+        self.mem_every = mem_every
+        self.dice_weight = dice_weight
+        self.bootstrap = bootstrap
+        self.online_steps = online_steps
+        self.online_lr = online_lr
+        self.optimizer_config = optimizer or OptimizerConfig(weight_decay=0.0)
+        self.predictions_dir = predictions_dir
+        height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B,C,T,H,W), for the profile
+        self.profiled_network = ClipPropagation(self.model)
+        self.eval_scores = nn.ModuleDict({stage: nn.ModuleDict({
+            name: CatMetric() for name in ("J", "F", "J_recall", "F_recall", "J_decay", "F_decay")})
+            for stage in ("val", "test")})
+        self.val_jf_best = MaxMetric()
+
+    # ---------------------------------------------------------------- training
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B,C,T,H,W) -> (B,2) pooled propagation logits (see ClipPropagation)."""
+        return self.profiled_network(video)
+
+    def propagate_clip(self, video: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor) -> torch.Tensor:
+        """Training propagation: frame 0's ground truth into memory, then segment and memorize each frame.
+
+        Args:
+            video: (B,C,T,H,W) normalized frames.
+            masks: (B,T,H,W) int64 ids 0..K, VOID ignored.
+            num_objects: (B,) objects of each clip (ids above it do not occur).
+
+        Returns:
+            the mean loss over frames 1..T-1.
+        """
+        num_slots = max(int(num_objects.max()), 1)
+        present = torch.arange(num_slots, device=video.device)[None] < num_objects[:, None]  # (B,K)
+        first = _one_hot(masks[:, 0], num_slots).to(video.dtype)  # (B,K,H,W)
+        memory = self.model.new_memory()
+        self.model.memorize(video[:, :, 0], first, memory)
+        losses = []
+        for t in range(1, video.shape[2]):
+            logits = soft_aggregate(self.model.segment(video[:, :, t], memory), present)  # (B,K+1,H,W)
+            losses.append(segmentation_loss(logits, masks[:, t], self.dice_weight, self.bootstrap))
+            if t < video.shape[2] - 1:
+                self.model.memorize(video[:, :, t], logits.softmax(dim=1)[:, 1:], memory)
+        return torch.stack(losses).mean()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self.propagate_clip(batch[keys.VIDEO], batch[keys.MASKS], batch[keys.NUM_OBJECTS])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[keys.MASKS]))
+        return loss
+
+    # -------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def segment_video(self, video: torch.Tensor, masks: torch.Tensor, first_frames: torch.Tensor,
+                      model: nn.Module | None = None) -> torch.Tensor:
+        """Segment one whole video from each object's given mask.
+
+        Args:
+            video: (C,T,h,w) normalized frames (possibly smaller than the annotations).
+            masks: (T,H,W) int64 at annotation resolution; object k's mask at frame first_frames[k-1]
+                is the given one (other frames are not read).
+            first_frames: (K,) the frame of each object's given mask.
+            model: the network to use (default: this task's; online fine-tuning passes a copy).
+
+        Returns:
+            (T,H,W) int64 predicted ids 0..K at annotation resolution.
+        """
+        model = model or self.model
+        _, num_frames, height, width = video.shape
+        full_size = masks.shape[-2:]
+        # Objects join memory in order of appearance: the model addresses them by slot 0..K-1.
+        order = torch.argsort(first_frames, stable=True)  # slot -> object index
+        slot_first = first_frames[order]
+        memory = model.new_memory()
+        predicted = torch.zeros((num_frames, *full_size), dtype=torch.int64, device=masks.device)
+        # slot_ids -> object ids: 0 stays background, slot s (channel s+1) is object order[s] + 1
+        object_ids = torch.cat([torch.zeros(1, dtype=torch.int64, device=order.device), order + 1])
+        joined, last_memorized = 0, None
+        for t in range(num_frames):
+            frame = video[None, :, t]  # (1,C,h,w)
+            arriving = int((slot_first == t).sum())
+            if joined:
+                probabilities = soft_aggregate(model.segment(frame, memory)).softmax(dim=1)  # (1,J+1,h,w)
+            else:
+                probabilities = torch.ones(1, 1, height, width, device=video.device)
+            if arriving:
+                probabilities = self._add_given_masks(probabilities, masks[t], order[joined:joined + arriving] + 1,
+                                                      (height, width))
+                joined += arriving
+            full = F.interpolate(probabilities, size=full_size, mode="bilinear", align_corners=False)
+            predicted[t] = object_ids[full[0].argmax(dim=0)]  # (H,W)
+            if joined and (arriving or last_memorized is None or t - last_memorized >= self.mem_every):
+                model.memorize(frame, probabilities[:, 1:], memory)
+                last_memorized = t
+        return predicted
+
+    @staticmethod
+    def _add_given_masks(probabilities: torch.Tensor, frame_masks: torch.Tensor, object_ids: torch.Tensor,
+                         size: tuple[int, int]) -> torch.Tensor:
+        """Append the arriving objects' given masks as new slots; they override earlier objects' pixels.
+
+        probabilities: (1,J+1,h,w); frame_masks: (H,W) ids at annotation size; object_ids: (A,) ids of the
+        arriving objects. Returns (1,J+A+1,h,w)."""
+        given = torch.stack([(frame_masks == i) for i in object_ids]).float()[None]  # (1,A,H,W)
+        given = F.interpolate(given, size=size, mode="bilinear", align_corners=False).clamp(0, 1)  # (1,A,h,w)
+        covered = given.amax(dim=1, keepdim=True)  # (1,1,h,w)
+        return torch.cat([probabilities * (1 - covered), given], dim=1)
+
+    def _online_finetune(self, video: torch.Tensor, masks: torch.Tensor, first_frames: torch.Tensor) -> nn.Module:
+        """OSVOS-style: a copy of the model trained for `online_steps` on the video's given masks."""
+        model = copy.deepcopy(self.model).train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.online_lr)
+        height, width = video.shape[-2:]
+        with torch.inference_mode(False), torch.enable_grad():
+            frames, targets = [], []
+            for t in sorted(set(first_frames.tolist())):
+                target = masks[t].clone()
+                # only the objects given at frame t are known there; others count as background
+                known = torch.isin(target, torch.nonzero(first_frames == t).flatten() + 1) | (target == VOID)
+                target = torch.where(known, target, torch.zeros_like(target))
+                frames.append(video[:, t].clone())
+                targets.append(F.interpolate(target[None, None].float(), size=(height, width), mode="nearest")[0, 0])
+            num_objects = len(first_frames)
+            for step in range(self.online_steps):
+                t = step % len(frames)
+                frame = frames[t][None]  # (1,C,h,w)
+                target = targets[t].long()[None]  # (1,h,w)
+                first = _one_hot(target, num_objects).float()
+                memory = model.new_memory()
+                model.memorize(frame, first, memory)
+                logits = soft_aggregate(model.segment(frame, memory))
+                loss = segmentation_loss(logits, target, self.dice_weight)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        return model.eval()
+
+    def _evaluate_video(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        if len(batch[keys.MASKS]) != 1:
+            raise LitVideoError("VOS evaluation takes one whole video per batch: set data.init_args.eval_batch_size 1")
+        video, masks, first_frames = batch[keys.VIDEO][0], batch[keys.MASKS][0], batch[keys.FIRST_FRAMES][0]
+        model = self._online_finetune(video, masks, first_frames) if self.online_steps > 0 else None
+        predicted = self.segment_video(video, masks, first_frames, model)
+        return predicted, batch
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        from lit_video.metrics.davis import evaluate_sequence
+
+        predicted, batch = self._evaluate_video(batch)
+        annotated = batch[keys.ANNOTATED][0]
+        first_frames = batch[keys.FIRST_FRAMES][0]
+        gt = batch[keys.MASKS][0]
+        scores = evaluate_sequence(predicted[annotated], gt[annotated], num_objects=len(first_frames))
+        for name, metric in self.eval_scores[stage].items():
+            metric.update(torch.as_tensor(scores[name], dtype=torch.float32, device=self.device))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_eval_epoch(self, stage: str) -> dict[str, torch.Tensor]:
+        # Means over every object of every video, as davis2017-evaluation averages (not per video).
+        values = {}
+        for name, metric in self.eval_scores[stage].items():
+            values[name] = metric.compute().float().nanmean() if metric.update_called else torch.tensor(float("nan"))
+            metric.reset()
+        values["JF"] = (values["J"] + values["F"]) / 2
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "JF")
+        return values
+
+    def on_validation_epoch_end(self) -> None:
+        values = self._log_eval_epoch("val")
+        if self.trainer.sanity_checking or math.isnan(float(values["JF"])):
+            return
+        self.val_jf_best(values["JF"])
+        self.log("val/JF_best", self.val_jf_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_epoch("test")
+
+    def on_fit_end(self) -> None:
+        if self.val_jf_best.update_called:
+            rank_zero_info(f"best val/JF: {self.val_jf_best.compute():.3f} (J&F mean over objects, "
+                           f"davis2017-evaluation semantics)")
+
+    # ------------------------------------------------------------- prediction
+    def predict_step(self, batch: dict, batch_idx: int) -> str:
+        predicted, batch = self._evaluate_video(batch)
+        datamodule = self.trainer.datamodule
+        video_id = batch[keys.VIDEO_ID][0]
+        frame_names = [name[0] if isinstance(name, list | tuple) else name for name in batch[keys.FRAME_NAMES]]
+        object_ids = batch[keys.OBJECT_IDS][0].to(torch.int64).cpu()
+        dataset_ids = torch.cat([torch.zeros(1, dtype=torch.int64), object_ids])  # slot id -> dataset id
+        out_dir = self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
+        wanted = set(datamodule.frames_to_write(video_id))
+        palette = getattr(datamodule, "palette", None)
+        for t, name in enumerate(frame_names):
+            if name in wanted:
+                ids = dataset_ids[predicted[t].cpu()].numpy().astype(np.uint8)
+                write_mask(datamodule.prediction_path(out_dir, video_id, name), ids, palette)
+        return video_id
+
+    def on_predict_epoch_end(self) -> None:
+        out_dir = self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
+        self.print(f"wrote palette PNG predictions to {out_dir}")
+
+    def configure_optimizers(self):
+        config = self.optimizer_config
+        params = [p for p in self.parameters() if p.requires_grad]
+        if config.name == "sgd":
+            optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                        weight_decay=config.weight_decay, nesterov=config.momentum > 0)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        steps_per_epoch = max(total_steps / max(self.trainer.max_epochs or 1, 1), 1.0)
+        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, config.schedule))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _one_hot(ids: torch.Tensor, num_objects: int) -> torch.Tensor:
+    """(B,H,W) ids 0..K (VOID anywhere) -> (B,K,H,W) bool masks of objects 1..K."""
+    objects = torch.arange(1, num_objects + 1, device=ids.device)
+    return ids[:, None] == objects[None, :, None, None]
+
+
+def build_vos_model(model: str | nn.Module | Callable[..., nn.Module], model_kwargs: dict) -> nn.Module:
+    """A registry name or a module -> the module (VOS models take no num_classes)."""
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, str):
+        from lit_video.models import create_model
+
+        return create_model(model, task="vos", **model_kwargs)
+    if model_kwargs:
+        raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
+    if inspect.isclass(model) or callable(model):
+        return model()
+    raise LitVideoError(f"model must be a VOS model name or module, got {model!r}")
