@@ -208,17 +208,23 @@ class VideoClassifier(L.LightningModule):
                 # Biases, norm scales and embeddings (1-d or tokens) are not decayed, as in most recipes.
                 (no_decay if parameter.ndim <= 1 else decay).append(parameter)
         groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if config.name == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
-        else:
-            optimizer = torch.optim.AdamW(groups, lr=config.lr)
-        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = max(total_steps / max(self.trainer.max_epochs or 1, 1), 1.0)
-        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, config.schedule)
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_and_schedule(config, groups, self.trainer)
+
+
+def optimizer_and_schedule(config: OptimizerConfig, groups: list[dict], trainer: L.Trainer) -> dict:
+    """The optimizer of `config` over parameter `groups` (each with its weight_decay) and its per-step
+    warm-up + cosine / constant schedule, as `configure_optimizers` returns them."""
+    if config.name == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    total_steps = max(int(trainer.estimated_stepping_batches), 1)
+    steps_per_epoch = max(total_steps / max(trainer.max_epochs or 1, 1), 1.0)
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, config.schedule)
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def build_model(

@@ -31,7 +31,7 @@ from torchmetrics.aggregation import CatMetric
 from lit_video.data import keys
 from lit_video.data.masks import VOID, write_mask
 from lit_video.errors import LitVideoError
-from lit_video.tasks.classification import OptimizerConfig, lr_factor
+from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
 
 _EPS = 1e-7
 
@@ -371,19 +371,9 @@ class VideoObjectSegmentation(L.LightningModule):
         self.print(f"wrote palette PNG predictions to {out_dir}")
 
     def configure_optimizers(self):
-        config = self.optimizer_config
         params = [p for p in self.parameters() if p.requires_grad]
-        if config.name == "sgd":
-            optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                        weight_decay=config.weight_decay, nesterov=config.momentum > 0)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = max(total_steps / max(self.trainer.max_epochs or 1, 1), 1.0)
-        warmup_steps = int(config.warmup_epochs * steps_per_epoch)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, config.schedule))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        groups = [{"params": params, "weight_decay": self.optimizer_config.weight_decay}]
+        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
 
 
 def _one_hot(ids: torch.Tensor, num_objects: int) -> torch.Tensor:
