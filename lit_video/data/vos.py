@@ -118,9 +118,9 @@ def _resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
 
 
-def _frame_positions(reader: FrameFolderReader) -> dict[str, int]:
-    """Frame stem -> index in the reader's (sorted) frame list."""
-    return {os.path.splitext(name)[0]: i for i, name in enumerate(reader.frame_names)}
+def _frame_positions(frame_names: Sequence[str]) -> dict[str, int]:
+    """Frame stem -> index in a reader's (sorted) frame list."""
+    return {os.path.splitext(name)[0]: i for i, name in enumerate(frame_names)}
 
 
 def _mask_path(record: VOSRecord, stem: str) -> str:
@@ -169,6 +169,8 @@ class VOSClipDataset(ClipDataset):
         self.max_objects = max_objects
         self.length = length or len(self.records)
         self.max_retries, self.crop_retries, self.max_videos = max_retries, crop_retries, max_videos
+        # record index -> (frame files, frame stem -> position, annotated stems), per worker process
+        self._listings: dict[int, tuple[list[str], dict[str, int], list[str]]] = {}
 
     def __len__(self) -> int:
         return self.length
@@ -192,11 +194,15 @@ class VOSClipDataset(ClipDataset):
         record: VOSRecord = self.records[index]
         # Draw from torch's generator: DataLoader seeds it per worker, seed_everything seeds it.
         rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))
-        reader = FrameFolderReader(record.path)
-        position = _frame_positions(reader)
-        annotated = [s for s in file_stems(record.annotations, (MASK_EXTENSION,)) if s in position]
-        if not annotated:
-            raise VideoDecodeError(record.annotations, f"no annotation PNG matches a frame of {record.path}")
+        if index not in self._listings:  # each folder is listed once per worker, not once per clip
+            frame_names = FrameFolderReader(record.path).frame_names
+            position = _frame_positions(frame_names)
+            annotated = [s for s in file_stems(record.annotations, (MASK_EXTENSION,)) if s in position]
+            if not annotated:
+                raise VideoDecodeError(record.annotations, f"no annotation PNG matches a frame of {record.path}")
+            self._listings[index] = frame_names, position, annotated
+        frame_names, position, annotated = self._listings[index]
+        reader = FrameFolderReader(record.path, frame_names=frame_names)
         for _ in range(self.max_retries):
             low, high = max(1, self.sampler.stride - self.stride_jitter), self.sampler.stride + self.stride_jitter
             sampler = ClipSampler(self.sampler.clip_len, int(rng.integers(low, high + 1)))
@@ -286,7 +292,7 @@ class VOSVideoDataset(Dataset):
             reader = FrameFolderReader(record.path)
         except VideoDecodeError as err:
             raise DatasetLayoutError(f"{err.path}: {err.reason}") from None
-        position = _frame_positions(reader)
+        position = _frame_positions(reader.frame_names)
         all_stems = [os.path.splitext(n)[0] for n in reader.frame_names]
         mask_stems = set(file_stems(record.annotations, (MASK_EXTENSION,)))
 

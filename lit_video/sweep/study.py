@@ -462,11 +462,10 @@ class _Worker:
                     break
                 if not self._run(trial):
                     break
-        if _ddp_group_size() > 1:
-            try:
-                _announce_ddp_trial(-1)
-            except RuntimeError:  # the other ranks were preempted with this one and are gone
-                pass
+        try:
+            _announce_ddp_trial(-1)
+        except RuntimeError:  # the other ranks were preempted with this one and are gone
+            pass
         if self.stop_signal is not None:
             _requeue_slurm_job()
 

@@ -14,13 +14,11 @@ soft aggregation (`soft_aggregate`), so a pixel ends up with at most one object.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import os
 from collections.abc import Callable
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
@@ -29,7 +27,7 @@ from torchmetrics import MaxMetric
 from torchmetrics.aggregation import CatMetric
 
 from lit_video.data import keys
-from lit_video.data.masks import VOID, write_mask
+from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
 from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
 
@@ -298,18 +296,18 @@ class VideoObjectSegmentation(L.LightningModule):
                 optimizer.step()
         return model.eval()
 
-    def _evaluate_video(self, batch: dict) -> tuple[torch.Tensor, dict]:
+    def _evaluate_video(self, batch: dict) -> torch.Tensor:
         if len(batch[keys.MASKS]) != 1:
-            raise LitVideoError("VOS evaluation takes one whole video per batch: set data.init_args.eval_batch_size 1")
+            raise LitVideoError("VOS evaluation takes one whole video per batch (the VOS DataModules' "
+                                "evaluation loaders have batch_size 1)")
         video, masks, first_frames = batch[keys.VIDEO][0], batch[keys.MASKS][0], batch[keys.FIRST_FRAMES][0]
         model = self._online_finetune(video, masks, first_frames) if self.online_steps > 0 else None
-        predicted = self.segment_video(video, masks, first_frames, model)
-        return predicted, batch
+        return self.segment_video(video, masks, first_frames, model)
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         from lit_video.metrics.davis import evaluate_sequence
 
-        predicted, batch = self._evaluate_video(batch)
+        predicted = self._evaluate_video(batch)
         annotated = batch[keys.ANNOTATED][0]
         first_frames = batch[keys.FIRST_FRAMES][0]
         gt = batch[keys.MASKS][0]
@@ -351,24 +349,22 @@ class VideoObjectSegmentation(L.LightningModule):
 
     # ------------------------------------------------------------- prediction
     def predict_step(self, batch: dict, batch_idx: int) -> str:
-        predicted, batch = self._evaluate_video(batch)
+        predicted = self._evaluate_video(batch)
         datamodule = self.trainer.datamodule
         video_id = batch[keys.VIDEO_ID][0]
         frame_names = [name[0] if isinstance(name, list | tuple) else name for name in batch[keys.FRAME_NAMES]]
-        object_ids = batch[keys.OBJECT_IDS][0].to(torch.int64).cpu()
-        dataset_ids = torch.cat([torch.zeros(1, dtype=torch.int64), object_ids])  # slot id -> dataset id
-        out_dir = self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
+        out_dir = self._predictions_dir()
         wanted = set(datamodule.frames_to_write(video_id))
-        palette = getattr(datamodule, "palette", None)
         for t, name in enumerate(frame_names):
-            if name in wanted:
-                ids = dataset_ids[predicted[t].cpu()].numpy().astype(np.uint8)
-                write_mask(datamodule.prediction_path(out_dir, video_id, name), ids, palette)
+            if name in wanted:  # written as the dataset's own ids, in its palette and layout
+                datamodule.write_prediction(out_dir, video_id, name, predicted[t], batch[keys.OBJECT_IDS][0])
         return video_id
 
+    def _predictions_dir(self) -> str:
+        return self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
+
     def on_predict_epoch_end(self) -> None:
-        out_dir = self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
-        self.print(f"wrote palette PNG predictions to {out_dir}")
+        self.print(f"wrote palette PNG predictions to {self._predictions_dir()}")
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
@@ -392,6 +388,6 @@ def build_vos_model(model: str | nn.Module | Callable[..., nn.Module], model_kwa
         return create_model(model, task="vos", **model_kwargs)
     if model_kwargs:
         raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
-    if inspect.isclass(model) or callable(model):
+    if callable(model):  # a class or factory from a config's class_path
         return model()
     raise LitVideoError(f"model must be a VOS model name or module, got {model!r}")

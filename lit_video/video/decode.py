@@ -315,12 +315,15 @@ class FrameFolderReader(VideoReader):
     Args:
         path: the folder.
         fps: the frame rate to report (image folders carry none).
+        frame_names: the folder's frame files, sorted, when the caller has listed them already (a
+            dataset that reads the same folder every epoch lists it once).
     """
 
-    def __init__(self, path, fps: float = 30.0):
+    def __init__(self, path, fps: float = 30.0, frame_names: list[str] | None = None):
         super().__init__(path)
         try:
-            names = sorted(n for n in os.listdir(self.path) if n.lower().endswith(FRAME_EXTENSIONS))
+            names = frame_names if frame_names is not None else sorted(
+                n for n in os.listdir(self.path) if n.lower().endswith(FRAME_EXTENSIONS))
         except OSError as err:
             raise VideoDecodeError(self.path, err.strerror or str(err)) from err
         if not names:
