@@ -44,7 +44,7 @@ def frames(count: int, batch: int = 2, height: int = 32, width: int = 32, seed: 
 def test_registry_keeps_vos_models_apart_from_classifiers():
     assert {"stm", "masktrack"} <= set(VOS_MODELS)
     assert not set(VOS_MODELS) & set(list_models())  # the classification loops never see them
-    assert set(list_models(task=None)) == set(list_models()) | set(VOS_MODELS)
+    assert set(list_models(task=None)) == set(list_models()) | set(VOS_MODELS) | set(list_models(task="vis"))
     assert model_task("stm") == "vos" and model_task("c3d") == "classification"
     assert isinstance(create_model("stm", task="vos", **tiny_kwargs("stm")), VOSModel)
 
@@ -63,7 +63,7 @@ def test_registry_keeps_vos_models_apart_from_classifiers():
     for bad, match in [
         (dict(similarity="cosine"), "cosine"), (dict(max_memory_frames=1), "max_memory_frames"),
         (dict(top_k=0), "top_k"), (dict(backbone="vgg"), "vgg.*small, resnet18"),
-        (dict(pretrained=True), "small.*no pretrained"),
+        (dict(pretrained=True), "small.*no pretrained"), (dict(memory_stride=32), "out_stride.*32"),
     ]:
         with pytest.raises(LitVideoError, match=match):
             create_model("stm", **bad)
@@ -89,6 +89,20 @@ def test_any_size_and_object_count(name):
             model.memorize(first, random_masks(2, 2, height, width), memory)
         with pytest.raises(ValueError, match="same B, H, W"):
             model.memorize(first, random_masks(2, 3, height + 1, width), memory)
+
+
+@pytest.mark.parametrize("stride", [4, 8, 16])
+def test_stm_reads_memory_at_its_memory_stride_and_builds_no_deeper_stages(stride):
+    model = tiny("stm", memory_stride=stride).eval()
+    built = {name for name, _ in model.key_encoder.named_children()}
+    assert ("layer3" in built) == (stride == 16) and ("layer2" in built) == (stride >= 8)
+    first, query = frames(2, height=20, width=36)  # padded to a multiple of the stride, cropped back
+    memory = model.new_memory()
+    with torch.no_grad():
+        model.memorize(first, random_masks(2, 2, 20, 36), memory)
+        assert model.segment(query, memory).shape == (2, 2, 20, 36)
+    grid = (-(-20 // stride), -(-36 // stride))
+    assert memory.frames[0].key.shape[-2:] == grid and memory.frames[0].values.shape[-2:] == grid
 
 
 @pytest.mark.parametrize("name", VOS_MODELS)
@@ -388,6 +402,9 @@ def test_resnet18_backbone_loads_cached_imagenet_weights_and_never_downloads(emp
     assert torch.equal(model.key_encoder.layer3[1].conv2.weight, imagenet["layer3.1.conv2.weight"])
     value_conv1 = model.value_encoder.conv1.weight  # (64, 5, 7, 7): RGB filters, then zeros for the masks
     assert torch.equal(value_conv1[:, :3], imagenet["conv1.weight"]) and not value_conv1[:, 3:].any()
+    shallow = create_model("stm", backbone="resnet18", pretrained=True, key_dim=8, value_dim=16, decoder_dim=16,
+                           memory_stride=8)  # layer3's weights are skipped, not an error
+    assert torch.equal(shallow.key_encoder.layer2[0].conv1.weight, imagenet["layer2.0.conv1.weight"])
     model.eval()
     memory = model.new_memory()
     first, query = frames(2, batch=1)

@@ -52,8 +52,7 @@ class MaskTrack(VOSModel):
                  decoder_dim: int = 64):
         super().__init__()
         self.encoder = FeatureEncoder(4, backbone, width, blocks, pretrained)  # RGB + previous mask
-        c4, c8, c16 = self.encoder.channels
-        self.decoder = SkipDecoder(c16, (c4, c8), decoder_dim)
+        self.decoder = SkipDecoder(self.encoder.channels[-1], self.encoder.channels[:-1], decoder_dim)
 
     def new_memory(self) -> MaskTrackMemory:
         return MaskTrackMemory()
@@ -71,8 +70,8 @@ class MaskTrack(VOSModel):
         previous = pad_to_multiple(memory.masks.to(x.dtype), STRIDE)  # (B,K,Hp,Wp)
         inputs = torch.cat([per_object(x, num_objects), previous.flatten(0, 1).unsqueeze(1)], dim=1)
         # inputs: (B*K,4,Hp,Wp), the frame once per object with that object's previous mask
-        f4, f8, f16 = self.encoder(inputs)
-        logits = self.decoder(f16, f8, f4, x.shape[-2:])  # (B*K,1,Hp,Wp)
+        *skips, f16 = self.encoder(inputs)  # strides 4, 8 | 16
+        logits = self.decoder(f16, tuple(skips), x.shape[-2:])  # (B*K,1,Hp,Wp)
         return logits.view(batch, num_objects, *x.shape[-2:])[..., :height, :width]  # (B,K,H,W)
 
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: MaskTrackMemory) -> None:

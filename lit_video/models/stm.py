@@ -27,7 +27,6 @@ from lit_video.models.vos_base import (
     per_object,
 )
 
-STRIDE = 16  # of the encoders: frames are padded to a multiple of it
 SIMILARITIES = ("l2", "dot")
 
 
@@ -65,8 +64,8 @@ class MemoryFrame:
     """One memorized frame.
 
     Args:
-        frame: (B, 3, Hp, Wp) the padded frame, and features: (B, c16, h, w) its key-encoder features:
-            kept to encode values for objects that join memory later.
+        frame: (B, 3, Hp, Wp) the padded frame, and features: (B, c, h, w) its key-encoder features at the
+            memory stride: kept to encode values for objects that join memory later.
         mask_sum: (B, 1, Hp, Wp) sum of all objects' masks (the "other objects" of a joining object).
         key: (B, Ck, h, w).
         values: (B, K, Cv, h, w), one value map per object.
@@ -102,7 +101,7 @@ class STMMemory:
         return torch.cat([f.values.flatten(3) for f in self.frames], dim=3)
 
     def remember_query(self, frame: torch.Tensor, features: torch.Tensor, signature: tuple) -> None:
-        """Keep `frame`'s key-encoder features (B,c16,h,w) for a `memorize` of the same frame."""
+        """Keep `frame`'s key-encoder features (B,c,h,w) for a `memorize` of the same frame."""
         self._query = (frame, _tensor_signature(frame) + signature, features)
 
     def query_features(self, frame: torch.Tensor, signature: tuple) -> torch.Tensor | None:
@@ -141,6 +140,9 @@ class STM(VOSModel):
         top_k: read only the k most similar memory positions per query position; None reads all.
         max_memory_frames: the most frames memory holds: the first (it carries the given masks) and the
             newest others; None = unbounded. At least 2.
+        memory_stride: stride of the keys, values and affinity read (16, 8 or 4). STM reads at 16 on 480p
+            frames (a 30x54 grid); on small frames a finer stride keeps a comparable grid (8 or 4 for
+            ~100-pixel frames), at the cost of an affinity that grows with the square of the positions.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class STM(VOSModel):
         similarity: str = "l2",
         top_k: int | None = None,
         max_memory_frames: int | None = None,
+        memory_stride: int = 16,
     ):
         super().__init__()
         if similarity not in SIMILARITIES:
@@ -167,17 +170,18 @@ class STM(VOSModel):
         self.similarity = similarity
         self.top_k = top_k
         self.max_memory_frames = max_memory_frames
+        self.memory_stride = memory_stride  # FeatureEncoder checks it
 
-        self.key_encoder = FeatureEncoder(3, backbone, width, blocks, pretrained)
-        c4, c8, c16 = self.key_encoder.channels
+        self.key_encoder = FeatureEncoder(3, backbone, width, blocks, pretrained, out_stride=memory_stride)
+        *skip_channels, c_key = self.key_encoder.channels  # finer strides | the memory stride
         # A bias shared by query and memory keys cancels in an L2 distance: only the dot product uses one.
-        self.key_proj = nn.Conv2d(c16, key_dim, 3, padding=1, bias=similarity == "dot")
+        self.key_proj = nn.Conv2d(c_key, key_dim, 3, padding=1, bias=similarity == "dot")
         # frame + this object's mask + the sum of the other objects' masks
-        self.value_encoder = FeatureEncoder(5, backbone, width, blocks, pretrained)
+        self.value_encoder = FeatureEncoder(5, backbone, width, blocks, pretrained, out_stride=memory_stride)
         self.value_fuse = nn.Sequential(
-            ResBlock(self.value_encoder.channels[2] + c16, value_dim), ResBlock(value_dim, value_dim)
+            ResBlock(self.value_encoder.channels[-1] + c_key, value_dim), ResBlock(value_dim, value_dim)
         )
-        self.decoder = SkipDecoder(value_dim + c16, (c4, c8), decoder_dim)
+        self.decoder = SkipDecoder(value_dim + c_key, tuple(skip_channels), decoder_dim)
 
     def new_memory(self) -> STMMemory:
         return STMMemory()
@@ -187,30 +191,30 @@ class STM(VOSModel):
         if not memory.frames:
             raise ValueError("segment needs a memorized frame first (memorize the first frame and its masks)")
         height, width = frame.shape[-2:]
-        x = pad_to_multiple(frame, STRIDE)  # (B,3,Hp,Wp)
-        f4, f8, f16 = self.key_encoder(x)  # strides 4, 8, 16
-        memory.remember_query(frame, f16, self._cache_signature())
-        query = self.key_proj(f16)  # (B,Ck,h,w)
+        x = pad_to_multiple(frame, self.memory_stride)  # (B,3,Hp,Wp)
+        *skips, features = self.key_encoder(x)  # finer strides | (B,c,h,w) at the memory stride
+        memory.remember_query(frame, features, self._cache_signature())
+        query = self.key_proj(features)  # (B,Ck,h,w)
         batch, _, h, w = query.shape
         affinity = memory_affinity(memory.keys(), query.flatten(2), self.similarity, self.top_k)  # (B,N,h*w)
         values = memory.values()  # (B,K,Cv,N)
         num_objects, value_dim = values.shape[1:3]
         readout = torch.bmm(values.flatten(1, 2), affinity)  # (B,K*Cv,h*w): one affinity for all objects
         readout = readout.view(batch * num_objects, value_dim, h, w)  # (B*K,Cv,h,w)
-        decoder_in = torch.cat([readout, per_object(f16, num_objects)], dim=1)  # (B*K,Cv+c16,h,w)
-        skips = per_object(f8, num_objects), per_object(f4, num_objects)
-        logits = self.decoder(decoder_in, *skips, x.shape[-2:])  # (B*K,1,Hp,Wp)
+        decoder_in = torch.cat([readout, per_object(features, num_objects)], dim=1)  # (B*K,Cv+c,h,w)
+        skips = tuple(per_object(skip, num_objects) for skip in skips)
+        logits = self.decoder(decoder_in, skips, x.shape[-2:])  # (B*K,1,Hp,Wp)
         return logits.view(batch, num_objects, *x.shape[-2:])[..., :height, :width]  # (B,K,H,W)
 
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: STMMemory) -> None:
         """Add `frame` (B,3,H,W) and per-object soft masks (B,K,H,W) to `memory`; objects beyond those
         memory holds join it, with empty masks in the frames memorized before."""
         check_masks(frame, masks, memory.num_objects)
-        x = pad_to_multiple(frame, STRIDE)  # (B,3,Hp,Wp)
-        masks = pad_to_multiple(masks.to(x.dtype), STRIDE)  # (B,K,Hp,Wp)
+        x = pad_to_multiple(frame, self.memory_stride)  # (B,3,Hp,Wp)
+        masks = pad_to_multiple(masks.to(x.dtype), self.memory_stride)  # (B,K,Hp,Wp)
         features = memory.query_features(frame, self._cache_signature())
         if features is None:
-            features = self.key_encoder(x)[2]  # (B,c16,h,w)
+            features = self.key_encoder(x)[-1]  # (B,c,h,w) at the memory stride
         num_objects = masks.shape[1]
         if num_objects > memory.num_objects and memory.frames:
             joining = num_objects - memory.num_objects
@@ -228,13 +232,13 @@ class STM(VOSModel):
 
     def _encode_values(self, x: torch.Tensor, features: torch.Tensor, masks: torch.Tensor,
                        others: torch.Tensor) -> torch.Tensor:
-        """Frame (B,3,Hp,Wp), its key features (B,c16,h,w), K masks and other-object masks (B,K,Hp,Wp)
+        """Frame (B,3,Hp,Wp), its key features (B,c,h,w), K masks and other-object masks (B,K,Hp,Wp)
         -> values (B,K,Cv,h,w)."""
         batch, num_objects = masks.shape[:2]
         inputs = torch.cat([per_object(x, num_objects), masks.flatten(0, 1).unsqueeze(1),
                             others.flatten(0, 1).unsqueeze(1)], dim=1)  # (B*K,5,Hp,Wp)
-        encoded = self.value_encoder(inputs)[2]  # (B*K,cv16,h,w)
-        fused = torch.cat([encoded, per_object(features, num_objects)], dim=1)  # (B*K,cv16+c16,h,w)
+        encoded = self.value_encoder(inputs)[-1]  # (B*K,cv,h,w)
+        fused = torch.cat([encoded, per_object(features, num_objects)], dim=1)  # (B*K,cv+c,h,w)
         values = self.value_fuse(fused)  # (B*K,Cv,h,w)
         return values.view(batch, num_objects, *values.shape[1:])
 

@@ -1,6 +1,6 @@
 """Shared parts of the video object segmentation models (not registered): the interface every VOS model
-implements, padding to the encoder's stride, a ResNet-like encoder with features at strides 4, 8 and 16,
-and a decoder that climbs back to full resolution through skip connections.
+implements, padding to the encoder's stride, a ResNet-like encoder with features at strides 4, 8 and 16
+(or only the finer ones), and a decoder that climbs back to full resolution through skip connections.
 
 A VOS model segments a video one frame at a time against a per-video memory:
 
@@ -85,8 +85,11 @@ def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(channels, 8), channels)
 
 
+ENCODER_STRIDES = (4, 8, 16)
+
+
 class FeatureEncoder(nn.Module):
-    """A ResNet-like CNN -> feature maps at strides 4, 8 and 16.
+    """A ResNet-like CNN -> feature maps at strides 4, 8 and 16 (up to `out_stride`).
 
     Args:
         in_channels: input channels (3 for a frame, more when masks are stacked onto it).
@@ -97,11 +100,15 @@ class FeatureEncoder(nn.Module):
         pretrained: resnet18 only: load torchvision's ImageNet weights from the torch hub cache (never
             downloads); filters for input channels beyond RGB start at zero, so a pretrained encoder first
             sees the frame alone and learns to use the masks.
+        out_stride: the coarsest stride computed (4, 8 or 16); the stages beyond it are not built.
     """
 
     def __init__(self, in_channels: int = 3, backbone: str = "small", width: int = 64, blocks: int = 2,
-                 pretrained: bool = False):
+                 pretrained: bool = False, out_stride: int = 16):
         super().__init__()
+        if out_stride not in ENCODER_STRIDES:
+            raise LitVideoError(f"VOS encoder out_stride must be one of {ENCODER_STRIDES}, got {out_stride}")
+        self.num_stages = ENCODER_STRIDES.index(out_stride) + 1
         if backbone == "resnet18":
             net = resnet18(weights=None)
             if in_channels != 3:
@@ -109,9 +116,7 @@ class FeatureEncoder(nn.Module):
             # torchvision's attribute names, so ImageNet state_dicts load without renaming
             self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
             self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
-            self.channels = (64, 128, 256)
-            if pretrained:
-                self._load_imagenet(in_channels)
+            self.channels = (64, 128, 256)[: self.num_stages]
         elif backbone == "small":
             if pretrained:
                 raise LitVideoError("the 'small' VOS backbone has no pretrained weights; "
@@ -130,10 +135,14 @@ class FeatureEncoder(nn.Module):
             self.layer1 = self._stage(width, width, blocks, stride=1)
             self.layer2 = self._stage(width, 2 * width, blocks, stride=2)
             self.layer3 = self._stage(2 * width, 4 * width, blocks, stride=2)
-            self.channels = (width, 2 * width, 4 * width)
+            self.channels = (width, 2 * width, 4 * width)[: self.num_stages]
         else:
             raise LitVideoError(f"unknown VOS backbone '{backbone}'; known backbones: "
                                 f"{', '.join(VOS_BACKBONES)}")
+        for unused in ("layer2", "layer3")[self.num_stages - 1:]:
+            delattr(self, unused)  # stages past out_stride: no parameters that never train
+        if pretrained:
+            self._load_imagenet(in_channels)
 
     @staticmethod
     def _stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.Sequential:
@@ -151,18 +160,20 @@ class FeatureEncoder(nn.Module):
         if in_channels != 3:
             extra = rgb.new_zeros(rgb.shape[0], in_channels - 3, *rgb.shape[2:])
             state["conv1.weight"] = torch.cat([rgb, extra], dim=1)
-        load_weights(self, state, source=str(weights), ignore_prefixes=("layer4.", "fc."))
+        dropped = ("layer2.", "layer3.", "layer4.")[self.num_stages - 1:]
+        load_weights(self, state, source=str(weights), ignore_prefixes=(*dropped, "fc."))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(N, C_in, H, W), H and W multiples of 16 -> (f4, f8, f16) at strides 4, 8, 16."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(N, C_in, H, W), H and W multiples of out_stride -> (f4, f8, f16) at strides 4, 8, 16, finest
+        first, cut after out_stride (e.g. (f4, f8) for out_stride 8)."""
         if hasattr(self, "stem"):
             x = self.stem(x)
         else:  # torchvision's ResNet stem
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        f4 = self.layer1(x)  # (N, c4, H/4, W/4)
-        f8 = self.layer2(f4)  # (N, c8, H/8, W/8)
-        f16 = self.layer3(f8)  # (N, c16, H/16, W/16)
-        return f4, f8, f16
+        features = [self.layer1(x)]  # (N, c4, H/4, W/4)
+        for name in ("layer2", "layer3")[: self.num_stages - 1]:
+            features.append(getattr(self, name)(features[-1]))  # (N, c8, H/8, W/8), (N, c16, H/16, W/16)
+        return tuple(features)
 
 
 class ResBlock(nn.Module):
@@ -199,34 +210,34 @@ class UpBlock(nn.Module):
 
 
 class SkipDecoder(nn.Module):
-    """Stride-16 features -> one logit map at full resolution, through skips at strides 8 and 4
-    (16 -> 8 -> 4 with learned layers, 4 -> 1 bilinear).
+    """Coarse features -> one logit map at full resolution, through the encoder's finer features as skips
+    (e.g. 16 -> 8 -> 4 with learned layers, then 4 -> 1 bilinear).
 
     Args:
-        in_channels: channels of the stride-16 input.
-        skip_channels: (c4, c8) channels of the encoder features at strides 4 and 8.
-        width: channels after the stride-16 block; halved at each upsampling.
+        in_channels: channels of the coarse input.
+        skip_channels: channels of the skip features, finest first (c4, c8 for a stride-16 input; c4 for
+            stride 8; empty for stride 4).
+        width: channels after the input block; halved at each upsampling.
     """
 
-    def __init__(self, in_channels: int, skip_channels: tuple[int, int], width: int = 128):
+    def __init__(self, in_channels: int, skip_channels: tuple[int, ...], width: int = 128):
         super().__init__()
-        c4, c8 = skip_channels
         self.compress = ResBlock(in_channels, width)
-        self.up8 = UpBlock(c8, width, max(width // 2, 1))
-        self.up4 = UpBlock(c4, max(width // 2, 1), max(width // 4, 1))
-        self.predict = nn.Conv2d(max(width // 4, 1), 1, 3, padding=1)
+        widths = [max(width // 2**k, 1) for k in range(len(skip_channels) + 1)]  # coarse to fine
+        self.ups = nn.ModuleList(
+            UpBlock(skip, widths[k], widths[k + 1]) for k, skip in enumerate(reversed(skip_channels))
+        )
+        self.predict = nn.Conv2d(widths[-1], 1, 3, padding=1)
 
-    def forward(
-        self, x: torch.Tensor, f8: torch.Tensor, f4: torch.Tensor, size: tuple[int, ...]
-    ) -> torch.Tensor:
-        """x (N, C, h, w) at stride 16, skips f8 (N, c8, 2h, 2w), f4 (N, c4, 4h, 4w)
-        -> logits (N, 1, *size)."""
+    def forward(self, x: torch.Tensor, skips: tuple[torch.Tensor, ...], size: tuple[int, ...]) -> torch.Tensor:
+        """x (N, C, h, w), skips finest first, each twice the size of the next (e.g. f4 (N, c4, 4h, 4w),
+        f8 (N, c8, 2h, 2w)) -> logits (N, 1, *size)."""
         x = self.compress(x)  # (N, width, h, w)
-        x = self.up8(f8, x)  # (N, width/2, 2h, 2w)
-        x = self.up4(f4, x)  # (N, width/4, 4h, 4w)
+        for up, skip in zip(self.ups, reversed(skips), strict=True):
+            x = up(skip, x)  # x2 size, half the channels
         # no ReLU in front: with few channels at stride 4, a ReLU there can go dead in every channel at
         # once and leave only the bias (a constant prediction)
-        logits = self.predict(x)  # (N, 1, 4h, 4w)
+        logits = self.predict(x)  # (N, 1, 4h, 4w) for a stride-16 input
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
