@@ -6,6 +6,7 @@
     lit-video fit|validate|test|predict --config experiments/X.yaml [--key value ...]   (LightningCLI)
     lit-video profile --config experiments/X.yaml [--clip-lens 8,16] [--resolutions 112,224]
     lit-video evaluate vos --gt DAVIS_ROOT --pred RESULTS_DIR [--set val] [--year 2017] [--out DIR]
+    lit-video evaluate vis --gt ANN.json --pred RESULTS.json [--out DIR]
 
 A mistake in the input (a wrong path, an unknown format, a malformed annotation file) ends the
 command with a one-line message and a non-zero exit status, never a traceback.
@@ -56,7 +57,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     total = spec.num_classes * spec.videos_per_class
     with tqdm(total=total, desc=f"writing {args.format}", unit="video") as bar:
         cls.synthesize(out, spec, progress=lambda: bar.update())
-    what = "videos" if args.format in ("davis", "youtube-vos") else f"videos of {spec.num_classes} motion classes"
+    segmentation = args.format in ("davis", "youtube-vos", "youtube-vis")
+    what = "videos" if segmentation else f"videos of {spec.num_classes} motion classes"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
 
@@ -304,6 +306,18 @@ def _evaluate_vos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_vis(args: argparse.Namespace) -> int:
+    from lit_video.metrics.ytvis import evaluate_results, format_table, write_metrics
+
+    start = time.perf_counter()
+    stats = evaluate_results(args.gt, args.pred)
+    path = write_metrics(stats, args.out or Path(args.pred).parent)
+    print(format_table(stats))
+    print(f"\nwrote {path}")
+    print(f"Total time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
@@ -411,6 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
     vos.add_argument("--official-decay-wrap", action="store_true", help="reproduce the official uint8 wrap of "
                      "the Decay bins for sequences over 256 frames")
     vos.set_defaults(run=_evaluate_vos)
+    vis = evaluate_commands.add_parser("vis", help="YouTube-VIS AP/AR of a results JSON (the YouTube-VIS cocoapi's "
+                                       "12 numbers)")
+    vis.add_argument("--gt", required=True, metavar="ANN.json", help="YouTube-VIS annotations (videos, "
+                     "annotations with per-frame segmentations, categories)")
+    vis.add_argument("--pred", required=True, metavar="RESULTS.json", help="list of {video_id, category_id, "
+                     "segmentations (RLE per frame or null), score}")
+    vis.add_argument("--out", default=None, metavar="DIR", help="folder for ytvis_metrics.json, the 12 numbers "
+                     "(default: the folder of RESULTS.json)")
+    vis.set_defaults(run=_evaluate_vis)
 
     sweep = commands.add_parser("sweep", help="run or resume an Optuna sweep of an experiment")
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")

@@ -16,6 +16,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
 from lit_video.data.synthetic import SynthSpec  # noqa: E402
+from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis  # noqa: E402
 from lit_video.data.synthetic_vos import VosSynthSpec, write_davis, write_youtube_vos  # noqa: E402
 from lit_video.data.ucf101 import UCF101DataModule  # noqa: E402
 from lit_video.sweep.spec import SweepSpec  # noqa: E402
@@ -102,6 +103,18 @@ def davis_root(tmp_path_factory) -> Path:
 def ytvos_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("youtube_vos")
     write_youtube_vos(root, VosSynthSpec(num_videos=6, num_frames=20, size=(64, 96), seed=3))
+    return root
+
+
+# Synthetic YouTube-VIS 2021: 9 videos (6 train, 3 valid with instances_gt.json) of 10 frames, covering
+# single-instance videos, mid-video entries and exits, and repeated categories.
+YTVIS_SPEC = VisSynthSpec(num_videos=9, num_frames=10, size=(64, 96), seed=1)
+
+
+@pytest.fixture(scope="session")
+def ytvis_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("youtube_vis")
+    write_youtube_vis(root, YTVIS_SPEC)
     return root
 
 

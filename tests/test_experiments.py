@@ -17,21 +17,22 @@ CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))
 def test_there_are_recipes_for_each_dataset():
     names = {p.relative_to(ROOT / "experiments").as_posix() for p in CONFIGS}
     assert {"ucf101/r2plus1d_18.yaml", "ucf101/timesformer.yaml", "kinetics400/mvit_v2_s.yaml"} <= names
-    assert {"davis/stm_resnet18.yaml", "youtube_vos/stm_resnet18.yaml"} <= names
+    assert {"davis/stm_resnet18.yaml", "youtube_vos/stm_resnet18.yaml", "youtube_vis/query_vis_resnet18.yaml"} <= names
     assert any(n.startswith("synthetic/") for n in names)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "experiments").as_posix())
-def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, ytvos_root):
+def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, ytvos_root, ytvis_root):
     recipe = yaml.safe_load(config.read_text())
     data = recipe["data"]["init_args"]
     class_path = recipe["data"]["class_path"]
-    synthetic = {"kinetics": kinetics_root, "davis": davis_root, "youtube_vos": ytvos_root}
+    synthetic = {"kinetics": kinetics_root, "davis": davis_root, "youtube_vos": ytvos_root,
+                 "youtube_vis": ytvis_root}
     if not (ROOT / data["root"]).is_dir():
         data["root"] = str(next((root for name, root in synthetic.items() if name in class_path), ucf101_root))
     # One clip of one view through the recipe's model at the recipe's clip length and resolution.
     data.update(batch_size=1, num_workers=0)
-    if "vos" not in recipe["model"]["class_path"]:
+    if recipe["model"]["class_path"].rsplit(".", 2)[-2] not in ("vos", "vis"):  # the segmentation tasks
         data.update(num_clips=1, num_crops=1)
     task = recipe["model"]["init_args"]
     if (task.get("model_kwargs") or {}).get("pretrained"):

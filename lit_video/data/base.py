@@ -96,6 +96,40 @@ def split_existing(records: Sequence[VideoRecord], what: str) -> list[VideoRecor
     return present
 
 
+def select_heldout(videos: Sequence[str], val_fraction: float, val_list: str | os.PathLike | None,
+                   split_seed: int, listing: str | os.PathLike) -> frozenset[str]:
+    """Training videos held out for validation (datasets whose validation split has no ground truth).
+
+    Args:
+        videos: ids of the training videos.
+        val_fraction: fraction held out, at least one and at most all but one when > 0.
+        val_list: a file of held-out ids, one a line; replaces val_fraction.
+        split_seed: seed of the draw: the same ids for every run, worker and machine.
+        listing: the annotation file listing `videos`, named in errors.
+
+    Raises:
+        DatasetLayoutError: val_list is missing or names a video that `listing` does not list.
+    """
+    videos = sorted(videos)
+    if val_list is not None:
+        path, known = Path(val_list), set(videos)
+        if not path.is_file():
+            raise DatasetLayoutError(f"{path}: val_list file not found")
+        ids = []
+        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+            vid = line.strip()
+            if vid and vid not in known:
+                raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {listing}")
+            ids += [vid] if vid else []
+        return frozenset(ids)
+    count = int(round(val_fraction * len(videos)))
+    if val_fraction > 0 and len(videos) > 1:
+        count = min(max(count, 1), len(videos) - 1)  # a small copy still validates and still trains
+    # A permutation of the SORTED ids: the same videos for every run, worker and machine.
+    order = np.random.default_rng(split_seed).permutation(len(videos))
+    return frozenset(videos[i] for i in order[:count])
+
+
 class DecodeFailureCounter:
     """Counts videos that failed to decode, across DataLoader worker processes (shared memory)."""
 

@@ -121,6 +121,9 @@ class SynthObject:
         enter: the step where the object appears; nothing of it is drawn before.
         entry_offset: (2,) displacement at `enter` that puts its centre on a frame edge; it fades to 0
             over ENTRY_STEPS, so the object slides into view.
+        leave: the step from which the object is gone; nothing of it is drawn from then on.
+        exit_offset: (2,) displacement reached at `leave` that carries it past a frame edge; it grows
+            from 0 over the ENTRY_STEPS before `leave`, so the object slides out of view.
     """
 
     object_id: int
@@ -141,9 +144,11 @@ class SynthObject:
     duration: float
     enter: float = 0.0
     entry_offset: np.ndarray | None = None
+    leave: float = math.inf
+    exit_offset: np.ndarray | None = None
 
     def visible_at(self, t: float) -> bool:
-        return t >= self.enter - 1e-9
+        return self.enter - 1e-9 <= t < self.leave - 1e-9
 
     def base_position(self, t: float) -> np.ndarray:
         return self.centre + self.amplitude * np.sin(self.frequency * t + self.phase)
@@ -155,6 +160,9 @@ class SynthObject:
             # cosine ease: the slide-in starts at the edge and merges smoothly into the trajectory
             progress = min(max((t - self.enter) / ENTRY_STEPS, 0.0), 1.0)
             position = position + self.entry_offset * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.exit_offset is not None:  # the same ease, reversed
+            progress = min(max((t - self.leave + ENTRY_STEPS) / ENTRY_STEPS, 0.0), 1.0)
+            position = position + self.exit_offset * 0.5 * (1.0 - math.cos(math.pi * progress))
         scale = 1.0 + self.growth * t / self.duration
         return position, self.angle + self.spin * t, scale
 
@@ -331,16 +339,28 @@ def _slide_in_from_edge(obj: SynthObject, size: tuple[int, int]) -> None:
     obj.entry_offset = min(moves, key=lambda m: float(np.abs(m).sum()))
 
 
-def _background(rng: np.random.Generator, size: tuple[int, int], margin: tuple[int, int]) -> np.ndarray:
+def _slide_out_of_frame(obj: SynthObject, size: tuple[int, int]) -> None:
+    """Set `obj.exit_offset` so that at `obj.leave` the whole shape is just past the nearest frame edge."""
+    height, width = size
+    x, y = obj.base_position(obj.leave)
+    reach = float(np.linalg.norm(obj.outline, axis=1).max()) * obj.pose(obj.leave)[2] + 1.0
+    moves = [np.array([-x - reach, 0.0]), np.array([width - x + reach, 0.0]),
+             np.array([0.0, -y - reach]), np.array([0.0, height - y + reach])]
+    obj.exit_offset = min(moves, key=lambda m: float(np.abs(m).sum()))
+
+
+def _background(rng: np.random.Generator, size: tuple[int, int], margin: tuple[int, int],
+                clutter_shapes: Sequence[str] = SHAPES) -> np.ndarray:
     """uint8 (H+2my, W+2mx, 3): smooth colour fields, a faint pattern, grain and static textured clutter
-    drawn from the same families as the objects, so appearance alone does not tell object from scene."""
+    drawn from the same families as the objects (shapes of `clutter_shapes`, none when it is empty),
+    so appearance alone does not tell object from scene."""
     height, width = size[0] + 2 * margin[0], size[1] + 2 * margin[1]
     canvas = 30 + 190 * _smooth_noise(rng, (height, width), (5, 7), channels=3)  # (H,W,3)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     angle, period = rng.uniform(0, np.pi), rng.uniform(6, 14)
     canvas += 20 * np.sin(2 * np.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)[..., None]
-    for _ in range(int(rng.integers(5, 10))):
-        clutter = _random_object(rng, size, 1.0, str(rng.choice(SHAPES)), str(rng.choice(TEXTURES)), 0)
+    for _ in range(int(rng.integers(5, 10)) if len(clutter_shapes) else 0):
+        clutter = _random_object(rng, size, 1.0, str(rng.choice(clutter_shapes)), str(rng.choice(TEXTURES)), 0)
         clutter.centre = rng.uniform(0, 1, 2) * (width, height)
         clutter.amplitude[:] = 0.0  # static: it moves only with the camera
         mask = clutter.geometry(0.0, (height, width))

@@ -20,9 +20,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-
-from lit_video.data.base import register_datamodule
+from lit_video.data.base import register_datamodule, select_heldout
 from lit_video.data.synthetic import SynthSpec
 from lit_video.data.vos import MASK_EXTENSION, VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
@@ -122,24 +120,8 @@ class YouTubeVOSDataModule(VOSDataModule):
         """Train video ids held out for evaluation; empty unless a stage evaluates on "train"."""
         if "train" not in (self.subsets["val"], self.subsets["test"]):
             return frozenset()
-        videos = sorted(self.meta("train"))
-        if self.val_list is not None:
-            path = Path(self.val_list)
-            if not path.is_file():
-                raise DatasetLayoutError(f"{path}: val_list file not found")
-            ids = []
-            for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-                vid = line.strip()
-                if vid and vid not in self.meta("train"):
-                    raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {self.meta_path('train')}")
-                ids += [vid] if vid else []
-            return frozenset(ids)
-        count = int(round(self.val_fraction * len(videos)))
-        if self.val_fraction > 0 and len(videos) > 1:
-            count = min(max(count, 1), len(videos) - 1)  # a small copy still validates and still trains
-        # A permutation of the SORTED ids: the same videos for every run, worker and machine.
-        order = np.random.default_rng(self.split_seed).permutation(len(videos))
-        return frozenset(videos[i] for i in order[:count])
+        return select_heldout(list(self.meta("train")), self.val_fraction, self.val_list, self.split_seed,
+                              self.meta_path("train"))
 
     def list_records(self, subset: str) -> list[VOSRecord]:
         split = self.subsets[subset]

@@ -2,7 +2,9 @@
 
 Each entry has a task tag. A "classification" callable (the default) takes `num_classes` first and
 returns an `nn.Module` mapping `(B, C, T, H, W)` to `(B, num_classes)`; a "vos" callable takes keyword
-arguments only and returns a video object segmentation model (`lit_video.models.vos_base.VOSModel`).
+arguments only and returns a video object segmentation model (`lit_video.models.vos_base.VOSModel`); a
+"vis" callable takes `num_classes` as a keyword and returns a video instance segmentation model
+(`lit_video.models.vis_base.VISModel`).
 Each entry also stores a "tiny" config: kwargs that make a CPU-cheap variant, so the tests can loop over
 every model of a task without knowing any of them.
 """
@@ -20,7 +22,7 @@ from lit_video.errors import LitVideoError
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _TINY: dict[str, dict[str, Any]] = {}
 _TASKS: dict[str, str] = {}
-TASKS = ("classification", "vos")
+TASKS = ("classification", "vos", "vis")
 
 
 def register_model(
@@ -63,7 +65,7 @@ def model_entry(name: str) -> Callable[..., nn.Module]:
 
 
 def model_task(name: str) -> str:
-    """The task tag of the registered model `name` ("classification", "vos")."""
+    """The task tag of the registered model `name` ("classification", "vos", "vis")."""
     model_entry(name)
     return _TASKS.get(name, "classification")
 
@@ -76,7 +78,8 @@ def create_model(
 
     Args:
         name: registry name.
-        num_classes: outputs of a classification model; must be left out for other tasks.
+        num_classes: outputs of a classification model, categories of a "vis" model; must be left out for
+            other tasks.
         task: when given, `name` must be a model of this task (e.g. "vos" in the VOS LightningModule).
         kwargs: the model's own arguments.
 
@@ -93,6 +96,11 @@ def create_model(
         if num_classes is None:
             raise LitVideoError(f"model '{name}' is a classification model and needs num_classes")
         args: tuple[Any, ...] = (num_classes,)
+    elif own_task == "vis":
+        # instance segmentation classifies too, but its models take every argument by keyword
+        args = ()
+        if num_classes is not None:
+            kwargs = {**kwargs, "num_classes": num_classes}
     elif num_classes is not None:
         raise LitVideoError(f"model '{name}' is a {own_task} model and takes no num_classes "
                             f"(got {num_classes}); a classification task cannot use it")

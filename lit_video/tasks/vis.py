@@ -1,0 +1,299 @@
+"""Video instance segmentation: detect, segment and track every instance of the known categories.
+
+Training matches a query-based model's instance queries to the clip's ground-truth instances (Hungarian
+matching on class + mask costs over the clip) and applies the set criterion. Evaluation segments whole
+videos (`segment_video`: the whole video at once offline, frame by frame with query association online),
+keeps the `max_detections` best (query, category) pairs of each video as scored tubes, and computes
+YouTube-VIS AP/AR over the whole evaluation set with `lit_video.metrics.ytvis` (AP needs the corpus: it is
+computed once per epoch, after every rank's results are gathered). `predict` writes the submission
+`results.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
+from torchmetrics import MaxMetric
+
+from lit_video.data import keys
+from lit_video.data.rle import encode_tube
+from lit_video.errors import LitVideoError
+from lit_video.models.vis_base import HungarianMatcher, SetCriterion
+from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
+
+MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution
+
+
+class ClipClassLogits(nn.Module):
+    """A VIS model as a clip -> (B, C+1) network for the compute profile: the class logits averaged over
+    queries (and frames, online), so the profile's classification loss back-propagates through every
+    part of the model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        outputs = self.model(video)
+        logits = outputs["logits"]  # (B,Q,C+1) or (B,T,Q,C+1)
+        # the masks join through a zero-weighted term so their branch is part of the measured backward pass
+        return logits.flatten(1, -2).mean(dim=1) + 0 * outputs["masks"].mean()
+
+
+class VideoInstanceSegmentation(L.LightningModule):
+    """YouTube-VIS-style video instance segmentation with a query-based model (offline or online).
+
+    Args:
+        model: a registry name of a VIS model (`lit_video.models.list_models(task="vis")`), or a module.
+        model_kwargs: keyword arguments for a registry name.
+        mode: "offline" (queries span the clip) or "online" (per-frame queries associated over time): the
+            registry model's `mode`, a key of its own so that sweeps can vary it; None = the model's default
+            (or `model_kwargs`' mode).
+        num_classes: categories; linked from the DataModule.
+        clip_len: frames per training clip; linked from the DataModule (used for the compute profile).
+        resolution: training crop; linked from the DataModule (used for the compute profile).
+        class_weight, dice_weight, mask_weight: weights of the cross-entropy, dice and sigmoid BCE losses,
+            used alike in the matching costs (Mask2Former's 2 / 5 / 5).
+        eos_coef: weight of the "no object" class in the cross-entropy.
+        num_points: mask losses at this many random points per instance (None = every stride-4 cell).
+        deep_supervision: the same losses after every decoder layer.
+        max_detections: tubes kept per video (the best query x category scores), as Mask2Former-VIS
+            and MinVIS keep 10 on YouTube-VIS.
+        eval_window: frames per forward pass when segmenting a whole video (None = all at once).
+        optimizer: optimizer and schedule.
+        predictions_path: where `predict` writes `results.json` (default: `results.json` in the log folder).
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "query_vis",
+        model_kwargs: dict | None = None,
+        mode: str | None = None,
+        num_classes: int = 0,
+        clip_len: int = 5,
+        resolution: int | list[int] = 384,
+        class_weight: float = 2.0,
+        dice_weight: float = 5.0,
+        mask_weight: float = 5.0,
+        eos_coef: float = 0.1,
+        num_points: int | None = None,
+        deep_supervision: bool = True,
+        max_detections: int = 10,
+        eval_window: int | None = None,
+        optimizer: OptimizerConfig | None = None,
+        predictions_path: str | None = None,
+    ):
+        super().__init__()
+        if num_classes < 1:
+            raise LitVideoError(f"model.init_args.num_classes must be >= 1 (linked from the DataModule), got "
+                                f"{num_classes}")
+        if max_detections < 1:
+            raise LitVideoError(f"model.init_args.max_detections must be >= 1, got {max_detections}")
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        model_kwargs = dict(model_kwargs or {})
+        if mode is not None:
+            if not isinstance(model, str):
+                raise LitVideoError("model.init_args.mode applies to a registry model name; a model module "
+                                    "has its own mode")
+            model_kwargs["mode"] = mode
+        self.model = build_vis_model(model, num_classes, model_kwargs)
+        matcher = HungarianMatcher(class_weight, dice_weight, mask_weight, num_points=num_points)
+        self.criterion = SetCriterion(num_classes, matcher, eos_coef,
+                                      {"class": class_weight, "dice": dice_weight, "mask": mask_weight},
+                                      deep_supervision=deep_supervision, num_points=num_points)
+        self.max_detections = max_detections
+        self.eval_window = eval_window
+        self.optimizer_config = optimizer or OptimizerConfig()
+        self.predictions_path = predictions_path
+        height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B,C,T,H,W), for the profile
+        self.profiled_network = ClipClassLogits(self.model)
+        self.val_ap_best = MaxMetric()
+        self._results: list[dict] = []  # this rank's results of the running evaluation epoch
+        self._warned_no_ground_truth = False
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """(B,C,T,H,W) -> (B,C+1) pooled class logits (see ClipClassLogits)."""
+        return self.profiled_network(video)
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        video = batch[keys.VIDEO]  # (B,C,T,H,W)
+        outputs = self.model(video)
+        losses = self.criterion(outputs, clip_targets(batch))
+        loss = losses["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        size = len(video)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name in ("loss_class", "loss_dice", "loss_mask"):
+            self.log(f"train/{name}", losses[name], batch_size=size)
+        return loss
+
+    # -------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def detect(self, video: torch.Tensor, original_size: tuple[int, int]) -> list[tuple[int, float, torch.Tensor]]:
+        """The scored tubes of one whole video.
+
+        Args:
+            video: (C,T,h,w) normalized frames.
+            original_size: (H, W) the masks are written at (the annotation file's size).
+
+        Returns:
+            up to `max_detections` (class index, score, bool masks (T,H,W)), best first.
+        """
+        class_probs, mask_logits = self.model.segment_video(video[None], window=self.eval_window)  # (Q,C), (Q,T,h4,w4)
+        height, width = video.shape[-2:]
+        num_classes = class_probs.shape[1]
+        scores, flat = class_probs.flatten().topk(min(self.max_detections, class_probs.numel()))
+        detections = []
+        for score, index in zip(scores.tolist(), flat.tolist(), strict=True):
+            query, label = divmod(index, num_classes)
+            logits = mask_logits[query][:, None]  # (T,1,h4,w4)
+            # back to the (padded) input's size, cropped to the frame, then to the annotation size
+            logits = F.interpolate(logits, scale_factor=MASK_STRIDE, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits[..., :height, :width], size=original_size, mode="bilinear",
+                                   align_corners=False)
+            detections.append((label, score, logits[:, 0] > 0))  # (T,H,W)
+        return detections
+
+    def _video_results(self, batch: dict) -> list[dict]:
+        if len(batch[keys.VIDEO]) != 1:
+            raise LitVideoError("VIS evaluation takes one whole video per batch (the VIS DataModule's "
+                                "evaluation loaders have batch_size 1)")
+        original_size = tuple(int(s) for s in batch[keys.ORIGINAL_SIZE][0])
+        video_id = int(batch[keys.ANNOTATION_VIDEO_ID][0])
+        category_ids = self._category_ids()
+        return [
+            {"video_id": video_id, "category_id": category_ids[label], "score": score,
+             "segmentations": encode_tube(masks)}
+            for label, score, masks in self.detect(batch[keys.VIDEO][0], original_size)
+        ]
+
+    def _category_ids(self) -> list[int]:
+        """The annotation file's category id of each class index (the DataModule's, else 1..C)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        ids = getattr(datamodule, "category_ids", None)
+        return list(ids) if ids is not None else list(range(1, self.model.num_classes + 1))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._results.extend(self._video_results(batch))
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._results.extend(self._video_results(batch))
+
+    def predict_step(self, batch: dict, batch_idx: int) -> int:
+        self._results.extend(self._video_results(batch))
+        return int(batch[keys.ANNOTATION_VIDEO_ID][0])
+
+    def on_validation_epoch_start(self) -> None:
+        self._results = []
+
+    on_test_epoch_start = on_validation_epoch_start
+    on_predict_epoch_start = on_validation_epoch_start
+
+    def _gathered_results(self) -> list[dict]:
+        """Every rank's results, each video once (a distributed sampler repeats videos to even out ranks)."""
+        results = self._results
+        self._results = []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            parts = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, results)
+        else:
+            parts = [results]
+        seen, merged = set(), []
+        for part in parts:
+            videos = {r["video_id"] for r in part}
+            for r in part:
+                if r["video_id"] not in seen:
+                    merged.append(r)
+            seen |= videos
+        return merged
+
+    def _evaluate_epoch(self, stage: str) -> dict[str, float] | None:
+        from lit_video.metrics.ytvis import evaluate_results
+
+        results = self._gathered_results()
+        datamodule = self.trainer.datamodule
+        ground_truth = datamodule.ground_truth(stage) if hasattr(datamodule, "ground_truth") else None
+        if ground_truth is None:
+            if not self._warned_no_ground_truth:
+                rank_zero_warn(f"{stage}: the evaluated split has no ground truth; no AP is computed")
+                self._warned_no_ground_truth = True
+            return None
+        stats = evaluate_results(ground_truth, results)  # the same on every rank: same inputs
+        for name, value in stats.items():
+            self.log(f"{stage}/{name}", float(value), prog_bar=name == "AP", rank_zero_only=False,
+                     sync_dist=False)
+        return stats
+
+    def on_validation_epoch_end(self) -> None:
+        stats = self._evaluate_epoch("val")
+        if stats is None or self.trainer.sanity_checking or math.isnan(stats["AP"]):
+            return
+        self.val_ap_best(torch.tensor(stats["AP"]))
+        self.log("val/AP_best", self.val_ap_best.compute(), prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate_epoch("test")
+
+    def on_fit_end(self) -> None:
+        if self.val_ap_best.update_called:
+            rank_zero_info(f"best val/AP: {self.val_ap_best.compute():.3f} (YouTube-VIS AP over "
+                           f"IoU 0.50:0.95)")
+
+    # ------------------------------------------------------------- prediction
+    def _predictions_path(self) -> str:
+        return self.predictions_path or os.path.join(self.trainer.log_dir or ".", "results.json")
+
+    def on_predict_epoch_end(self) -> None:
+        results = self._gathered_results()
+        if self.trainer.is_global_zero:
+            path = self._predictions_path()
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(results, f)
+            self.print(f"wrote {len(results)} scored tubes of {len({r['video_id'] for r in results})} videos "
+                       f"to {path} (the YouTube-VIS submission format)")
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [{"params": params, "weight_decay": self.optimizer_config.weight_decay}]
+        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
+
+
+def clip_targets(batch: dict) -> list[dict[str, torch.Tensor]]:
+    """A training batch -> the set criterion's targets: per clip {"labels": (K,), "masks": bool (K,T,H,W)}.
+
+    MASKS (B,T,H,W) holds instance k at value k (1..K of NUM_OBJECTS), CATEGORIES (B,Kmax) their classes."""
+    masks, categories, counts = batch[keys.MASKS], batch[keys.CATEGORIES], batch[keys.NUM_OBJECTS]
+    targets = []
+    for clip_masks, clip_categories, count in zip(masks, categories, counts.tolist(), strict=True):
+        ids = torch.arange(1, count + 1, device=clip_masks.device)  # (K,)
+        targets.append({"labels": clip_categories[:count],
+                        "masks": clip_masks[None] == ids[:, None, None, None]})  # (K,T,H,W)
+    return targets
+
+
+def build_vis_model(model: str | nn.Module | Callable[..., nn.Module], num_classes: int,
+                    model_kwargs: dict) -> nn.Module:
+    """A registry name or a module -> the module, with `num_classes` categories."""
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, str):
+        from lit_video.models import create_model
+
+        return create_model(model, num_classes, task="vis", **model_kwargs)
+    if model_kwargs:
+        raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
+    if callable(model):
+        return model(num_classes=num_classes)
+    raise LitVideoError(f"model must be a VIS model name or module, got {model!r}")

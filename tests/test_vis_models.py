@@ -1,0 +1,454 @@
+"""VIS models (every model registered with task="vis") and their matching, losses and association: output
+shapes in both modes, whole-video segmentation, Hungarian matching against brute force, the set criterion
+on perfect / wrong predictions, MinVIS association, gradients, and a tiny overfit of two moving squares."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lit_video.errors import LitVideoError
+from lit_video.models import create_model, list_models, model_task, tiny_kwargs
+from lit_video.models.vis_base import (
+    HungarianMatcher,
+    SetCriterion,
+    VISModel,
+    associate,
+    resize_targets,
+)
+
+VIS_MODELS = list_models(task="vis")
+MODES = ("offline", "online")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The tiny models' ops are too small to gain from a second thread, and on a shared CI machine two
+    # OpenMP threads waiting on each other at every op made the overfit test 20x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny(name: str = "query_vis", num_classes: int = 3, **kwargs) -> VISModel:
+    torch.manual_seed(0)
+    return create_model(name, num_classes=num_classes, task="vis", **{**tiny_kwargs(name), **kwargs})
+
+
+def test_registry_lists_vis_models_apart():
+    assert "query_vis" in VIS_MODELS and model_task("query_vis") == "vis"
+    assert not set(VIS_MODELS) & (set(list_models()) | set(list_models(task="vos")))
+    model = tiny(num_classes=7, mode="online")
+    assert isinstance(model, VISModel) and model.num_classes == 7 and model.mode == "online"
+    assert tiny().mode == "offline"  # the default
+    for bad, match in [(dict(mode="causal"), "mode 'causal'.*offline, online"),
+                       (dict(hidden_dim=30), "hidden_dim"), (dict(num_queries=0), "num_queries"),
+                       (dict(memory_strides=(32,)), "memory_strides.*32")]:
+        with pytest.raises(LitVideoError, match=match):
+            tiny(**bad)
+    with pytest.raises(LitVideoError, match="query_vis.*num_querys"):
+        create_model("query_vis", num_classes=3, num_querys=5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", VIS_MODELS)
+def test_output_shapes(name, mode):
+    model = tiny(name, num_classes=3, mode=mode)
+    queries, layers = model.num_queries, tiny_kwargs(name)["num_layers"]
+    out = model(torch.randn(2, 3, 4, 50, 66))  # padded to the encoder's stride inside, cropped back
+    masks = (2, queries, 4, 13, 17)  # ceil(50/4), ceil(66/4)
+    logits = (2, queries, 4) if mode == "offline" else (2, 4, queries, 4)
+    assert out["logits"].shape == logits and out["masks"].shape == masks
+    hidden = tiny_kwargs(name)["hidden_dim"]
+    embeddings = (2, queries, hidden) if mode == "offline" else (2, 4, queries, hidden)
+    assert out["embeddings"].shape == embeddings
+    assert len(out["aux"]) == layers  # the initial queries and every layer but the last
+    assert all(a["logits"].shape == logits and a["masks"].shape == masks for a in out["aux"])
+    assert torch.isfinite(out["masks"]).all() and torch.isfinite(out["logits"]).all()
+
+
+def test_masked_attention_blocks_outside_each_mask_and_never_everything():
+    decoder = tiny().decoder
+    masks = torch.full((1, 2, 2, 8, 8), -5.0)  # (N,Q,F,h,w): query 0 covers a corner, query 1 nothing
+    masks[0, 0, 1, :4, :4] = 5
+    blocked = decoder._attention_mask(masks, (4, 4))  # (heads,Q,F*4*4)
+    assert blocked.shape == (decoder.num_heads, 2, 32)
+    allowed = ~blocked[0, 0].view(2, 4, 4)
+    assert allowed[1, :2, :2].all() and allowed.sum() == 4  # only its own cells, in its own frame
+    assert not blocked[:, 1].any()  # an empty mask would attend to nothing (NaN): it sees everything
+
+
+@pytest.mark.parametrize("strides", [(16,), (8, 4), (16, 8, 4)])
+def test_queries_attend_to_the_chosen_pixel_decoder_levels(strides):
+    model = tiny(memory_strides=strides)
+    grids = []
+    for layer in model.decoder.layers:  # record the memory length each layer attends to
+        layer.cross_attn.register_forward_hook(lambda m, args, out: grids.append(args[1].shape[1]))
+    out = model(torch.randn(1, 3, 2, 32, 64))
+    assert out["masks"].shape == (1, model.num_queries, 2, 8, 16)
+    tokens = {16: 2 * 2 * 4, 8: 2 * 4 * 8, 4: 2 * 8 * 16}  # frames x grid at each stride
+    assert grids == [tokens[strides[k % len(strides)]] for k in range(len(model.decoder.layers))]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_online_frames_are_independent_and_offline_frames_are_not(mode):
+    model = tiny(mode=mode).eval()
+    video = torch.randn(1, 3, 3, 32, 32)
+    changed = video.clone()
+    changed[:, :, 2] = torch.randn(1, 3, 32, 32)  # only the last frame differs
+    with torch.no_grad():
+        a, b = model(video), model(changed)
+    first_frame_same = torch.allclose(a["masks"][:, :, 0], b["masks"][:, :, 0], atol=1e-5)
+    assert first_frame_same == (mode == "online")
+    # Reordering the frames reorders an online model's outputs and nothing else; an offline model knows
+    # the frame order (temporal position encoding), so its queries change.
+    order = torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        shuffled = model(video[:, :, order])
+    equivariant = torch.allclose(shuffled["masks"], a["masks"][:, :, order], atol=1e-4)
+    assert equivariant == (mode == "online")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_segment_video_on_a_long_video_in_seconds(mode):
+    model = tiny(num_classes=4, mode=mode).eval()
+    video = torch.randn(1, 3, 100, 96, 128)
+    start = time.perf_counter()
+    probs, masks = model.segment_video(video)
+    elapsed = time.perf_counter() - start
+    assert probs.shape == (model.num_queries, 4) and masks.shape == (model.num_queries, 100, 24, 32)
+    assert (probs >= 0).all() and (probs.sum(-1) <= 1 + 1e-5).all()  # softmax without "no object"
+    assert elapsed < 15, f"{elapsed:.1f} s"  # ~1 s on an idle core
+    if mode == "online":  # the window only bounds memory: the same tracks
+        windowed = model.segment_video(video, window=7)
+        assert torch.allclose(windowed[0], probs, atol=1e-5) and torch.allclose(windowed[1], masks, atol=1e-4)
+    with pytest.raises(ValueError, match="one video"):
+        model.segment_video(torch.randn(2, 3, 4, 32, 32))
+
+
+def test_default_config_is_the_real_data_one():
+    model = create_model("query_vis", num_classes=40, task="vis").eval()
+    assert model.num_queries == 100 and len(model.decoder.layers) == 6
+    assert model.decoder.query_feat.weight.shape[1] == 256 and hasattr(model.encoder, "conv1")  # resnet18
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 2, 32, 32))
+    assert out["logits"].shape == (1, 100, 41) and out["masks"].shape == (1, 100, 2, 8, 8)
+
+
+# ------------------------------------------------------------------------------------------- segment_video
+class ScriptedVIS(VISModel):
+    """Shows fixed tracks with their queries shuffled in every frame (`shuffled_tracks`); the frame index
+    is read from the input's pixel (0,0,0). Offline, a window's queries take its first frame's order."""
+
+    def __init__(self, mode: str, logits: torch.Tensor, masks: torch.Tensor, embeddings: torch.Tensor,
+                 perms: torch.Tensor):
+        super().__init__()
+        self.mode, self.num_classes = mode, logits.shape[-1] - 1
+        # per track (Q,C+1), (Q,T,h,w); per frame (T,Q,D) shuffled; query q of frame t = track perms[t, q]
+        self.logits, self.masks, self.embeddings, self.perms = logits, masks, embeddings, perms
+
+    def forward(self, video):
+        frames = video[0, 0, :, 0, 0].long()  # (F,)
+        if self.mode == "online":
+            tracks = self.perms[frames]  # (F,Q)
+            masks = torch.stack([self.masks[tracks[i], f] for i, f in enumerate(frames)], dim=1)  # (Q,F,h,w)
+            return {"logits": self.logits[tracks][None], "masks": masks[None],
+                    "embeddings": self.embeddings[frames][None]}
+        tracks = self.perms[frames[0]]  # (Q,)
+        return {"logits": self.logits[tracks][None], "masks": self.masks[tracks][:, frames][None],
+                "embeddings": self.embeddings[frames[0]][None]}
+
+
+def shuffled_tracks(frames: int, queries: int, classes: int, seed: int = 0):
+    """Q tracks with distinct embeddings, classes and masks, and per-frame permutations (T,Q) of their
+    queries: query q of frame t shows track perms[t, q].
+
+    Returns:
+        per track logits (Q,C+1) and masks (Q,T,h,w); per frame shuffled embeddings (T,Q,D); perms.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(queries, 16, generator=generator)
+    logits = torch.randn(queries, classes + 1, generator=generator) * 3
+    masks = torch.randn(queries, frames, 5, 6, generator=generator)
+    perms = torch.stack([torch.randperm(queries, generator=generator) for _ in range(frames)])
+    embeddings = base[perms] + 0.05 * torch.randn(frames, queries, 16, generator=generator)  # (T,Q,D)
+    return logits, masks, embeddings, perms
+
+
+def test_associate_recovers_shuffled_queries():
+    frames, queries = 7, 9
+    _, _, embeddings, perms = shuffled_tracks(frames, queries, 2)
+    order = associate(embeddings)
+    assert order.shape == (frames, queries) and order.dtype == np.int64
+    assert (order[0] == np.arange(queries)).all()
+    for t in range(frames):  # the query picked for each track at frame t is that track's query of frame 0
+        assert torch.equal(perms[t][order[t]], perms[0])
+
+
+def test_associate_follows_slowly_drifting_embeddings():
+    # Each frame's embeddings drift far from frame 0 over the video, but little between neighbours:
+    # matching to the previous frame (MinVIS) keeps the tracks; matching to frame 0 would not.
+    generator = torch.Generator().manual_seed(1)
+    frames, queries = 30, 6
+    steps = 0.3 * torch.randn(frames, queries, 8, generator=generator)
+    steps[0] = torch.randn(queries, 8, generator=generator)
+    embeddings = steps.cumsum(0)  # (T,Q,D) random walks, query q = track q in every frame
+    order = associate(embeddings)
+    assert (order == np.arange(queries)).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_segment_video_reorders_queries_into_tracks(mode):
+    frames, queries, classes = 6, 5, 3
+    logits, masks, embeddings, perms = shuffled_tracks(frames, queries, classes)
+    model = ScriptedVIS(mode, logits, masks, embeddings, perms)
+    video = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1).expand(1, 3, frames, 4, 4)
+    window = None if mode == "online" else 2  # offline: windows of 2 frames, associated by embedding
+    probs, tracks = model.segment_video(video.contiguous(), window=window)
+    order = perms[0]  # tracks come out in frame 0's query order
+    assert torch.allclose(probs, logits[order].softmax(-1)[:, :classes], atol=1e-6)
+    assert torch.equal(tracks, masks[order])
+
+
+# ------------------------------------------------------------------------------------------- matching
+def pair_cost(logits, masks, labels, gt, weights=(2.0, 5.0, 5.0)):
+    """Reference cost of one query vs one instance, written from the definition: logits (C+1,),
+    masks (T,h,w), gt (T,h,w)."""
+    p, g = masks.sigmoid().flatten(), gt.flatten().float()
+    dice = 1 - (2 * (p * g).sum() + 1) / (p.sum() + g.sum() + 1)
+    bce = F.binary_cross_entropy_with_logits(masks.flatten(), g)
+    return -weights[0] * logits.softmax(-1)[labels] + weights[1] * dice + weights[2] * bce
+
+
+def perfect_logits(masks: torch.Tensor) -> torch.Tensor:
+    return (masks.float() * 2 - 1) * 30  # confident and right everywhere
+
+
+def test_matcher_picks_the_obvious_assignment():
+    torch.manual_seed(0)
+    gt = torch.zeros(3, 2, 16, 16, dtype=torch.bool)  # (K,T,h,w) moving rectangles
+    for k, (y, x) in enumerate([(1, 1), (8, 2), (3, 9)]):
+        for t in range(2):
+            gt[k, t, y + t:y + t + 6, x + 2 * t:x + 2 * t + 5] = True
+    labels = torch.tensor([2, 0, 1])
+    queries = torch.randn(5, 2, 16, 16)  # (Q,T,h,w)
+    logits = torch.zeros(5, 4)
+    for query, instance in [(4, 0), (1, 2), (2, 1)]:
+        queries[query] = perfect_logits(gt[instance]) / 6  # +-5: sampled points between cells stay sane
+        logits[query, labels[instance]] = 10
+    for num_points in (None, 256):
+        (rows, cols), = HungarianMatcher(num_points=num_points)(logits[None], queries[None],
+                                                              [{"labels": labels, "masks": gt}])
+        assert sorted(zip(rows.tolist(), cols.tolist())) == [(1, 2), (2, 1), (4, 0)]
+
+
+def test_matcher_equals_brute_force_on_random_costs():
+    generator = torch.Generator().manual_seed(0)
+    for trial in range(6):
+        queries, instances = 5, 3 if trial % 2 else 4
+        logits = torch.randn(queries, 4, generator=generator)
+        masks = torch.randn(queries, 3, 4, 4, generator=generator)
+        gt = torch.rand(instances, 3, 4, 4, generator=generator) > 0.6
+        gt[0, 1] = False  # an instance absent from one frame: an empty mask there
+        labels = torch.randint(0, 3, (instances,), generator=generator)
+        (rows, cols), = HungarianMatcher()(logits[None], masks[None], [{"labels": labels, "masks": gt}])
+        cost = torch.tensor([[float(pair_cost(logits[q], masks[q], labels[k], gt[k]))
+                              for k in range(instances)] for q in range(queries)])
+        best = min(sum(cost[q, k] for k, q in enumerate(perm))
+                   for perm in itertools.permutations(range(queries), instances))
+        assert len(rows) == instances and sorted(cols.tolist()) == list(range(instances))
+        assert float(cost[rows, cols].sum()) == pytest.approx(float(best), abs=1e-4)
+
+
+def test_matcher_scores_masks_over_all_frames_of_the_clip():
+    # Query 0 is right on frame 0 only, query 1 wrong on frame 0 but right on the three others: a per-frame
+    # matcher of frame 0 would pick query 0; the clip-level cost picks query 1.
+    gt = torch.zeros(1, 4, 8, 8, dtype=torch.bool)
+    for t in range(4):
+        gt[0, t, 2 + t:6 + t, 1:5] = True
+    good_first = perfect_logits(gt[0]).clone()
+    good_first[1:] = perfect_logits(~gt[0, 1:])
+    good_rest = perfect_logits(gt[0]).clone()
+    good_rest[0] = perfect_logits(~gt[0, 0])
+    logits = torch.zeros(2, 2)
+    (rows, cols), = HungarianMatcher()(logits[None], torch.stack([good_first, good_rest])[None],
+                                       [{"labels": torch.tensor([0]), "masks": gt}])
+    assert rows.tolist() == [1] and cols.tolist() == [0]
+
+
+def test_ground_truth_is_area_averaged_to_the_prediction_grid():
+    masks = torch.zeros(1, 2, 32, 32, dtype=torch.bool)
+    masks[0, 0, 4:12, 8:16] = True  # whole 4x4 cells
+    masks[0, 1, 0:2, 0:4] = True  # half of one cell
+    small = resize_targets(masks, (8, 8))
+    assert small.shape == (1, 2, 8, 8)
+    assert small[0, 0, 1:3, 2:4].eq(1).all() and small[0, 0].sum() == 4
+    assert small[0, 1, 0, 0] == 0.5 and small[0, 1].sum() == 0.5
+    # a 30x30 frame is padded to 32 (bottom / right) like the model's input: its last cells are half real
+    full = resize_targets(torch.ones(1, 1, 30, 30), (8, 8))
+    assert full[0, 0, :7, :7].eq(1).all() and full[0, 0, 7, :7].eq(0.5).all() and full[0, 0, 7, 7] == 0.25
+
+
+# ------------------------------------------------------------------------------------------- criterion
+def clip_targets():
+    """Two clips of 3 frames at 8x8: clip 0 has instances of classes 1 and 0 (the second absent from frame
+    1), clip 1 one instance of class 2 and one absent from the whole clip."""
+    gt0 = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    gt0[0, :, 1:4, 1:4] = True
+    gt0[1, 0, 4:8, 4:8] = gt0[1, 2, 4:8, 2:6] = True
+    gt1 = torch.zeros(2, 3, 8, 8, dtype=torch.bool)
+    gt1[0, :, 2:6, 3:7] = True
+    return [{"labels": torch.tensor([1, 0]), "masks": gt0}, {"labels": torch.tensor([2, 1]), "masks": gt1}]
+
+
+def offline_outputs(targets, queries=4, classes=3, assignment=((0, 2), (1, 3))):
+    """Perfect offline outputs: per clip, query assignment[b][k] shows instance k (those present)."""
+    logits = torch.full((2, queries, classes + 1), -10.0)
+    logits[..., classes] = 10  # every other query says "no object"
+    masks = torch.full((2, queries, 3, 8, 8), -30.0)
+    for b, target in enumerate(targets):
+        for k, query in enumerate(assignment[b]):
+            if target["masks"][k].any():
+                logits[b, query] = -10
+                logits[b, query, target["labels"][k]] = 10
+                masks[b, query] = perfect_logits(target["masks"][k])
+    return {"logits": logits, "masks": masks}
+
+
+def online_outputs(targets, queries=4, classes=3):
+    """Perfect online outputs: in every frame, query k + 1 shows instance k where it is visible."""
+    logits = torch.full((2, 3, queries, classes + 1), -10.0)
+    logits[..., classes] = 10
+    masks = torch.full((2, queries, 3, 8, 8), -30.0)
+    for b, target in enumerate(targets):
+        for k in range(len(target["labels"])):
+            for t in range(3):
+                if target["masks"][k, t].any():
+                    logits[b, t, k + 1] = -10
+                    logits[b, t, k + 1, target["labels"][k]] = 10
+                    masks[b, k + 1, t] = perfect_logits(target["masks"][k, t])
+    return {"logits": logits, "masks": masks}
+
+
+def criterion(**kwargs) -> SetCriterion:
+    return SetCriterion(3, HungarianMatcher(), **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_criterion_is_zero_for_perfect_predictions_and_grows_with_errors(mode):
+    targets = clip_targets()
+    perfect = offline_outputs(targets) if mode == "offline" else online_outputs(targets)
+    losses = criterion()({**perfect, "aux": [perfect]}, targets)
+    assert set(losses) == {"loss", "loss_class", "loss_dice", "loss_mask"}
+    assert all(float(v) < 1e-3 for v in losses.values()), losses
+
+    wrong_class = {k: v.clone() for k, v in perfect.items()}
+    wrong_class["logits"] = wrong_class["logits"].roll(1, dims=-1)  # every query one class off
+    shifted_masks = {**perfect, "masks": perfect["masks"].roll(2, dims=-1)}  # every mask 2 cells off
+    for wrong, term in [(wrong_class, "loss_class"), (shifted_masks, "loss_dice"),
+                        (shifted_masks, "loss_mask")]:
+        assert float(criterion()(wrong, targets)[term]) > 0.5, term
+
+    # deep supervision: a wrong earlier layer adds to the loss, unless it is off
+    with_aux = criterion()({**perfect, "aux": [wrong_class]}, targets)["loss"]
+    assert float(with_aux) > 1
+    assert float(criterion(deep_supervision=False)({**perfect, "aux": [wrong_class]}, targets)["loss"]) < 1e-3
+
+
+def test_online_criterion_matches_each_frame_to_its_visible_instances():
+    # The perfect online outputs say "no object" for an instance in the frames where it is absent; a
+    # criterion that matched every instance in every frame would count those as misses.
+    targets = clip_targets()
+    outputs = online_outputs(targets)
+    assert float(criterion()(outputs, targets)["loss"]) < 1e-3
+    # and an instance absent from a whole offline clip is no target either (clip 1's second instance)
+    assert float(criterion()(offline_outputs(targets), targets)["loss"]) < 1e-3
+
+
+def test_criterion_weights_no_object_by_eos_coef():
+    targets = clip_targets()
+    outputs = offline_outputs(targets)
+    unmatched = outputs["logits"][..., 3] > 0  # (B,Q) queries that are no object's
+    outputs["logits"][unmatched] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # now they doubt
+    per_query = F.cross_entropy(outputs["logits"][unmatched], torch.full((int(unmatched.sum()),), 3),
+                                reduction="none")
+    matched = int((~unmatched).sum())
+    for eos_coef in (0.1, 0.5, 1.0):
+        expected = eos_coef * per_query.sum() / (matched + eos_coef * len(per_query))  # weighted mean
+        loss = criterion(eos_coef=eos_coef)(outputs, targets)["loss_class"]
+        assert float(loss) == pytest.approx(float(expected), rel=1e-4)
+    assert float(criterion(eos_coef=0.0)(outputs, targets)["loss_class"]) < 1e-6
+
+
+def test_criterion_with_sampled_points_and_empty_batches():
+    targets = clip_targets()
+    perfect = offline_outputs(targets)
+    sampled = SetCriterion(3, HungarianMatcher(num_points=64), num_points=64)
+    # points between cells see interpolated (soft) targets: a perfect prediction is low, not zero
+    right = sampled({**perfect, "masks": perfect["masks"] / 6}, targets)
+    shifted = sampled({**perfect, "masks": perfect["masks"].roll(2, dims=-1) / 6}, targets)
+    for term in ("loss_dice", "loss_mask"):
+        assert float(right[term]) < 0.5 * float(shifted[term]), term
+    # clips without any instance: every query is "no object", no mask loss, still differentiable
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, 3, 8, 8)}] * 2
+    outputs = {k: v.clone().requires_grad_() for k, v in perfect.items()}
+    losses = criterion()(outputs, empty)
+    assert float(losses["loss_dice"]) == 0 and float(losses["loss_class"]) > 1  # two queries claimed objects
+    losses["loss"].backward()
+    assert outputs["logits"].grad.abs().sum() > 0
+    with pytest.raises(LitVideoError, match="unknown VIS loss weights.*dise"):
+        SetCriterion(3, HungarianMatcher(), weights={"dise": 1.0})
+
+
+# ------------------------------------------------------------------------------------------- training
+def two_squares(frames: int = 4, size: int = 64) -> tuple[torch.Tensor, dict]:
+    """A red square moving right (class 0) and a green one moving up-left (class 1) on grey: video
+    (1,3,T,H,W) roughly normalized, target {labels, masks (2,T,H,W)}."""
+    video = torch.full((3, frames, size, size), -1.0)
+    masks = torch.zeros(2, frames, size, size, dtype=torch.bool)
+    for t in range(frames):
+        masks[0, t, 8 + 2 * t:24 + 2 * t, 8 + 4 * t:28 + 4 * t] = True
+        masks[1, t, 36 - 2 * t:56 - 2 * t, 40 - 3 * t:56 - 3 * t] = True
+    colors = torch.tensor([[2.0, -1.0, -1.0], [-1.0, 2.0, -1.0]])
+    for k in range(2):
+        video = torch.where(masks[k][None], colors[k][:, None, None, None], video)
+    return video[None], {"labels": torch.tensor([0, 1]), "masks": masks}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradients_reach_every_parameter(mode):
+    model = tiny(num_classes=2, mode=mode)
+    video, target = two_squares(frames=2)
+    SetCriterion(2, HungarianMatcher())(model(video), [target])["loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_tiny_model_overfits_two_moving_squares(mode):
+    video, target = two_squares()
+    model = tiny(num_classes=2, mode=mode)
+    loss_fn = SetCriterion(2, HungarianMatcher())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = loss_fn(model(video), [target])["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0], losses
+    probs, masks = model.eval().segment_video(video)
+    full = F.interpolate(masks, size=video.shape[-2:], mode="bilinear", align_corners=False) > 0  # (Q,T,H,W)
+    for k in range(2):
+        track = int(probs[:, k].argmax())  # the best-scored track of the instance's class
+        assert float(probs[track, k]) > 0.8
+        gt = target["masks"][k]
+        iou = float((full[track] & gt).sum() / (full[track] | gt).sum())
+        assert iou > 0.8, (k, iou)
