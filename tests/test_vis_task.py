@@ -19,6 +19,7 @@ from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis
 from lit_video.data.youtube_vis import YouTubeVISDataModule
 from lit_video.errors import LitVideoError
 from lit_video.models import tiny_kwargs
+from lit_video.models.query_vis import QueryVIS
 from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.study import run_sweep
 from lit_video.tasks.vis import VideoInstanceSegmentation, clip_targets
@@ -72,6 +73,12 @@ def test_a_mode_needs_a_registry_model_and_classes():
     with pytest.raises(LitVideoError, match="mode"):
         VideoInstanceSegmentation(model=torch.nn.Linear(1, 1), mode="online", num_classes=2)
     assert tiny_task("online").model.mode == "online"
+    with pytest.raises(LitVideoError, match="'stm' is a vos model, not a vis model"):
+        VideoInstanceSegmentation(model="stm", num_classes=2)
+    with pytest.raises(LitVideoError, match="model_kwargs applies to a registry name"):
+        VideoInstanceSegmentation(model=QueryVIS, model_kwargs={"mode": "online"}, num_classes=2)
+    built = VideoInstanceSegmentation(model=QueryVIS, num_classes=4).model  # a class_path gets num_classes
+    assert isinstance(built, QueryVIS) and built.num_classes == 4
 
 
 @pytest.fixture(scope="module")

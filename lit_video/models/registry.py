@@ -114,6 +114,29 @@ def create_model(
     return factory(*args, **kwargs)
 
 
+def build_task_model(model: str | nn.Module | Callable[..., nn.Module], task: str, model_kwargs: dict,
+                     **fixed: Any) -> nn.Module:
+    """What a segmentation task's `model` argument names -> the module.
+
+    Args:
+        model: a registry name of a `task` model, a ready module, or a class / factory from a config's
+            class_path.
+        task: the registry task the name must belong to ("vos", "vis").
+        model_kwargs: a registry model's own arguments (an error for anything but a name).
+        fixed: arguments the task itself supplies (e.g. num_classes), passed to a name or a factory.
+    """
+    if isinstance(model, nn.Module):
+        return model
+    if isinstance(model, str):
+        num_classes = fixed.pop("num_classes", None)
+        return create_model(model, num_classes, task=task, **fixed, **model_kwargs)
+    if model_kwargs:
+        raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
+    if callable(model):
+        return model(**fixed)
+    raise LitVideoError(f"model must be a {task} model name or module, got {model!r}")
+
+
 def list_models(task: str | None = "classification") -> list[str]:
     """Registered model names of `task` (all tasks when None), sorted."""
     return sorted(name for name in _MODELS if task is None or _TASKS.get(name, "classification") == task)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -26,6 +25,7 @@ from torchmetrics import MaxMetric
 from lit_video.data import keys
 from lit_video.data.rle import encode_tube
 from lit_video.errors import LitVideoError
+from lit_video.models.registry import build_task_model
 from lit_video.models.vis_base import HungarianMatcher, SetCriterion
 from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
 
@@ -104,7 +104,7 @@ class VideoInstanceSegmentation(L.LightningModule):
                 raise LitVideoError("model.init_args.mode applies to a registry model name; a model module "
                                     "has its own mode")
             model_kwargs["mode"] = mode
-        self.model = build_vis_model(model, num_classes, model_kwargs)
+        self.model = build_task_model(model, "vis", model_kwargs, num_classes=num_classes)
         matcher = HungarianMatcher(class_weight, dice_weight, mask_weight, num_points=num_points)
         self.criterion = SetCriterion(num_classes, matcher, eos_coef,
                                       {"class": class_weight, "dice": dice_weight, "mask": mask_weight},
@@ -281,19 +281,3 @@ def clip_targets(batch: dict) -> list[dict[str, torch.Tensor]]:
         targets.append({"labels": clip_categories[:count],
                         "masks": clip_masks[None] == ids[:, None, None, None]})  # (K,T,H,W)
     return targets
-
-
-def build_vis_model(model: str | nn.Module | Callable[..., nn.Module], num_classes: int,
-                    model_kwargs: dict) -> nn.Module:
-    """A registry name or a module -> the module, with `num_classes` categories."""
-    if isinstance(model, nn.Module):
-        return model
-    if isinstance(model, str):
-        from lit_video.models import create_model
-
-        return create_model(model, num_classes, task="vis", **model_kwargs)
-    if model_kwargs:
-        raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
-    if callable(model):
-        return model(num_classes=num_classes)
-    raise LitVideoError(f"model must be a VIS model name or module, got {model!r}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -29,6 +28,7 @@ from torchmetrics.aggregation import CatMetric
 from lit_video.data import keys
 from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
+from lit_video.models.registry import build_task_model
 from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
 
 _EPS = 1e-7
@@ -158,7 +158,7 @@ class VideoObjectSegmentation(L.LightningModule):
         if clip_len < 2:
             raise LitVideoError(f"data.init_args.clip_len must be >= 2 for VOS training, got {clip_len}")
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        self.model = build_vos_model(model, model_kwargs or {})
+        self.model = build_task_model(model, "vos", model_kwargs or {})
         self.mem_every = mem_every
         self.dice_weight = dice_weight
         self.bootstrap = bootstrap
@@ -376,18 +376,3 @@ def _one_hot(ids: torch.Tensor, num_objects: int) -> torch.Tensor:
     """(B,H,W) ids 0..K (VOID anywhere) -> (B,K,H,W) bool masks of objects 1..K."""
     objects = torch.arange(1, num_objects + 1, device=ids.device)
     return ids[:, None] == objects[None, :, None, None]
-
-
-def build_vos_model(model: str | nn.Module | Callable[..., nn.Module], model_kwargs: dict) -> nn.Module:
-    """A registry name or a module -> the module (VOS models take no num_classes)."""
-    if isinstance(model, nn.Module):
-        return model
-    if isinstance(model, str):
-        from lit_video.models import create_model
-
-        return create_model(model, task="vos", **model_kwargs)
-    if model_kwargs:
-        raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
-    if callable(model):  # a class or factory from a config's class_path
-        return model()
-    raise LitVideoError(f"model must be a VOS model name or module, got {model!r}")
