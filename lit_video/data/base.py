@@ -7,6 +7,7 @@ corrupt-file handling and loaders live here once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -62,6 +63,25 @@ def datamodule_names() -> list[str]:
 
     return sorted(_DATAMODULES)
 
+
+
+def read_json_file(path: str | os.PathLike, missing: str) -> object:
+    """Read a dataset's (or a results') JSON file, or stop with one line naming it.
+
+    Args:
+        path: the file.
+        missing: what the message says when the file is not there (e.g. "missing YouTube-VOS meta.json").
+
+    Raises:
+        DatasetLayoutError: the file is missing or not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetLayoutError(f"{path}: {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
 
 @dataclass(frozen=True)
 class VideoRecord:

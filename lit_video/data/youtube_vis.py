@@ -22,7 +22,6 @@ smaller area in that frame, the one more likely in front and the one that would 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import posixpath
@@ -42,6 +41,7 @@ from lit_video.data.base import (
     DecodeFailureCounter,
     VideoDataModule,
     VideoRecord,
+    read_json_file,
     register_datamodule,
     select_heldout,
 )
@@ -120,12 +120,7 @@ def read_annotation_file(path: Path, need_annotations: bool, hint: str = "") -> 
     Raises:
         DatasetLayoutError: one line naming the file and the offending key.
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: missing YouTube-VIS annotation file{hint}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    data = read_json_file(path, f"missing YouTube-VIS annotation file{hint}")
     if not isinstance(data, dict):
         raise DatasetLayoutError(f"{path}: expected an object with videos, annotations and categories")
     for key in ("videos", "categories"):

@@ -14,13 +14,12 @@ stage then leaves those videos out. Predictions for the submission server go to
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import register_datamodule, select_heldout
+from lit_video.data.base import read_json_file, register_datamodule, select_heldout
 from lit_video.data.synthetic import SynthSpec
 from lit_video.data.vos import MASK_EXTENSION, VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
@@ -35,12 +34,7 @@ def parse_meta(path: Path) -> dict[str, dict[int, list[str]]]:
     Raises:
         DatasetLayoutError: one line naming the file and the offending key.
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: missing YouTube-VOS meta.json")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
+    meta = read_json_file(path, "missing YouTube-VOS meta.json")
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DatasetLayoutError(f'{path}: expected {{"videos": {{video id: {{"objects": ...}}}}}} at the top level')

@@ -150,14 +150,9 @@ def sequence_iou(dt_tubes: Sequence[Sequence], gt_tubes: Sequence[Sequence], hei
 def _read_json(source: Any, what: str) -> tuple[Any, str]:
     """A path (read as JSON) or an already loaded object -> (object, the name errors use)."""
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        if not path.is_file():
-            raise LitVideoError(f"{path}: no such {what} file")
-        try:
-            with open(path, encoding="utf-8") as file:
-                return json.load(file), str(path)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise LitVideoError(f"{path}: not a JSON file ({err})") from None
+        from lit_video.data.base import read_json_file
+
+        return read_json_file(source, f"no such {what} file"), str(source)
     return source, f"the {what}"
 
 
