@@ -11,7 +11,8 @@ setup: $(STAMP)
 # FFmpeg's shared libraries are needed by the optional torchcodec backend only; install them when
 # we can (root with apt-get), otherwise carry on: the other backends bundle their own FFmpeg.
 # Likewise the PostgreSQL server binaries (initdb, pg_ctl): only tests/postgres.py uses them, to start a
-# throwaway server for the shared-storage tests, which skip without them.
+# throwaway server for the shared-storage tests, which skip without them. And Java: pycocoevalcap's PTB
+# tokenizer and METEOR need it; without it the caption metrics use a Python tokenizer and skip METEOR.
 $(STAMP): pyproject.toml
 	@command -v ffmpeg >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) ; } || \
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml
 		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
 		echo "note: PostgreSQL server not installed; the tests that need one will be skipped"
+	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null) ; } || \
+		echo "note: Java not installed; caption metrics use a Python tokenizer and skip METEOR"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"

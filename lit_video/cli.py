@@ -7,6 +7,7 @@
     lit-video profile --config experiments/X.yaml [--clip-lens 8,16] [--resolutions 112,224]
     lit-video evaluate vos --gt DAVIS_ROOT --pred RESULTS_DIR [--set val] [--year 2017] [--out DIR]
     lit-video evaluate vis --gt ANN.json --pred RESULTS.json [--out DIR]
+    lit-video evaluate captioning --gt ANN.json --pred RESULTS.json [--split SPLIT] [--out DIR]
 
 A mistake in the input (a wrong path, an unknown format, a malformed annotation file) ends the
 command with a one-line message and a non-zero exit status, never a traceback.
@@ -57,7 +58,7 @@ def _data_synth(args: argparse.Namespace) -> int:
     total = spec.num_classes * spec.videos_per_class
     with tqdm(total=total, desc=f"writing {args.format}", unit="video") as bar:
         cls.synthesize(out, spec, progress=lambda: bar.update())
-    segmentation = args.format in ("davis", "youtube-vos", "youtube-vis")
+    segmentation = args.format in ("davis", "youtube-vos", "youtube-vis", "msrvtt", "msvd")
     what = "videos" if segmentation else f"videos of {spec.num_classes} motion classes"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
@@ -318,6 +319,18 @@ def _evaluate_vis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_captioning(args: argparse.Namespace) -> int:
+    from lit_video.metrics.captions import evaluate_files, format_table, write_metrics
+
+    start = time.perf_counter()
+    stats = evaluate_files(args.gt, args.pred, args.split, meteor=not args.no_meteor)
+    path = write_metrics(stats, args.out or Path(args.pred).parent)
+    print(format_table(stats))
+    print(f"\nwrote {path}")
+    print(f"Total time: {time.perf_counter() - start:.1f} s")
+    return 0
+
+
 def _lightning(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
@@ -434,6 +447,18 @@ def build_parser() -> argparse.ArgumentParser:
     vis.add_argument("--out", default=None, metavar="DIR", help="folder for ytvis_metrics.json, the 12 numbers "
                      "(default: the folder of RESULTS.json)")
     vis.set_defaults(run=_evaluate_vis)
+    captioning = evaluate_commands.add_parser("captioning", help="BLEU-1..4, METEOR, ROUGE-L and CIDEr-D of a "
+                                              "captions JSON (pycocoevalcap's COCOEvalCap)")
+    captioning.add_argument("--gt", required=True, metavar="ANN.json", help="MSR-VTT *_videodatainfo.json "
+                            "(sentences) or COCO caption annotations (annotations [{image_id, caption}])")
+    captioning.add_argument("--pred", required=True, metavar="RESULTS.json", help="list of {image_id (or "
+                            "video_id), caption}")
+    captioning.add_argument("--split", default=None, help="MSR-VTT: score against this split's videos only "
+                            "(train, validate, test)")
+    captioning.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts a JVM, ~5 s)")
+    captioning.add_argument("--out", default=None, metavar="DIR", help="folder for caption_metrics.json "
+                            "(default: the folder of RESULTS.json)")
+    captioning.set_defaults(run=_evaluate_captioning)
 
     sweep = commands.add_parser("sweep", help="run or resume an Optuna sweep of an experiment")
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")

@@ -38,6 +38,8 @@ class VideoCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.init_args.clip_len", "model.init_args.clip_len")
         parser.link_arguments("data.init_args.resolution", "model.init_args.resolution")
+        # captioning: the vocabulary built from (or given to) the DataModule; other tasks have no such key
+        parser.link_arguments("data.tokenizer_config", "model.init_args.tokenizer", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})

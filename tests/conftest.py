@@ -173,3 +173,39 @@ def postgres_url() -> Iterator[str]:
             yield url
     except PostgresUnavailable as reason:
         pytest.skip(str(reason))
+
+
+# Synthetic captioning data: 30 videos of 16 frames (18 train, 6 val, 6 test), 10 captions each.
+CAPTION_SPEC_FIELDS = dict(num_videos=30, num_frames=16, size=(64, 64), seed=0, captions_per_video=10)
+
+
+@pytest.fixture(scope="session")
+def msrvtt_root(tmp_path_factory) -> Path:
+    from lit_video.data.synthetic_captions import CaptionSynthSpec, write_msrvtt
+
+    root = tmp_path_factory.mktemp("msrvtt")
+    write_msrvtt(root, CaptionSynthSpec(**CAPTION_SPEC_FIELDS))
+    return root
+
+
+@pytest.fixture(scope="session")
+def msvd_root(tmp_path_factory) -> Path:
+    """MSVD copy; read it with MSVDDataModule(root, train_end=18, val_end=24, test_end=30)."""
+    from lit_video.data.synthetic_captions import CaptionSynthSpec, write_msvd
+
+    root = tmp_path_factory.mktemp("msvd")
+    write_msvd(root, CaptionSynthSpec(**CAPTION_SPEC_FIELDS))
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for a test module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`):
+    tiny models' ops are too small to gain from a second thread, and on a shared CI machine two OpenMP
+    threads waiting on each other at every op made an overfit test 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -18,18 +18,22 @@ def test_there_are_recipes_for_each_dataset():
     names = {p.relative_to(ROOT / "experiments").as_posix() for p in CONFIGS}
     assert {"ucf101/r2plus1d_18.yaml", "ucf101/timesformer.yaml", "kinetics400/mvit_v2_s.yaml"} <= names
     assert {"davis/stm_resnet18.yaml", "youtube_vos/stm_resnet18.yaml", "youtube_vis/query_vis_resnet18.yaml"} <= names
+    assert {"msrvtt/caption_transformer_resnet18.yaml", "msvd/caption_transformer_resnet18.yaml"} <= names
     assert any(n.startswith("synthetic/") for n in names)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "experiments").as_posix())
-def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, ytvos_root, ytvis_root):
+def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, ytvos_root, ytvis_root, msrvtt_root,
+                      msvd_root):
     recipe = yaml.safe_load(config.read_text())
     data = recipe["data"]["init_args"]
     class_path = recipe["data"]["class_path"]
     synthetic = {"kinetics": kinetics_root, "davis": davis_root, "youtube_vos": ytvos_root,
-                 "youtube_vis": ytvis_root}
+                 "youtube_vis": ytvis_root, "msrvtt": msrvtt_root, "msvd": msvd_root}
     if not (ROOT / data["root"]).is_dir():
         data["root"] = str(next((root for name, root in synthetic.items() if name in class_path), ucf101_root))
+        if "msvd" in class_path:  # the small copy's split boundaries (see the msvd_root fixture)
+            data.update(train_end=18, val_end=24, test_end=30)
     # One clip of one view through the recipe's model at the recipe's clip length and resolution.
     data.update(batch_size=1, num_workers=0)
     if recipe["model"]["class_path"].rsplit(".", 2)[-2] not in ("vos", "vis"):  # the segmentation tasks

@@ -52,3 +52,22 @@ def test_target_fps_resamples_the_stride():
 def test_invalid_arguments_are_rejected(bad):
     with pytest.raises(ValueError):
         ClipSampler(**bad)
+
+
+def test_uniform_sampling_takes_one_frame_from_each_segment_of_the_whole_video():
+    sampler = ClipSampler(clip_len=4, mode="uniform", num_clips=2)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        clip = sampler.train_indices(100, rng=rng)
+        assert clip.shape == (4,) and clip.dtype == np.int64
+        assert np.all(clip // 25 == np.arange(4))  # frame k comes from segment k of 25 frames
+        seen.update(clip.tolist())
+    assert min(seen) == 0 and max(seen) == 99  # every frame of the video is reachable
+    # evaluation views: the same offset within every segment, (v + 0.5) / num_clips of it
+    assert sampler.eval_indices(100).tolist() == [[6, 31, 56, 81], [18, 43, 68, 93]]
+    assert ClipSampler(clip_len=4, mode="uniform").eval_indices(100).tolist() == [[12, 37, 62, 87]]
+    # fewer frames than segments: frames repeat, in order, never past the end
+    assert ClipSampler(clip_len=4, mode="uniform").eval_indices(3).tolist() == [[0, 1, 1, 2]]
+    with pytest.raises(ValueError, match="frame sampling mode"):
+        ClipSampler(clip_len=4, mode="segments")

@@ -254,6 +254,10 @@ def test_the_shipped_ablations_and_pareto_sweep_are_what_they_say():
     assert vos.sampler == "grid" and vos.grid_size == 18
     assert {p.key for p in vos.params} == {"data.init_args.clip_len", "model.init_args.mem_every",
                                            "data.init_args.resolution"}
+    captioning = specs["captioning_frames_ablation"]
+    assert captioning.sampler == "grid" and captioning.grid_size == 24
+    assert {p.key for p in captioning.params} == {"data.init_args.clip_len", "data.init_args.resolution",
+                                                  "model.init_args.beam_size"}
 
 
 def test_sweep_command_prints_each_trial_where_the_runs_are_and_how_to_report(tmp_path, ucf101_root, capsys,

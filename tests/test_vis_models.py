@@ -26,14 +26,7 @@ VIS_MODELS = list_models(task="vis")
 MODES = ("offline", "online")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tiny models' ops are too small to gain from a second thread, and on a shared CI machine two
-    # OpenMP threads waiting on each other at every op made the overfit test 20x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(name: str = "query_vis", num_classes: int = 3, **kwargs) -> VISModel:

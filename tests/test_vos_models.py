@@ -44,7 +44,8 @@ def frames(count: int, batch: int = 2, height: int = 32, width: int = 32, seed: 
 def test_registry_keeps_vos_models_apart_from_classifiers():
     assert {"stm", "masktrack"} <= set(VOS_MODELS)
     assert not set(VOS_MODELS) & set(list_models())  # the classification loops never see them
-    assert set(list_models(task=None)) == set(list_models()) | set(VOS_MODELS) | set(list_models(task="vis"))
+    assert set(list_models(task=None)) == (set(list_models()) | set(VOS_MODELS) | set(list_models(task="vis"))
+                                           | set(list_models(task="captioning")))
     assert model_task("stm") == "vos" and model_task("c3d") == "classification"
     assert isinstance(create_model("stm", task="vos", **tiny_kwargs("stm")), VOSModel)
 

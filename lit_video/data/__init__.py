@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-_SHARED = {"base", "keys", "synthetic", "check"}
+_SHARED = {"base", "keys", "synthetic", "check", "tokenizer", "captioning", "synthetic_captions"}
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _SHARED:

@@ -257,6 +257,8 @@ class VideoDataModule(L.LightningDataModule):
         flip: random horizontal flips for training. Turn off when a class depends on left/right
             direction (the synthetic motion classes, Something-Something-style labels).
         target_fps: resample videos to this frame rate before striding; None keeps their own.
+        frame_sampling: "strided" (clips of `clip_len` frames `stride` apart) or "uniform" (`clip_len`
+            frames spread over the whole video, one from each equal segment; stride does not apply).
         batch_size: clips per batch (evaluation batches hold videos, each with all its views).
         num_workers: DataLoader worker processes.
         decoder: video backend: auto, pyav, torchcodec or decord.
@@ -280,6 +282,7 @@ class VideoDataModule(L.LightningDataModule):
         train_short_side_range: list[int] | None = None,
         flip: bool = True,
         target_fps: float | None = None,
+        frame_sampling: str = "strided",
         batch_size: int = 8,
         num_workers: int = 2,
         decoder: str = DEFAULT_BACKEND,
@@ -297,6 +300,7 @@ class VideoDataModule(L.LightningDataModule):
         self.train_short_side_range = tuple(train_short_side_range) if train_short_side_range else None
         self.flip = flip
         self.target_fps = target_fps
+        self.frame_sampling = frame_sampling
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.decoder = resolve_backend(decoder)
@@ -326,7 +330,10 @@ class VideoDataModule(L.LightningDataModule):
 
     @cached_property
     def sampler(self) -> ClipSampler:
-        return ClipSampler(self.clip_len, self.stride, self.num_clips, self.target_fps)
+        try:
+            return ClipSampler(self.clip_len, self.stride, self.num_clips, self.target_fps, mode=self.frame_sampling)
+        except ValueError as err:
+            raise LitVideoError(f"data.init_args: {err}") from None
 
     def records(self, subset: str) -> list[VideoRecord]:
         """The listed videos of `subset` whose files exist (missing ones are counted and reported)."""
@@ -376,7 +383,13 @@ class VideoDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn(),
         )
+
+    def collate_fn(self) -> Callable[[list[dict]], dict] | None:
+        """How samples become a batch; None is torch's default_collate. A dataset with ragged fields
+        (captioning's lists of references) returns its own (a module-level function: workers pickle it)."""
+        return None
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         video = batch.get(keys.VIDEO) if isinstance(batch, dict) else None  # the summary passes bare tensors

@@ -4,7 +4,7 @@ VIDEO = "video"  # float (C,T,H,W) after transforms; (V,C,T,H,W) for multi-view 
 LABEL = "label"  # int64 class index, 0-based; -1 when the split has no labels
 MASKS = "masks"  # int64 (T,H,W) object ids, 0 = background, 255 = void
 OBJECT_IDS = "object_ids"  # int64 (K,): the dataset's id of each object 1..K of MASKS
-CAPTION = "caption"
+CAPTION = "caption"  # str: the caption drawn for a training clip
 VIDEO_ID = "video_id"  # str, unique within a dataset split
 VIDEO_INDEX = "video_index"  # int, the record's position in the dataset (groups views of one video)
 FRAME_INDICES = "frame_indices"  # int64 (T,) or (V,T): the source frames of the clip
@@ -19,3 +19,7 @@ FRAME_NAMES = "frame_names"  # list[str] (T,): file stems of the frames, e.g. "0
 CATEGORIES = "categories"  # int64 (K,): 0-based class index of instance k+1 of MASKS (-1 = padding)
 ANNOTATION_VIDEO_ID = "annotation_video_id"  # int64 (): the video's id in the annotation JSON (results' video_id)
 ORIGINAL_SIZE = "original_size"  # int64 (2,): (height, width) of the video in the annotation JSON
+
+# Captioning: a training clip carries one caption drawn at random, evaluation carries all references
+CAPTION_TOKENS = "caption_tokens"  # int64 (L,): BOS, the caption's token ids, EOS, then padding
+REFERENCES = "references"  # list[str]: every reference caption of the video (evaluation)

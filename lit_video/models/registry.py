@@ -4,7 +4,8 @@ Each entry has a task tag. A "classification" callable (the default) takes `num_
 returns an `nn.Module` mapping `(B, C, T, H, W)` to `(B, num_classes)`; a "vos" callable takes keyword
 arguments only and returns a video object segmentation model (`lit_video.models.vos_base.VOSModel`); a
 "vis" callable takes `num_classes` as a keyword and returns a video instance segmentation model
-(`lit_video.models.vis_base.VISModel`).
+(`lit_video.models.vis_base.VISModel`); a "captioning" callable takes `vocab_size` as a keyword and
+returns a captioning model (`lit_video.models.caption_transformer.CaptionTransformer`'s interface).
 Each entry also stores a "tiny" config: kwargs that make a CPU-cheap variant, so the tests can loop over
 every model of a task without knowing any of them.
 """
@@ -22,7 +23,7 @@ from lit_video.errors import LitVideoError
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _TINY: dict[str, dict[str, Any]] = {}
 _TASKS: dict[str, str] = {}
-TASKS = ("classification", "vos", "vis")
+TASKS = ("classification", "vos", "vis", "captioning")
 
 
 def register_model(
@@ -96,8 +97,8 @@ def create_model(
         if num_classes is None:
             raise LitVideoError(f"model '{name}' is a classification model and needs num_classes")
         args: tuple[Any, ...] = (num_classes,)
-    elif own_task == "vis":
-        # instance segmentation classifies too, but its models take every argument by keyword
+    elif own_task in ("vis", "captioning"):
+        # these models take every argument by keyword (a captioner's vocabulary size among them)
         args = ()
         if num_classes is not None:
             kwargs = {**kwargs, "num_classes": num_classes}

@@ -201,14 +201,18 @@ class VideoClassifier(L.LightningModule):
         self.print(f"wrote per-video class scores to {path}")
 
     def configure_optimizers(self):
-        config = self.optimizer_config
-        decay, no_decay = [], []
-        for parameter in self.parameters():
-            if parameter.requires_grad:
-                # Biases, norm scales and embeddings (1-d or tokens) are not decayed, as in most recipes.
-                (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-        groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return optimizer_and_schedule(config, groups, self.trainer)
+        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)
+        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
+
+
+def weight_decay_groups(module: nn.Module, weight_decay: float) -> list[dict]:
+    """The trainable parameters of `module` in two optimizer groups: decayed, and biases / norm scales
+    (1-d parameters), which most recipes do not decay."""
+    decay, no_decay = [], []
+    for parameter in module.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def optimizer_and_schedule(config: OptimizerConfig, groups: list[dict], trainer: L.Trainer) -> dict:

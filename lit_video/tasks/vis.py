@@ -28,6 +28,7 @@ from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
 from lit_video.models.vis_base import HungarianMatcher, SetCriterion
 from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
+from lit_video.tasks.distributed import gather_from_ranks
 
 MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution
 
@@ -204,11 +205,7 @@ class VideoInstanceSegmentation(L.LightningModule):
         """Every rank's results, each video once (a distributed sampler repeats videos to even out ranks)."""
         results = self._results
         self._results = []
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, results)
-        else:
-            parts = [results]
+        parts = gather_from_ranks(results)
         seen, merged = set(), []
         for part in parts:
             videos = {r["video_id"] for r in part}

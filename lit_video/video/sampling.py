@@ -5,6 +5,11 @@ source frames. With `target_fps`, `stride` counts frames at the target rate, so 
 25 fps video give clips of the same duration (the source step is `stride * fps / target_fps`).
 A video shorter than a clip is padded, never dropped: the indices past its end repeat the last
 frame ("repeat") or wrap around to the start ("loop").
+
+The "uniform" mode (TSN-style segment sampling, what captioning models use) instead spreads
+`clip_len` frames over the WHOLE video, one from each of `clip_len` equal segments: a random frame of
+each segment for training, the same offset within every segment for each evaluation view. `stride`
+and `target_fps` do not apply there.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PAD_MODES = ("repeat", "loop")
+SAMPLING_MODES = ("strided", "uniform")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class ClipSampler:
         num_clips: evaluation views per video, spaced uniformly over its length.
         target_fps: resample to this frame rate first; None keeps each video's own rate.
         pad_mode: how a video shorter than a clip is padded: "repeat" the last frame or "loop".
+        mode: "strided" (a clip of consecutive strided frames) or "uniform" (one frame from each of
+            clip_len equal segments of the whole video).
     """
 
     clip_len: int
@@ -33,6 +41,7 @@ class ClipSampler:
     num_clips: int = 1
     target_fps: float | None = None
     pad_mode: str = "repeat"
+    mode: str = "strided"
 
     def __post_init__(self):
         for name in ("clip_len", "stride", "num_clips"):
@@ -43,6 +52,8 @@ class ClipSampler:
             raise ValueError(f"target_fps must be positive, got {self.target_fps!r}")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {self.pad_mode!r}")
+        if self.mode not in SAMPLING_MODES:
+            raise ValueError(f"frame sampling mode must be one of {SAMPLING_MODES}, got {self.mode!r}")
 
     def step(self, fps: float | None = None) -> float:
         """Source frames between consecutive clip frames."""
@@ -62,23 +73,38 @@ class ClipSampler:
         return np.minimum(indices, num_frames - 1)
 
     def train_indices(self, num_frames: int, fps: float | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """One clip at a uniformly random start -> int64 (clip_len,)."""
+        """One clip at a uniformly random start (uniform mode: a random frame of each segment) ->
+        int64 (clip_len,)."""
         _check_length(num_frames)
         rng = rng if rng is not None else np.random.default_rng()
+        if self.mode == "uniform":
+            return self._segment_frames(rng.uniform(0.0, 1.0, self.clip_len), num_frames)
         max_start = num_frames - self.span(fps)
         start = rng.uniform(0.0, max_start) if max_start > 0 else 0.0
         return self._clip_at(np.floor(start), num_frames, fps)
 
     def eval_indices(self, num_frames: int, fps: float | None = None) -> np.ndarray:
         """`num_clips` clips with uniformly spaced starts, the first at frame 0 and the last ending at
-        the video's last frame (one centred clip when num_clips == 1) -> int64 (num_clips, clip_len)."""
+        the video's last frame (one centred clip when num_clips == 1) -> int64 (num_clips, clip_len).
+        Uniform mode: view v takes the frame at (v + 0.5) / num_clips of each segment (the centres for one view)."""
         _check_length(num_frames)
+        if self.mode == "uniform":
+            offsets = (np.arange(self.num_clips) + 0.5) / self.num_clips
+            return np.stack([self._segment_frames(np.full(self.clip_len, o), num_frames) for o in offsets])
         max_start = max(num_frames - self.span(fps), 0.0)
         if self.num_clips == 1:
             starts = np.array([max_start / 2])
         else:
             starts = np.linspace(0.0, max_start, self.num_clips)
         return np.stack([self._clip_at(np.floor(s), num_frames, fps) for s in starts])
+
+
+    def _segment_frames(self, offsets: np.ndarray, num_frames: int) -> np.ndarray:
+        """Frame at fraction `offsets[k]` of segment k of clip_len equal segments -> int64 (clip_len,).
+        A video of fewer frames than segments repeats frames (in order), whatever the pad mode."""
+        segment = num_frames / self.clip_len
+        positions = (np.arange(self.clip_len) + offsets) * segment  # (clip_len,)
+        return np.minimum(np.floor(positions + 1e-6).astype(np.int64), num_frames - 1)
 
 
 def _check_length(num_frames: int) -> None:

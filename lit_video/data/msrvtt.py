@@ -1,0 +1,107 @@
+"""MSR-VTT (video captioning), read as released.
+
+Annotations: `train_val_videodatainfo.json` and `test_videodatainfo.json`, in the root or in
+`annotations/` (or the release's `train_val_annotation/` / `test_videodata/`), each `{"info": ...,
+"videos": [{"video_id": "video0", "category", "url", "start time", "end time", "split":
+"train"|"validate"|"test", "id"}], "sentences": [{"caption", "video_id", "sen_id"}]}` (20 captions a
+video). Subsets: train -> split "train", val -> "validate", test -> "test".
+
+Videos: `video<N>.mp4`, in `videos/`, `videos/all/`, or the release's `TrainValVideo/` + `TestVideo/`
+(any of these; the first folder holding a video wins).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from lit_video.data.base import read_json_file, register_datamodule
+from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
+from lit_video.data.synthetic import SynthSpec
+from lit_video.data.synthetic_captions import MSRVTT_TEST, MSRVTT_TRAIN_VAL, write_msrvtt
+from lit_video.errors import DatasetLayoutError
+
+ANNOTATION_DIRS = ("", "annotations", "train_val_annotation", "test_videodata")
+VIDEO_DIRS = ("videos", "videos/all", "TrainValVideo", "TestVideo", "test_videodata/TestVideo")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv")
+SUBSET_SPLITS = {"train": "train", "val": "validate", "test": "test"}
+
+
+def read_videodatainfo(path: Path) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(videos, [(video_id, caption)]) of an MSR-VTT annotation file, checked.
+
+    Raises:
+        DatasetLayoutError: one line naming the file and the offending key.
+    """
+    data = read_json_file(path, "missing MSR-VTT annotation file")
+    if not isinstance(data, dict):
+        raise DatasetLayoutError(f"{path}: expected an object with videos and sentences")
+    for key in ("videos", "sentences"):
+        if not isinstance(data.get(key), list):
+            raise DatasetLayoutError(f'{path}: "{key}": missing or not a list')
+    for index, video in enumerate(data["videos"]):
+        if not (isinstance(video, dict) and isinstance(video.get("video_id"), str)
+                and video.get("split") in SUBSET_SPLITS.values()):
+            raise DatasetLayoutError(f'{path}: videos[{index}]: expected {{"video_id": str, "split": '
+                                     f'"train"|"validate"|"test", ...}}, got {str(video)[:80]}')
+    captions = []
+    for index, sentence in enumerate(data["sentences"]):
+        if not (isinstance(sentence, dict) and isinstance(sentence.get("video_id"), str)
+                and isinstance(sentence.get("caption"), str)):
+            raise DatasetLayoutError(f'{path}: sentences[{index}]: expected {{"video_id": str, "caption": str, '
+                                     f'...}}, got {str(sentence)[:80]}')
+        captions.append((sentence["video_id"], sentence["caption"]))
+    return data["videos"], captions
+
+
+@register_datamodule("msrvtt")
+class MSRVTTDataModule(CaptioningDataModule):
+    """MSR-VTT in the official JSON + video-file layout.
+
+    Args:
+        root: folder holding the annotation JSONs (or `annotations/`) and the video folder(s).
+        **kwargs: tokenizer, caption, clip, loader and decoder arguments of `CaptioningDataModule`.
+    """
+
+    def __init__(self, root: str, **kwargs):
+        super().__init__(root, **kwargs)
+        self._parsed: dict[Path, tuple[list[dict], list[tuple[str, str]]]] = {}
+
+    def annotation_file(self, subset: str) -> Path:
+        name = MSRVTT_TEST if subset == "test" else MSRVTT_TRAIN_VAL
+        for folder in ANNOTATION_DIRS:
+            if (self.root / folder / name).is_file():
+                return self.root / folder / name
+        raise DatasetLayoutError(f"{self.root} is not an MSR-VTT root: no {name} in it or in annotations/")
+
+    def video_files(self) -> dict[str, str]:
+        """video id -> file, over every known video folder (scanned once)."""
+        if not hasattr(self, "_video_files"):
+            found: dict[str, str] = {}
+            for folder in VIDEO_DIRS:
+                directory = self.root / folder
+                if directory.is_dir():
+                    for entry in os.scandir(directory):
+                        stem, extension = os.path.splitext(entry.name)
+                        if extension.lower() in VIDEO_EXTENSIONS and entry.is_file():
+                            found.setdefault(stem, entry.path)
+            self._video_files = found
+        return self._video_files
+
+    def read_listing(self, subset: str) -> CaptionListing:
+        path = self.annotation_file(subset)
+        if path not in self._parsed:  # train and val share one file: parse it once
+            self._parsed[path] = read_videodatainfo(path)
+        videos, captions = self._parsed[path]
+        files = self.video_files()
+        split = SUBSET_SPLITS[subset]
+        wanted = [(v["video_id"], files.get(v["video_id"], str(self.root / "videos" / f"{v['video_id']}.mp4")))
+                  for v in videos if v["split"] == split]
+        return build_listing(str(path), wanted, captions, {v["video_id"] for v in videos})
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        """Write a synthetic copy (`synthetic_captions.write_msrvtt`): num_classes x videos_per_class videos
+        whose captions name the shape, colour, size and motion."""
+        write_msrvtt(out, spec, progress)

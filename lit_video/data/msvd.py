@@ -1,0 +1,135 @@
+"""MSVD, the Microsoft Research Video Description Corpus (video captioning), read as released.
+
+Descriptions: `MSR Video Description Corpus.csv` (or `video_corpus.csv`), in the root or in
+`annotations/`, header `VideoID,Start,End,WorkerID,Source,AnnotationTime,Language,Description`;
+descriptions may be quoted and hold commas, some are empty; only Language == "English" rows are read.
+A clip's key is `{VideoID}_{Start}_{End}`, its video `YouTubeClips/{key}.avi`, and
+`youtube_mapping.txt` lines `{key} vid{N}` name the 1970 clips. A CSV row whose key has no mapping
+line (the corpus describes more clips than were released) counts as an unknown video id.
+
+Splits (Venugopalan et al. 2015): vid1-1200 train, vid1201-1300 val, vid1301-1970 test. The boundaries
+are the `train_end`, `val_end`, `test_end` arguments, so a small copy (such as `lit-video data synth
+--format msvd`, see `synthetic_captions.write_msvd`) can name its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from lit_video.data.base import register_datamodule
+from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
+from lit_video.data.synthetic import SynthSpec
+from lit_video.data.synthetic_captions import MSVD_CSV, MSVD_MAPPING, write_msvd
+from lit_video.errors import DatasetLayoutError
+
+CSV_NAMES = (MSVD_CSV, "video_corpus.csv")
+REQUIRED_COLUMNS = ("VideoID", "Start", "End", "Language", "Description")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv")
+
+
+def read_corpus(path: Path) -> list[tuple[str, str]]:
+    """(clip key, description) of the English rows of the corpus CSV.
+
+    Raises:
+        DatasetLayoutError: the file is not a corpus CSV.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
+            if missing:
+                raise DatasetLayoutError(f"{path}: not an MSVD corpus file (missing column(s) {', '.join(missing)}; "
+                                         "expected header VideoID,Start,End,WorkerID,Source,AnnotationTime,"
+                                         "Language,Description)")
+            reader.fieldnames = header
+            rows = []
+            for row in reader:
+                if (row.get("Language") or "").strip() == "English":
+                    key = f"{row['VideoID'].strip()}_{row['Start'].strip()}_{row['End'].strip()}"
+                    rows.append((key, row.get("Description") or ""))
+            return rows
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DatasetLayoutError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+
+
+def read_mapping(path: Path) -> dict[str, int]:
+    """clip key -> N of `vid<N>`, from `youtube_mapping.txt`.
+
+    Raises:
+        DatasetLayoutError: the file is missing or a line is not `<key> vid<N>`.
+    """
+    if not path.is_file():
+        raise DatasetLayoutError(f"{path}: missing MSVD youtube_mapping.txt (lines '<key> vid<N>')")
+    mapping: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not re.fullmatch(r"vid\d+", fields[1]):
+            raise DatasetLayoutError(f"{path}:{number}: expected '<key> vid<N>', got {line.strip()[:80]!r}")
+        mapping[fields[0]] = int(fields[1][3:])
+    return mapping
+
+
+@register_datamodule("msvd")
+class MSVDDataModule(CaptioningDataModule):
+    """MSVD in the released CSV + mapping + YouTubeClips layout.
+
+    Args:
+        root: folder holding the corpus CSV, youtube_mapping.txt and YouTubeClips/.
+        train_end: last vid number of train (vid1..train_end).
+        val_end: last vid number of val (train_end+1..val_end).
+        test_end: last vid number of test (val_end+1..test_end).
+        **kwargs: tokenizer, caption, clip, loader and decoder arguments of `CaptioningDataModule`.
+    """
+
+    def __init__(self, root: str, train_end: int = 1200, val_end: int = 1300, test_end: int = 1970, **kwargs):
+        super().__init__(root, **kwargs)
+        if not 0 < train_end < val_end < test_end:
+            raise DatasetLayoutError(f"MSVD split boundaries must satisfy 0 < train_end < val_end < test_end, "
+                                     f"got {train_end}, {val_end}, {test_end}")
+        self.bounds = {"train": (1, train_end), "val": (train_end + 1, val_end), "test": (val_end + 1, test_end)}
+        self._parsed: tuple[dict[str, int], list[tuple[str, str]], str] | None = None
+
+    def corpus_file(self) -> Path:
+        for folder in (self.root, self.root / "annotations"):
+            for name in CSV_NAMES:
+                if (folder / name).is_file():
+                    return folder / name
+        raise DatasetLayoutError(f"{self.root} is not an MSVD root: no {' or '.join(CSV_NAMES)} in it "
+                                 "or in annotations/")
+
+    def _annotations(self) -> tuple[dict[str, int], list[tuple[str, str]], str]:
+        if self._parsed is None:
+            corpus = self.corpus_file()
+            mapping = read_mapping(corpus.parent / MSVD_MAPPING if (corpus.parent / MSVD_MAPPING).is_file()
+                                   else self.root / MSVD_MAPPING)
+            self._parsed = mapping, read_corpus(corpus), str(corpus)
+        return self._parsed
+
+    def read_listing(self, subset: str) -> CaptionListing:
+        mapping, rows, source = self._annotations()
+        folder = self.root / "YouTubeClips"
+        files = {}
+        if folder.is_dir():
+            for entry in os.scandir(folder):
+                stem, extension = os.path.splitext(entry.name)
+                if extension.lower() in VIDEO_EXTENSIONS:
+                    files[stem] = entry.path
+        first, last = self.bounds[subset]
+        keys_of = sorted(((n, key) for key, n in mapping.items() if first <= n <= last))
+        videos = [(f"vid{n}", files.get(key, str(folder / f"{key}.avi"))) for n, key in keys_of]
+        # unmapped keys stay as they are: not a listed id, so counted as unknown
+        captions = [(f"vid{mapping[key]}" if key in mapping else key, text) for key, text in rows]
+        return build_listing(source, videos, captions, {f"vid{n}" for n in mapping.values()})
+
+    @classmethod
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+        """Write a synthetic copy (`synthetic_captions.write_msvd`). Its vid numbers are 1..N, so read it
+        with train_end = round(0.6 N), val_end = round(0.8 N), test_end = N (`CaptionSynthSpec.split_ends`)."""
+        write_msvd(out, spec, progress)
