@@ -58,8 +58,8 @@ def _data_synth(args: argparse.Namespace) -> int:
     total = spec.num_classes * spec.videos_per_class
     with tqdm(total=total, desc=f"writing {args.format}", unit="video") as bar:
         cls.synthesize(out, spec, progress=lambda: bar.update())
-    segmentation = args.format in ("davis", "youtube-vos", "youtube-vis", "msrvtt", "msvd")
-    what = "videos" if segmentation else f"videos of {spec.num_classes} motion classes"
+    motion_classes = args.format in ("ucf101", "kinetics")  # the other formats' videos have no class
+    what = f"videos of {spec.num_classes} motion classes" if motion_classes else "videos"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
 

@@ -83,6 +83,21 @@ def read_json_file(path: str | os.PathLike, missing: str) -> object:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
 
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
+
+
+def index_video_files(folder: str | os.PathLike) -> dict[str, str]:
+    """File stem -> path of every video under `folder` (any depth; the first of a stem wins); {} when there
+    is no such folder. Datasets that list videos by id look files up here instead of stat-ing each one."""
+    found: dict[str, str] = {}
+    for directory, _, files in os.walk(folder):
+        for name in sorted(files):
+            stem, extension = os.path.splitext(name)
+            if extension.lower() in VIDEO_EXTENSIONS:
+                found.setdefault(stem, os.path.join(directory, name))
+    return found
+
+
 @dataclass(frozen=True)
 class VideoRecord:
     """One video of a dataset split.

@@ -11,14 +11,13 @@ listed but not downloaded (5-10% of any real copy) are skipped and counted.
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
+from lit_video.data.base import VideoDataModule, VideoRecord, index_video_files, register_datamodule
 from lit_video.data.synthetic import SynthSpec
 from lit_video.errors import DatasetLayoutError
 from lit_video.video.encode import write_video
@@ -29,7 +28,6 @@ CSV_NAMES = {
     "test": ("test.csv", "kinetics_test.csv"),
 }
 VIDEO_DIRS = {"train": ("train",), "val": ("val", "validate", "valid"), "test": ("test",)}
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
 REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
 YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
@@ -51,17 +49,6 @@ def read_annotations(path: Path) -> list[dict[str, str]]:
             )
         reader.fieldnames = header
         return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
-
-
-def index_video_files(folder: Path) -> dict[str, str]:
-    """Clip stem -> path for every video under `folder`, flat or in class sub-folders."""
-    found: dict[str, str] = {}
-    for directory, _, files in os.walk(folder):
-        for name in files:
-            stem, extension = os.path.splitext(name)
-            if extension.lower() in VIDEO_EXTENSIONS:
-                found.setdefault(stem, os.path.join(directory, name))
-    return found
 
 
 @register_datamodule("kinetics")

@@ -12,11 +12,11 @@ Videos: `video<N>.mp4`, in `videos/`, `videos/all/`, or the release's `TrainValV
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import read_json_file, register_datamodule
+from lit_video.data.base import index_video_files, read_json_file, register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
 from lit_video.data.synthetic import SynthSpec
 from lit_video.data.synthetic_captions import MSRVTT_TEST, MSRVTT_TRAIN_VAL, write_msrvtt
@@ -24,7 +24,6 @@ from lit_video.errors import DatasetLayoutError
 
 ANNOTATION_DIRS = ("", "annotations", "train_val_annotation", "test_videodata")
 VIDEO_DIRS = ("videos", "videos/all", "TrainValVideo", "TestVideo", "test_videodata/TestVideo")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv")
 SUBSET_SPLITS = {"train": "train", "val": "validate", "test": "test"}
 
 
@@ -75,26 +74,21 @@ class MSRVTTDataModule(CaptioningDataModule):
                 return self.root / folder / name
         raise DatasetLayoutError(f"{self.root} is not an MSR-VTT root: no {name} in it or in annotations/")
 
+    @cached_property
     def video_files(self) -> dict[str, str]:
-        """video id -> file, over every known video folder (scanned once)."""
-        if not hasattr(self, "_video_files"):
-            found: dict[str, str] = {}
-            for folder in VIDEO_DIRS:
-                directory = self.root / folder
-                if directory.is_dir():
-                    for entry in os.scandir(directory):
-                        stem, extension = os.path.splitext(entry.name)
-                        if extension.lower() in VIDEO_EXTENSIONS and entry.is_file():
-                            found.setdefault(stem, entry.path)
-            self._video_files = found
-        return self._video_files
+        """video id -> file, over every known video folder (scanned once; the first folder wins)."""
+        found: dict[str, str] = {}
+        for folder in VIDEO_DIRS:
+            for stem, path in index_video_files(self.root / folder).items():
+                found.setdefault(stem, path)
+        return found
 
     def read_listing(self, subset: str) -> CaptionListing:
         path = self.annotation_file(subset)
         if path not in self._parsed:  # train and val share one file: parse it once
             self._parsed[path] = read_videodatainfo(path)
         videos, captions = self._parsed[path]
-        files = self.video_files()
+        files = self.video_files
         split = SUBSET_SPLITS[subset]
         wanted = [(v["video_id"], files.get(v["video_id"], str(self.root / "videos" / f"{v['video_id']}.mp4")))
                   for v in videos if v["split"] == split]

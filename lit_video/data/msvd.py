@@ -15,12 +15,11 @@ are the `train_end`, `val_end`, `test_end` arguments, so a small copy (such as `
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from lit_video.data.base import register_datamodule
+from lit_video.data.base import index_video_files, register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
 from lit_video.data.synthetic import SynthSpec
 from lit_video.data.synthetic_captions import MSVD_CSV, MSVD_MAPPING, write_msvd
@@ -28,7 +27,6 @@ from lit_video.errors import DatasetLayoutError
 
 CSV_NAMES = (MSVD_CSV, "video_corpus.csv")
 REQUIRED_COLUMNS = ("VideoID", "Start", "End", "Language", "Description")
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".webm", ".mkv")
 
 
 def read_corpus(path: Path) -> list[tuple[str, str]]:
@@ -115,12 +113,7 @@ class MSVDDataModule(CaptioningDataModule):
     def read_listing(self, subset: str) -> CaptionListing:
         mapping, rows, source = self._annotations()
         folder = self.root / "YouTubeClips"
-        files = {}
-        if folder.is_dir():
-            for entry in os.scandir(folder):
-                stem, extension = os.path.splitext(entry.name)
-                if extension.lower() in VIDEO_EXTENSIONS:
-                    files[stem] = entry.path
+        files = index_video_files(folder)
         first, last = self.bounds[subset]
         keys_of = sorted(((n, key) for key, n in mapping.items() if first <= n <= last))
         videos = [(f"vid{n}", files.get(key, str(folder / f"{key}.avi"))) for n, key in keys_of]
