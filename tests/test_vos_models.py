@@ -65,6 +65,7 @@ def test_registry_keeps_vos_models_apart_from_classifiers():
         (dict(similarity="cosine"), "cosine"), (dict(max_memory_frames=1), "max_memory_frames"),
         (dict(top_k=0), "top_k"), (dict(backbone="vgg"), "vgg.*small, resnet18"),
         (dict(pretrained=True), "small.*no pretrained"), (dict(memory_stride=32), "out_stride.*32"),
+        (dict(fine_skip_dim=-1), "fine_skip_dim"),
     ]:
         with pytest.raises(LitVideoError, match=match):
             create_model("stm", **bad)
@@ -412,3 +413,26 @@ def test_resnet18_backbone_loads_cached_imagenet_weights_and_never_downloads(emp
     with torch.no_grad():
         model.memorize(first, random_masks(1, 2, 32, 32), memory)
         assert model.segment(query, memory).shape == (1, 2, 32, 32)
+
+
+@pytest.mark.parametrize("fine_skip_dim", [0, 4])
+def test_fine_skips_let_stm_draw_details_finer_than_its_stride(fine_skip_dim):
+    """A 2-pixel checkerboard object, marked by colour in the frame: segmenting the memorized frame itself,
+    a decoder with stride-2/1 skips learns it; one that upsamples from stride 4 cannot draw it."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    target = ((yy // 2 + xx // 2) % 2 == 0) & (yy >= 8) & (yy < 24) & (xx >= 8) & (xx < 24)  # (32,32)
+    frame = torch.where(target, torch.tensor([2.0, -1.0, -1.0])[:, None, None], torch.tensor(-1.0))[None]
+    model = tiny("stm", memory_stride=4, fine_skip_dim=fine_skip_dim)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        memory = model.new_memory()
+        model.memorize(frame, target[None, None].float(), memory)
+        logits = model.segment(frame, memory)[0, 0]  # (32,32)
+        loss = F.binary_cross_entropy_with_logits(logits, target.float())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    predicted = logits.detach() > 0
+    iou = float((predicted & target).sum() / (predicted | target).sum())
+    assert (iou > 0.9) if fine_skip_dim else (iou < 0.7), iou

@@ -19,6 +19,7 @@ from lit_video.errors import LitVideoError
 from lit_video.models.registry import register_model
 from lit_video.models.vos_base import (
     FeatureEncoder,
+    FineEncoder,
     ResBlock,
     SkipDecoder,
     VOSModel,
@@ -143,6 +144,8 @@ class STM(VOSModel):
         memory_stride: stride of the keys, values and affinity read (16, 8 or 4). STM reads at 16 on 480p
             frames (a 30x54 grid); on small frames a finer stride keeps a comparable grid (8 or 4 for
             ~100-pixel frames), at the cost of an affinity that grows with the square of the positions.
+        fine_skip_dim: channels of extra decoder skips computed from the frame at strides 1 and 2 (x2 at
+            2); 0 = the decoder's finest skip is the encoder's stride 4 and it upsamples from there.
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class STM(VOSModel):
         top_k: int | None = None,
         max_memory_frames: int | None = None,
         memory_stride: int = 16,
+        fine_skip_dim: int = 0,
     ):
         super().__init__()
         if similarity not in SIMILARITIES:
@@ -181,6 +185,11 @@ class STM(VOSModel):
         self.value_fuse = nn.Sequential(
             ResBlock(self.value_encoder.channels[-1] + c_key, value_dim), ResBlock(value_dim, value_dim)
         )
+        if fine_skip_dim < 0:
+            raise LitVideoError(f"stm: fine_skip_dim must be >= 0, got {fine_skip_dim}")
+        self.fine_encoder = FineEncoder(3, fine_skip_dim) if fine_skip_dim else None
+        if self.fine_encoder is not None:
+            skip_channels = [*self.fine_encoder.channels, *skip_channels]
         self.decoder = SkipDecoder(value_dim + c_key, tuple(skip_channels), decoder_dim)
 
     def new_memory(self) -> STMMemory:
@@ -202,8 +211,10 @@ class STM(VOSModel):
         readout = torch.bmm(values.flatten(1, 2), affinity)  # (B,K*Cv,h*w): one affinity for all objects
         readout = readout.view(batch * num_objects, value_dim, h, w)  # (B*K,Cv,h,w)
         decoder_in = torch.cat([readout, per_object(features, num_objects)], dim=1)  # (B*K,Cv+c,h,w)
-        skips = tuple(per_object(skip, num_objects) for skip in skips)
-        logits = self.decoder(decoder_in, skips, x.shape[-2:])  # (B*K,1,Hp,Wp)
+        if self.fine_encoder is not None:
+            skips = [*self.fine_encoder(x), *skips]  # strides 1, 2, then the encoder's
+        # skips stay one per frame: the decoder projects each once and shares it among the frame's objects
+        logits = self.decoder(decoder_in, tuple(skips), x.shape[-2:])  # (B*K,1,Hp,Wp)
         return logits.view(batch, num_objects, *x.shape[-2:])[..., :height, :width]  # (B,K,H,W)
 
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: STMMemory) -> None:

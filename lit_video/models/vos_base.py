@@ -176,6 +176,29 @@ class FeatureEncoder(nn.Module):
         return tuple(features)
 
 
+class FineEncoder(nn.Module):
+    """Frame -> features at strides 1 and 2, the skips that let a decoder draw boundaries finer than the
+    encoder's stride-4 grid (thin parts and corners of small objects are 1-3 cells there).
+
+    Args:
+        in_channels: input channels.
+        channels: features at stride 1; twice as many at stride 2.
+    """
+
+    def __init__(self, in_channels: int = 3, channels: int = 8):
+        super().__init__()
+        self.channels = (channels, 2 * channels)  # stride 1, stride 2
+        self.full = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.halved = nn.Sequential(nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.ReLU(inplace=True))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C_in, H, W), H and W even -> (N, c, H, W), (N, 2c, H/2, W/2)."""
+        full = self.full(x)
+        return full, self.halved(full)
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block without normalization, 1x1 projection when channels change.
 
@@ -197,7 +220,10 @@ class ResBlock(nn.Module):
 
 class UpBlock(nn.Module):
     """x2 upsampling with a skip connection: skip (N, c_skip, 2h, 2w), up (N, c_up, h, w)
-    -> (N, c_out, 2h, 2w)."""
+    -> (N, c_out, 2h, 2w).
+
+    The skip may also be one per frame for the frame's K objects, (N/K, c_skip, 2h, 2w): it is then
+    projected once and shared, K times cheaper than projecting K copies."""
 
     def __init__(self, skip_channels: int, up_channels: int, out_channels: int):
         super().__init__()
@@ -206,7 +232,10 @@ class UpBlock(nn.Module):
 
     def forward(self, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(up, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.block(self.skip_conv(skip) + up)
+        skip = self.skip_conv(skip)
+        if skip.shape[0] != up.shape[0]:
+            skip = per_object(skip, up.shape[0] // skip.shape[0])  # (N, c_up, 2h, 2w)
+        return self.block(skip + up)
 
 
 class SkipDecoder(nn.Module):
@@ -231,7 +260,8 @@ class SkipDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor, skips: tuple[torch.Tensor, ...], size: tuple[int, ...]) -> torch.Tensor:
         """x (N, C, h, w), skips finest first, each twice the size of the next (e.g. f4 (N, c4, 4h, 4w),
-        f8 (N, c8, 2h, 2w)) -> logits (N, 1, *size)."""
+        f8 (N, c8, 2h, 2w)), each either per sample or per frame of N/K frames of K objects
+        -> logits (N, 1, *size)."""
         x = self.compress(x)  # (N, width, h, w)
         for up, skip in zip(self.ups, reversed(skips), strict=True):
             x = up(skip, x)  # x2 size, half the channels
