@@ -17,6 +17,18 @@ def test_train_clip_is_strided_and_inside_the_video():
     assert sampler.span() == 15
 
 
+@pytest.mark.parametrize("num_frames, target_fps, fps", [(6, None, None), (7, None, None), (12, 15.0, 30.0)])
+def test_train_clips_start_anywhere_up_to_the_last_start_that_fits(num_frames, target_fps, fps):
+    sampler = ClipSampler(clip_len=3, stride=2, target_fps=target_fps)  # spans 5 frames (9 at half the rate)
+    last = int(num_frames - sampler.span(fps))
+    rng = np.random.default_rng(0)
+    clips = np.stack([sampler.train_indices(num_frames, fps, rng) for _ in range(300)])
+    assert set(clips[:, 0].tolist()) == set(range(last + 1))
+    assert clips.max() == num_frames - 1  # the last frame is reachable, and never overrun
+    counts = np.bincount(clips[:, 0])
+    assert counts.min() > 0.6 * counts.mean()  # uniform over the starts
+
+
 def test_short_video_is_padded_not_dropped():
     clip = ClipSampler(clip_len=8, stride=2).train_indices(5, rng=np.random.default_rng(0))
     assert clip.tolist() == [0, 2, 4, 4, 4, 4, 4, 4]

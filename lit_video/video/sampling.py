@@ -79,9 +79,10 @@ class ClipSampler:
         rng = rng if rng is not None else np.random.default_rng()
         if self.mode == "uniform":
             return self._segment_frames(rng.uniform(0.0, 1.0, self.clip_len), num_frames)
-        max_start = num_frames - self.span(fps)
-        start = rng.uniform(0.0, max_start) if max_start > 0 else 0.0
-        return self._clip_at(np.floor(start), num_frames, fps)
+        # every whole start from 0 to the last one whose clip ends inside the video, equally likely
+        last_start = int(np.floor(num_frames - self.span(fps) + 1e-6))
+        start = int(rng.integers(0, last_start + 1)) if last_start > 0 else 0
+        return self._clip_at(start, num_frames, fps)
 
     def eval_indices(self, num_frames: int, fps: float | None = None) -> np.ndarray:
         """`num_clips` clips with uniformly spaced starts, the first at frame 0 and the last ending at
