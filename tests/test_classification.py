@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -10,7 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lit_video.models import tiny_kwargs
 from lit_video.tasks.classification import OptimizerConfig, VideoClassifier, lr_factor
+from lit_video.tasks.vis import VideoInstanceSegmentation
+from lit_video.tasks.vos import VideoObjectSegmentation
 
 
 class LogitsInPixels(nn.Module):
@@ -80,3 +84,17 @@ def test_optimizer_groups(tmp_path):
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["nesterov"]
     assert [g["weight_decay"] for g in optimizer.param_groups] == [0.05, 0.0]  # biases are not decayed
     assert len(optimizer.param_groups[1]["params"]) == 1
+
+
+@pytest.mark.parametrize("build", [
+    lambda config: VideoObjectSegmentation(model="stm", model_kwargs=tiny_kwargs("stm"), optimizer=config),
+    lambda config: VideoInstanceSegmentation(model="query_vis", model_kwargs=tiny_kwargs("query_vis"),
+                                             num_classes=2, optimizer=config),
+], ids=["vos", "vis"])
+def test_segmentation_tasks_decay_weights_but_not_biases_and_norms(build):
+    task = build(OptimizerConfig(weight_decay=0.05))
+    task.trainer = SimpleNamespace(estimated_stepping_batches=10, max_epochs=1)
+    decayed, kept = task.configure_optimizers()["optimizer"].param_groups
+    assert decayed["weight_decay"] == 0.05 and kept["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"]) and all(p.ndim <= 1 for p in kept["params"])
+    assert len(decayed["params"]) + len(kept["params"]) == len(list(task.parameters())) and kept["params"]

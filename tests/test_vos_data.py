@@ -191,8 +191,8 @@ def test_training_objects_are_those_of_the_first_frame_and_at_most_max_objects(d
         raw = np.stack([read_mask(davis_root / "Annotations/480p/five" / f"{t:05d}.png") for t in range(4)])
         assert np.array_equal(five[keys.MASKS].numpy(), id_lookup(ids)[torch.from_numpy(raw).long()].numpy())
     assert len(chosen) > 2  # a random subset, not always the same objects
-    dm3 = DAVISDataModule(str(davis_root), resolution=[48, 64], short_side=48, clip_len=4, flip=False, num_workers=0)
-    three = dm3.make_dataset("train")[0]  # frames 0-3: object 7 enters in frame 2, after the first frame
+    dm3 = DAVISDataModule(str(davis_root), resolution=[48, 64], short_side=48, clip_len=6, flip=False, num_workers=0)
+    three = dm3.make_dataset("train")[0]  # all 6 frames: object 7 enters in frame 2, after the first frame
     assert three[keys.OBJECT_IDS].tolist() == [1, 2, 3]
     raw = read_mask(davis_root / "Annotations/480p/three/00002.png")
     assert (three[keys.MASKS][2][torch.from_numpy(raw == 7)] == 0).all()

@@ -27,7 +27,7 @@ from lit_video.data.rle import encode_tube
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
 from lit_video.models.vis_base import HungarianMatcher, SetCriterion
-from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
+from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
 from lit_video.tasks.distributed import gather_from_ranks
 
 MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution
@@ -262,8 +262,7 @@ class VideoInstanceSegmentation(L.LightningModule):
                        f"to {path} (the YouTube-VIS submission format)")
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": params, "weight_decay": self.optimizer_config.weight_decay}]
+        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)  # no decay on biases / norms
         return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
 
 

@@ -29,7 +29,7 @@ from lit_video.data import keys
 from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
-from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule
+from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
 
 _EPS = 1e-7
 
@@ -367,8 +367,7 @@ class VideoObjectSegmentation(L.LightningModule):
         self.print(f"wrote palette PNG predictions to {self._predictions_dir()}")
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": params, "weight_decay": self.optimizer_config.weight_decay}]
+        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)  # no decay on biases / norms
         return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
 
 
