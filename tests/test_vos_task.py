@@ -132,7 +132,7 @@ def test_the_memory_model_learns_to_track_held_out_sequences(trained_stm, davis_
     baseline = run_stages(MASKTRACK_EXPERIMENT, davis_root, tmp_path)
     masktrack_jf = float(baseline.trainer.callback_metrics["val/JF_best"])
     print(f"\nheld-out J&F: STM {stm_jf:.3f}, MaskTrack {masktrack_jf:.3f}, first mask copied {copied_jf:.3f}")
-    assert stm_jf > 0.65 and stm_jf > copied_jf + 0.5
+    assert stm_jf > 0.6 and stm_jf > copied_jf + 0.4
     assert 0.0 < masktrack_jf < stm_jf
 
 
