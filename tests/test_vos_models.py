@@ -436,3 +436,20 @@ def test_fine_skips_let_stm_draw_details_finer_than_its_stride(fine_skip_dim):
     predicted = logits.detach() > 0
     iou = float((predicted & target).sum() / (predicted | target).sum())
     assert (iou > 0.9) if fine_skip_dim else (iou < 0.7), iou
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(memory_stride=4, fine_skip_dim=4)])
+def test_stm_segments_each_video_of_a_batch_as_if_alone(kwargs):
+    """The decoder shares each frame's skip features among that frame's objects: with two videos of three
+    objects in one batch, every video's logits equal those it gets on its own."""
+    model = tiny("stm", **kwargs).eval()
+    first, query = frames(2, height=32, width=48)
+    masks = random_masks(2, 3, 32, 48)
+    with torch.no_grad():
+        together = model.new_memory()
+        model.memorize(first, masks, together)
+        batched = model.segment(query, together)  # (2,3,32,48)
+        for b in range(2):
+            alone = model.new_memory()
+            model.memorize(first[b:b + 1], masks[b:b + 1], alone)
+            torch.testing.assert_close(batched[b:b + 1], model.segment(query[b:b + 1], alone), rtol=1e-4, atol=1e-4)

@@ -168,6 +168,8 @@ class STM(VOSModel):
             raise LitVideoError(f"stm: unknown similarity '{similarity}'; known: {', '.join(SIMILARITIES)}")
         if top_k is not None and top_k < 1:
             raise LitVideoError(f"stm: top_k must be >= 1 or None, got {top_k}")
+        if fine_skip_dim < 0:
+            raise LitVideoError(f"stm: fine_skip_dim must be >= 0, got {fine_skip_dim}")
         if max_memory_frames is not None and max_memory_frames < 2:
             # 1 would keep only the first frame, silently dropping the given mask of an object joining later
             raise LitVideoError(f"stm: max_memory_frames must be >= 2 or None, got {max_memory_frames}")
@@ -185,12 +187,9 @@ class STM(VOSModel):
         self.value_fuse = nn.Sequential(
             ResBlock(self.value_encoder.channels[-1] + c_key, value_dim), ResBlock(value_dim, value_dim)
         )
-        if fine_skip_dim < 0:
-            raise LitVideoError(f"stm: fine_skip_dim must be >= 0, got {fine_skip_dim}")
         self.fine_encoder = FineEncoder(3, fine_skip_dim) if fine_skip_dim else None
-        if self.fine_encoder is not None:
-            skip_channels = [*self.fine_encoder.channels, *skip_channels]
-        self.decoder = SkipDecoder(value_dim + c_key, tuple(skip_channels), decoder_dim)
+        fine_channels = self.fine_encoder.channels if self.fine_encoder is not None else ()  # strides 1, 2
+        self.decoder = SkipDecoder(value_dim + c_key, (*fine_channels, *skip_channels), decoder_dim)
 
     def new_memory(self) -> STMMemory:
         return STMMemory()

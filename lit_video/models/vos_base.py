@@ -188,10 +188,14 @@ class FineEncoder(nn.Module):
     def __init__(self, in_channels: int = 3, channels: int = 8):
         super().__init__()
         self.channels = (channels, 2 * channels)  # stride 1, stride 2
-        self.full = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True))
-        self.halved = nn.Sequential(nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
-                                  nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.ReLU(inplace=True))
+        self.full = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+        )
+        self.halved = nn.Sequential(
+            nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * channels, 2 * channels, 3, padding=1), nn.ReLU(inplace=True),
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, C_in, H, W), H and W even -> (N, c, H, W), (N, 2c, H/2, W/2)."""
