@@ -269,10 +269,12 @@ class VideoObjectSegmentation(L.LightningModule):
 
     def _online_finetune(self, video: torch.Tensor, masks: torch.Tensor, first_frames: torch.Tensor) -> nn.Module:
         """OSVOS-style: a copy of the model trained for `online_steps` on the video's given masks."""
-        model = copy.deepcopy(self.model).train()
-        optimizer = torch.optim.Adam(model.parameters(), lr=self.online_lr)
         height, width = video.shape[-2:]
+        # Lightning evaluates under inference mode: a copy made there would have inference-tensor weights
+        # that autograd refuses, so the copy and everything it trains on are made outside it
         with torch.inference_mode(False), torch.enable_grad():
+            model = copy.deepcopy(self.model).train()
+            optimizer = torch.optim.Adam(model.parameters(), lr=self.online_lr)
             frames, targets = [], []
             for t in sorted(set(first_frames.tolist())):
                 target = masks[t].clone()
