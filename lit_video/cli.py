@@ -148,30 +148,57 @@ def _sbatch_option(text: str) -> tuple[str, str | bool]:
     return key, value if sep else True
 
 
-def _profile(args: argparse.Namespace) -> int:
-    import csv
+def _profile_task_kwargs(path: Path, config: dict, args: argparse.Namespace) -> tuple[type, dict]:
+    """The config's task class and the constructor arguments to profile it with, without data or weights:
+    `num_classes` from --num-classes (else the config's, else 400) and, for captioning, a word tokenizer of
+    --vocab-size tokens stand in for what a DataModule would link."""
     import functools
     import importlib
+    import inspect
+
+    from lit_video.data.tokenizer import SPECIALS
+
+    section = config.get("model") or {}
+    init_args = dict(section.get("init_args") or {})
+    if "model" not in init_args:
+        raise LitVideoError(f"{path}: no model.init_args.model (a registry name or a class_path) to profile")
+    module_name, _, class_name = section.get("class_path", "lit_video.tasks.classification.VideoClassifier").rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise LitVideoError(f"{path}: model.class_path {module_name}.{class_name} cannot be imported: {error}") from None
+    # Weights do not change what a model costs; profiling must not need (or download) them.
+    init_args["model_kwargs"] = {k: v for k, v in (init_args.get("model_kwargs") or {}).items()
+                                 if k not in ("pretrained", "checkpoint")}
+    spec = init_args["model"]
+    if isinstance(spec, dict):  # {class_path, init_args}: a model class
+        model_module, _, model_class = spec["class_path"].rpartition(".")
+        init_args["model"] = functools.partial(getattr(importlib.import_module(model_module), model_class),
+                                               **spec.get("init_args", {}))
+    accepted = inspect.signature(task_class).parameters
+    if "num_classes" in accepted:
+        init_args["num_classes"] = args.num_classes or init_args.get("num_classes") or 400
+    if "tokenizer" in accepted and not init_args.get("tokenizer"):
+        words = [f"word{i}" for i in range(max(args.vocab_size - len(SPECIALS), 0))]
+        init_args["tokenizer"] = {"type": "word", "vocabulary": [*SPECIALS, *words]}
+    if "meteor" in accepted:
+        init_args["meteor"] = False  # no evaluation here: no JVM to start
+    return task_class, init_args
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import csv
 
     import yaml
 
-    from lit_video.sweep.profile import profile_model
-    from lit_video.tasks.classification import build_model
+    from lit_video.sweep.profile import profile_model, profiled_network
 
     path = Path(args.config)
     if not path.is_file():
         raise LitVideoError(f"config file {path} does not exist")
     config = yaml.safe_load(path.read_text()) or {}
-    task = (config.get("model") or {}).get("init_args") or {}
     data = (config.get("data") or {}).get("init_args") or {}
-    if "model" not in task:
-        raise LitVideoError(f"{path}: no model.init_args.model (a registry name or a class_path) to profile")
-    spec, kwargs = task["model"], task.get("model_kwargs") or {}
-    # Weights do not change what a model costs; profiling must not need (or download) them.
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained", "checkpoint")}
-    if isinstance(spec, dict):  # {class_path, init_args}: a model class taking num_classes first
-        module_name, _, class_name = spec["class_path"].rpartition(".")
-        spec = functools.partial(getattr(importlib.import_module(module_name), class_name), **spec.get("init_args", {}))
+    task_class, init_args = _profile_task_kwargs(path, config, args)
     clip_lens = args.clip_lens or [int(data.get("clip_len", 8))]
     resolutions = args.resolutions or [data.get("resolution", 112)]
     rows = []
@@ -180,8 +207,8 @@ def _profile(args: argparse.Namespace) -> int:
     print(header)
     for clip_len in clip_lens:
         for resolution in resolutions:
-            model = build_model(spec, args.num_classes, kwargs, clip_len=clip_len, resolution=resolution)
-            p = profile_model(model, clip_len, resolution, num_classes=args.num_classes, batch_size=args.batch_size,
+            task = task_class(**init_args, clip_len=clip_len, resolution=resolution)
+            p = profile_model(profiled_network(task), clip_len, resolution, batch_size=args.batch_size,
                               steps=args.steps, device=args.device)
             rows.append(p)
             print(f"{clip_len:>5} {str(resolution):>5} {p.params / 1e6:>10.2f} {p.gflops:>9.2f} {p.gmacs:>9.2f} "
@@ -415,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--config", required=True, help="an experiment YAML (model.init_args.model is profiled)")
     profile.add_argument("--clip-lens", type=_int_list, default=None, help="e.g. 8,16,32 (default: the config's)")
     profile.add_argument("--resolutions", type=_int_list, default=None, help="e.g. 112,224 (default: the config's)")
-    profile.add_argument("--num-classes", type=int, default=400, help="size of the classification head")
+    profile.add_argument("--num-classes", type=int, default=None,
+                         help="classes of a classification or VIS head (default: the config's, else 400)")
+    profile.add_argument("--vocab-size", type=int, default=10000, help="captioning: tokens of the vocabulary")
     profile.add_argument("--batch-size", type=int, default=2, help="clips per timed step")
     profile.add_argument("--steps", type=int, default=3, help="timed steps per throughput figure")
     profile.add_argument("--device", default="cuda" if _cuda() else "cpu")

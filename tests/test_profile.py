@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from torchvision.models import video as tv_video
 
 from lit_video.cli import main
 from lit_video.sweep.profile import count_flops, profile_model
+
+SYNTHETIC = Path(__file__).resolve().parents[1] / "experiments" / "synthetic"
 
 # torchvision publishes GMACs (under the name GFLOPS) in each weight's meta["_ops"].
 PUBLISHED = [
@@ -54,3 +57,39 @@ def test_profile_measures_throughput_and_memory():
     assert large.gflops == pytest.approx(8 * small.gflops, rel=0.05)  # 8x the voxels
     assert small.train_clips_per_s > 0 and small.infer_clips_per_s > 0
     assert large.peak_memory_mb > small.peak_memory_mb and small.memory_source == "estimate"
+
+
+def profile_rows(tmp_path: Path, config: Path, *flags: str) -> list[dict]:
+    out = tmp_path / f"{config.stem}{len(list(tmp_path.iterdir()))}.csv"
+    assert main(["profile", "--config", str(config), "--device", "cpu", "--out", str(out), *flags]) == 0
+    return list(csv.DictReader(out.open()))
+
+
+@pytest.mark.parametrize("experiment", ["vos_stm_tiny", "vos_masktrack_tiny", "vis_offline_tiny", "vis_online_tiny",
+                                        "caption_tiny"])
+def test_profile_command_profiles_the_other_tasks_without_their_data(tmp_path, experiment):
+    """VOS, VIS and captioning configs take their classes / vocabulary from a DataModule; profile stands in
+    for it and measures the network the fit-time compute profile measures."""
+    short, long = profile_rows(tmp_path, SYNTHETIC / f"{experiment}.yaml", "--clip-lens", "2,4", "--resolutions", "32",
+                               "--steps", "1", "--num-classes", "5", "--vocab-size", "50")
+    assert int(short["params"]) == int(long["params"]) > 0
+    assert float(long["gflops"]) > 1.4 * float(short["gflops"]) > 0  # more frames, more compute
+    assert float(short["train_clips_per_s"]) > 0 and float(short["infer_clips_per_s"]) > 0
+
+
+def test_profile_command_sizes_the_heads_from_num_classes_and_vocab_size(tmp_path):
+    def params(experiment: str, *flags: str) -> int:
+        (row,) = profile_rows(tmp_path, SYNTHETIC / f"{experiment}.yaml", "--steps", "0", *flags)
+        return int(row["params"])
+
+    hidden = 64  # vis_online_tiny's hidden_dim: the class head has hidden + 1 weights per class
+    assert params("vis_online_tiny", "--num-classes", "9") - params("vis_online_tiny", "--num-classes", "5") == 4 * hidden + 4
+    assert params("caption_tiny", "--vocab-size", "80") > params("caption_tiny", "--vocab-size", "50")
+
+
+def test_profile_command_names_a_class_path_it_cannot_import(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  class_path: lit_video.tasks.nowhere.Task\n  init_args: {model: stm}\n")
+    assert main(["profile", "--config", str(config), "--steps", "0"]) != 0
+    (error,) = capsys.readouterr().err.strip().splitlines()  # one line, naming the file and the class
+    assert "bad.yaml" in error and "lit_video.tasks.nowhere.Task cannot be imported" in error

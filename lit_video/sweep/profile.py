@@ -163,6 +163,14 @@ def profile_model(
     )
 
 
+def profiled_network(task: nn.Module) -> nn.Module:
+    """What to profile of a task: the clip -> (B, K) network it offers as `profiled_network` (the VOS, VIS
+    and captioning models are not clip -> output networks; each task wraps its model in one), else its
+    `model`, else the task itself."""
+    network = getattr(task, "profiled_network", None)
+    return network if network is not None else getattr(task, "model", task)
+
+
 class ComputeProfileCallback(L.Callback):
     """Profiles the model once at the start of `fit` and logs `compute/*` to every logger.
 
@@ -185,9 +193,7 @@ class ComputeProfileCallback(L.Callback):
         example = getattr(pl_module, "example_input_array", None)
         if not self.enabled or not isinstance(example, torch.Tensor) or trainer.fast_dev_run:
             return
-        # A task whose model is not a clip -> output network (VOS) offers one that runs a clip through it.
-        network = getattr(pl_module, "profiled_network", None)
-        network = network if network is not None else getattr(pl_module, "model", pl_module)
+        network = profiled_network(pl_module)
         _, _, clip_len, height, width = example.shape
         start = time.perf_counter()
         self.profile = profile_model(
