@@ -1,5 +1,5 @@
-"""Every experiment config runs: `lit-video fit --trainer.fast_dev_run` on each recipe, on synthetic
-data in the recipe's dataset layout wherever the real dataset is absent."""
+"""Every experiment config runs: `lit-video fit --trainer.fast_dev_run` on each recipe (in bf16 autocast where
+the recipe asks for it), on synthetic data in the recipe's dataset layout wherever the real dataset is absent."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, 
     task = recipe["model"]["init_args"]
     if (task.get("model_kwargs") or {}).get("pretrained"):
         task["model_kwargs"]["pretrained"] = False  # no weights can be downloaded here
-    recipe["trainer"].update(precision="32-true", accelerator="cpu", fast_dev_run=1, logger=False,
+    # bf16 autocast runs on a CPU too, so the GPU recipes' bf16-mixed is exercised as written; fp16 is GPU-only
+    precision = "bf16-mixed" if recipe["trainer"].get("precision") == "bf16-mixed" else "32-true"
+    recipe["trainer"].update(precision=precision, accelerator="cpu", fast_dev_run=1, logger=False,
                              enable_progress_bar=False, default_root_dir=str(tmp_path))
     recipe["trainer"].pop("callbacks", None)  # ModelCheckpoint / LR monitor need a logger or a real run
     path = tmp_path / config.name

@@ -194,6 +194,8 @@ def test_associate_follows_slowly_drifting_embeddings():
     embeddings = steps.cumsum(0)  # (T,Q,D) random walks, query q = track q in every frame
     order = associate(embeddings)
     assert (order == np.arange(queries)).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16-mixed evaluation: the same tracks
+        assert (associate(embeddings) == order).all()
 
 
 @pytest.mark.parametrize("mode", MODES)

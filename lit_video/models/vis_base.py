@@ -288,13 +288,15 @@ def associate(embeddings: torch.Tensor) -> np.ndarray:
         int64 (T,Q): row t lists, for each track, the index of its query in step t (row 0 = identity), so
         `embeddings[t, order[t]]` is step t in track order.
     """
-    normed = F.normalize(embeddings.detach().float(), dim=-1).cpu()  # (T,Q,D)
+    # in NumPy: a torch product here would run in bfloat16 under autocast (bf16-mixed evaluation), which
+    # scipy cannot take and which blurs the similarities that tell neighbouring queries apart
+    normed = F.normalize(embeddings.detach().float(), dim=-1).cpu().numpy()  # (T,Q,D)
     steps, queries = normed.shape[:2]
     order = np.empty((steps, queries), dtype=np.int64)
     order[0] = np.arange(queries)
     for t in range(1, steps):
         similarity = normed[t - 1, order[t - 1]] @ normed[t].T  # (Q tracks, Q queries of step t)
-        tracks, picked = linear_sum_assignment(similarity.numpy(), maximize=True)
+        tracks, picked = linear_sum_assignment(similarity, maximize=True)
         order[t, tracks] = picked
     return order
 
