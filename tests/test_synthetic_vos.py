@@ -278,7 +278,24 @@ def test_classification_spec_maps_to_videos_and_progress_counts(tmp_path):
 
 
 @pytest.mark.parametrize("fields", [dict(size=(16, 64)), dict(size=(33, 64)), dict(num_frames=1),
-                                    dict(num_videos=0), dict(max_objects=1)])
+                                    dict(num_videos=0), dict(max_objects=1), dict(valid_every=1),
+                                    dict(valid_every=-2)])
 def test_bad_specs_are_user_errors(fields):
     with pytest.raises(LitVideoError):
         VosSynthSpec(**fields)
+
+
+def test_valid_every_sizes_the_held_out_split_from_the_cli(tmp_path, capsys):
+    """`--valid-every N` holds out index % N == 1: many training sequences and a few held-out ones, the
+    held-out ones drawn as they would be in any dataset of the same seed; 0 holds out none."""
+    from lit_video.cli import main
+
+    assert main(["data", "synth", "--format", "davis", "--out", str(tmp_path / "d"), "--size", "32x48",
+                 "--num-frames", "3", "--num-classes", "4", "--videos-per-class", "3", "--valid-every", "5"]) == 0
+    val = lines(tmp_path / "d" / "ImageSets/2017/val.txt")
+    assert val == [f"synth-{i:03d}" for i in (1, 6, 11)] and len(lines(tmp_path / "d" / "ImageSets/2017/train.txt")) == 9
+    spec = VosSynthSpec(num_videos=12, num_frames=3, size=(32, 48), valid_every=5)
+    assert plan_video(spec, 6, "davis").split == "val" and plan_video(spec, 4, "davis").split == "train"
+    assert plan_video(VosSynthSpec(num_videos=12, valid_every=0), 1, "youtube-vos").split == "train"
+    assert main(["data", "synth", "--format", "ucf101", "--out", str(tmp_path / "u"), "--valid-every", "5"]) == 2
+    assert "--valid-every applies to davis, youtube-vos, youtube-vis, not ucf101" in capsys.readouterr().err

@@ -28,9 +28,11 @@ from lit_video.train_cli import run_cli
 REPO = Path(__file__).resolve().parents[1]
 STM_EXPERIMENT = REPO / "experiments" / "synthetic" / "vos_stm_tiny.yaml"
 MASKTRACK_EXPERIMENT = REPO / "experiments" / "synthetic" / "vos_masktrack_tiny.yaml"
-# The recipes' data: 64 training and 32 held-out sequences (more training sequences at the same number of
-# steps generalize better than the same sequences seen more often; 32 held-out ones halve the seed spread)
-LEARNING_SPEC = VosSynthSpec(num_videos=96, num_frames=40, size=(96, 128), seed=0)
+# The recipes' data: 512 training and 32 held-out sequences (distinct training sequences, not more steps on
+# the same ones, are what generalizes; 32 held-out ones halve the seed spread of 8)
+LEARNING_SPEC = VosSynthSpec(num_videos=544, num_frames=40, size=(96, 128), seed=0, valid_every=17)
+# MaskTrack, the baseline reported beside STM, trains for a quarter of its recipe's epochs here
+BASELINE_EPOCHS = 2
 
 def tiny_task(name: str = "stm", **kwargs) -> VideoObjectSegmentation:
     return VideoObjectSegmentation(model=name, model_kwargs=tiny_kwargs(name), resolution=32, **kwargs)
@@ -137,14 +139,17 @@ def copy_first_mask_jf(datamodule) -> float:
 
 
 def test_the_memory_model_learns_to_track_held_out_sequences(trained_stm, learning_root, tmp_path):
-    """Held-out synthetic DAVIS sequences after a CI-sized budget: the memory model beats copying the
-    first mask; the mask-propagation baseline trained with the same budget is reported beside it."""
+    """Held-out synthetic DAVIS sequences after a CI-sized budget (the recipe: 16k training clips from 512
+    sequences): the memory model reaches J&F 0.8 and beats copying the first mask; the mask-propagation
+    baseline, trained on the same data for a quarter of the epochs, is reported beside it."""
     stm_jf = float(trained_stm.trainer.callback_metrics["val/JF_best"])
     copied_jf = copy_first_mask_jf(trained_stm.datamodule)
-    baseline = run_stages(MASKTRACK_EXPERIMENT, learning_root, tmp_path)
+    baseline = run_stages(MASKTRACK_EXPERIMENT, learning_root, tmp_path, "--trainer.max_epochs", str(BASELINE_EPOCHS),
+                          "--trainer.check_val_every_n_epoch", str(BASELINE_EPOCHS))
     masktrack_jf = float(baseline.trainer.callback_metrics["val/JF_best"])
-    print(f"\nheld-out J&F: STM {stm_jf:.3f}, MaskTrack {masktrack_jf:.3f}, first mask copied {copied_jf:.3f}")
-    assert stm_jf > 0.6 and stm_jf > copied_jf + 0.4
+    print(f"\nheld-out J&F: STM {stm_jf:.3f}, MaskTrack {masktrack_jf:.3f} ({BASELINE_EPOCHS} epochs), "
+          f"first mask copied {copied_jf:.3f}")
+    assert stm_jf >= 0.8 and stm_jf > copied_jf + 0.4
     assert 0.0 < masktrack_jf < stm_jf
 
 
@@ -168,6 +173,25 @@ def test_predictions_read_back_by_evaluate_vos_give_the_in_loop_j_and_f(trained_
     assert float(row["J&F-Mean"]) == pytest.approx(validated["val/JF"], abs=1e-3)
     assert float(row["J-Mean"]) == pytest.approx(validated["val/J"], abs=1e-3)
     assert "J&F-Mean" in capsys.readouterr().out
+
+
+def test_flip_test_time_augmentation_segments_a_mirrored_video_as_the_mirror_image(trained_stm):
+    """With flip_tta the prediction averages the video and its mirror image, each with its own memory, so
+    mirroring the input mirrors the output exactly; the trained network on its own is not that symmetric."""
+    task = trained_stm.model.eval()
+    batch = next(iter(trained_stm.datamodule.val_dataloader()))
+    video, masks, first = batch[keys.VIDEO][0], batch[keys.MASKS][0], batch[keys.FIRST_FRAMES][0]
+    predictions = {}
+    for flip_tta in (False, True):
+        task.flip_tta = flip_tta
+        try:  # the trained model is shared by the module's tests
+            forward = task.segment_video(video, masks, first)
+            backward = task.segment_video(video.flip(-1), masks.flip(-1), first).flip(-1)
+        finally:
+            task.flip_tta = False
+        assert torch.equal(forward, backward) == flip_tta
+        predictions[flip_tta] = forward
+    assert not torch.equal(predictions[False], predictions[True])
 
 
 def test_online_finetuning_adapts_a_copy_and_leaves_the_trained_weights_alone(trained_stm):

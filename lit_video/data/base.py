@@ -426,5 +426,8 @@ class VideoDataModule(L.LightningDataModule):
 
     @classmethod
     @abstractmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        """Write a small dataset in this format's official layout, calling `progress` per video."""
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                   valid_every: int | None = None) -> None:
+        """Write a small dataset in this format's official layout, calling `progress` per video.
+        `valid_every` (segmentation formats): hold out video index % valid_every == 1 (None: the format's
+        default, every third)."""

@@ -99,7 +99,9 @@ class DAVISDataModule(VOSDataModule):
         return stems
 
     @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        from lit_video.data.synthetic_vos import write_davis
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                   valid_every: int | None = None) -> None:
+        from lit_video.data.synthetic_vos import VosSynthSpec, write_davis
 
-        write_davis(Path(out), spec, progress)
+        held_out = {} if valid_every is None else {"valid_every": valid_every}
+        write_davis(Path(out), VosSynthSpec.from_synth_spec(spec, **held_out), progress)

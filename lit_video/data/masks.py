@@ -7,6 +7,7 @@ the VOS DataModules, the synthetic data writer, `predict` and `lit-video evaluat
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -21,6 +22,11 @@ VOID = 255  # DAVIS: pixels that no metric counts (object borders in the 2017 an
 def voc_palette(num_colours: int = 256) -> list[int]:
     """The PASCAL VOC colour map, the palette of the DAVIS and YouTube-VOS annotations: flat
     [r0, g0, b0, r1, ...] for `num_colours` ids (bits of the id spread over the three channels)."""
+    return list(_voc_palette(num_colours))
+
+
+@functools.cache  # every mask written asks for it; building it bit by bit costs as much as the PNG
+def _voc_palette(num_colours: int) -> tuple[int, ...]:
     palette = []
     for index in range(num_colours):
         red = green = blue = 0
@@ -31,7 +37,7 @@ def voc_palette(num_colours: int = 256) -> list[int]:
             blue |= ((value >> 2) & 1) << shift
             value >>= 3
         palette += [red, green, blue]
-    return palette
+    return tuple(palette)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

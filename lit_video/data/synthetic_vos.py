@@ -7,7 +7,8 @@ each other, may leave the frame partially, and (YouTube-VOS) slide in from a fra
 Unannotated distractor shapes move too. Frames are JPEGs, masks palette PNGs (`masks.write_mask`).
 
 Which video gets which property is fixed by its index, so small datasets still cover every case:
-- split: index % 3 == 1 -> DAVIS "val" / YouTube-VOS "valid", otherwise "train";
+- split: index % valid_every == 1 (every third by default) -> DAVIS "val" / YouTube-VOS "valid", otherwise
+  "train";
 - DAVIS: one annotated object when index % 6 is 0 or 1 (listed in ImageSets/2016), 2..max_objects
   otherwise; a 2-px void band (255) along object borders when index % 3 != 2; every object is
   visible in frame 00000 (the official evaluation takes the object ids from the first frame);
@@ -60,6 +61,8 @@ class VosSynthSpec:
         jpeg_quality: quality of the JPEG frames (PIL's scale, 1..95).
         max_objects: most annotated objects in a multi-object video (2..8).
         all_frames: YouTube-VOS only: also write `{train,valid}_all_frames/JPEGImages` (every frame).
+        valid_every: video index % valid_every == 1 is held out (DAVIS val, YouTube-VOS valid); 0 holds
+            none out. Larger values give many training videos and few held-out ones.
     """
 
     num_videos: int = 20
@@ -69,6 +72,7 @@ class VosSynthSpec:
     jpeg_quality: int = 90
     max_objects: int = 4
     all_frames: bool = False
+    valid_every: int = 3
 
     def __post_init__(self):
         height, width = self.size
@@ -82,6 +86,8 @@ class VosSynthSpec:
             raise LitVideoError(f"max_objects must be between 2 and 8, got {self.max_objects}")
         if not 1 <= self.jpeg_quality <= 95:
             raise LitVideoError(f"jpeg_quality must be between 1 and 95, got {self.jpeg_quality}")
+        if self.valid_every < 0 or self.valid_every == 1:
+            raise LitVideoError(f"valid_every must be 0 (nothing held out) or at least 2, got {self.valid_every}")
 
     @classmethod
     def from_synth_spec(cls, spec: SynthSpec, **overrides) -> VosSynthSpec:
@@ -502,7 +508,7 @@ def plan_video(spec: VosSynthSpec | SynthSpec, index: int, layout: str) -> Video
     annotated = sorted((obj for obj in objects if obj.object_id), key=lambda o: o.object_id)
     return VideoPlan(
         name=name,
-        split=("val" if davis else "valid") if index % 3 == 1 else "train",
+        split=("val" if davis else "valid") if spec.valid_every and index % spec.valid_every == 1 else "train",
         frame_names=frame_names,
         object_ids=tuple(obj.object_id for obj in annotated),
         categories={obj.object_id: obj.category for obj in annotated},
@@ -543,22 +549,33 @@ def write_davis(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
     spec, root = _as_vos_spec(spec), Path(out)
     plans = []
     for index in range(spec.num_videos):
-        plan = plan_video(spec, index, "davis")
-        rendered = plan.render()
-        masks = plan.masks(rendered)  # (T,H,W)
-        frames_dir = root / "JPEGImages" / "480p" / plan.name
-        masks_dir = root / "Annotations" / "480p" / plan.name
-        frames_dir.mkdir(parents=True, exist_ok=True)
-        for t, stem in enumerate(plan.frame_names):
-            _save_jpeg(frames_dir / f"{stem}.jpg", rendered.frames[t], spec.jpeg_quality)
-            write_mask(masks_dir / f"{stem}.png", masks[t])
-        plans.append(plan)
+        plans.append(write_davis_sequence(root, spec, index))
         progress()
+    write_davis_image_sets(root, plans)
+    return plans
+
+
+def write_davis_sequence(root: Path, spec: VosSynthSpec, index: int) -> VideoPlan:
+    """Write sequence `index` of a synthetic DAVIS dataset (its frames and masks, no image sets) under
+    `root`; sequences are independent, so large datasets can be written by many processes at once."""
+    plan = plan_video(spec, index, "davis")
+    rendered = plan.render()
+    masks = plan.masks(rendered)  # (T,H,W)
+    frames_dir = root / "JPEGImages" / "480p" / plan.name
+    masks_dir = root / "Annotations" / "480p" / plan.name
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    for t, stem in enumerate(plan.frame_names):
+        _save_jpeg(frames_dir / f"{stem}.jpg", rendered.frames[t], spec.jpeg_quality)
+        write_mask(masks_dir / f"{stem}.png", masks[t])
+    return plan
+
+
+def write_davis_image_sets(root: Path, plans: Sequence[VideoPlan]) -> None:
+    """`ImageSets/2017/{train,val}.txt` (every sequence) and `ImageSets/2016/...` (single-object ones)."""
     for split in ("train", "val"):
         _write_lines(root / "ImageSets" / "2017" / f"{split}.txt", [p.name for p in plans if p.split == split])
         _write_lines(root / "ImageSets" / "2016" / f"{split}.txt",
                      [p.name for p in plans if p.split == split and len(p.object_ids) == 1])
-    return plans
 
 
 def write_youtube_vos(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,

@@ -166,7 +166,9 @@ class YouTubeVOSDataModule(VOSDataModule):
         )
 
     @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        from lit_video.data.synthetic_vos import write_youtube_vos
+    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                   valid_every: int | None = None) -> None:
+        from lit_video.data.synthetic_vos import VosSynthSpec, write_youtube_vos
 
-        write_youtube_vos(Path(out), spec, progress)
+        held_out = {} if valid_every is None else {"valid_every": valid_every}
+        write_youtube_vos(Path(out), VosSynthSpec.from_synth_spec(spec, **held_out), progress)

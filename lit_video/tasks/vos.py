@@ -133,6 +133,8 @@ class VideoObjectSegmentation(L.LightningModule):
         online_steps: OSVOS-style online fine-tuning: this many steps on each evaluated video's given
             masks before segmenting it (a copy of the weights; 0 = off).
         online_lr: learning rate of the online fine-tuning.
+        flip_tta: evaluation also segments the mirrored video, with a memory of its own, and averages the
+            two passes' logits (test-time augmentation, as XMem's `--flip`): twice the evaluation compute.
         optimizer: optimizer and schedule.
         predictions_dir: where `predict` writes palette PNGs (default `predictions/` in the log folder),
             in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission layout).
@@ -149,6 +151,7 @@ class VideoObjectSegmentation(L.LightningModule):
         bootstrap: float | None = None,
         online_steps: int = 0,
         online_lr: float = 1e-5,
+        flip_tta: bool = False,
         optimizer: OptimizerConfig | None = None,
         predictions_dir: str | None = None,
     ):
@@ -164,6 +167,7 @@ class VideoObjectSegmentation(L.LightningModule):
         self.bootstrap = bootstrap
         self.online_steps = online_steps
         self.online_lr = online_lr
+        self.flip_tta = flip_tta
         self.optimizer_config = optimizer or OptimizerConfig(weight_decay=0.0)
         self.predictions_dir = predictions_dir
         height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
@@ -232,7 +236,10 @@ class VideoObjectSegmentation(L.LightningModule):
         # Objects join memory in order of appearance: the model addresses them by slot 0..K-1.
         order = torch.argsort(first_frames, stable=True)  # slot -> object index
         slot_first = first_frames[order]
-        memory = model.new_memory()
+        # each view: a memory and the mirror that maps the video into that view and back
+        views = [(model.new_memory(), lambda x: x)]
+        if self.flip_tta:
+            views.append((model.new_memory(), lambda x: x.flip(-1)))
         predicted = torch.zeros((num_frames, *full_size), dtype=torch.int64, device=masks.device)
         # slot_ids -> object ids: 0 stays background, slot s (channel s+1) is object order[s] + 1
         object_ids = torch.cat([torch.zeros(1, dtype=torch.int64, device=order.device), order + 1])
@@ -241,7 +248,9 @@ class VideoObjectSegmentation(L.LightningModule):
             frame = video[None, :, t]  # (1,C,h,w)
             arriving = int((slot_first == t).sum())
             if joined:
-                probabilities = soft_aggregate(model.segment(frame, memory)).softmax(dim=1)  # (1,J+1,h,w)
+                logits = torch.stack([mirror(model.segment(mirror(frame), memory))
+                                      for memory, mirror in views]).mean(dim=0)  # (1,J,h,w)
+                probabilities = soft_aggregate(logits).softmax(dim=1)  # (1,J+1,h,w)
             else:
                 probabilities = torch.ones(1, 1, height, width, device=video.device)
             if arriving:
@@ -251,7 +260,8 @@ class VideoObjectSegmentation(L.LightningModule):
             full = F.interpolate(probabilities, size=full_size, mode="bilinear", align_corners=False)
             predicted[t] = object_ids[full[0].argmax(dim=0)]  # (H,W)
             if joined and (arriving or last_memorized is None or t - last_memorized >= self.mem_every):
-                model.memorize(frame, probabilities[:, 1:], memory)
+                for memory, mirror in views:
+                    model.memorize(mirror(frame), mirror(probabilities[:, 1:]), memory)
                 last_memorized = t
         return predicted
 
