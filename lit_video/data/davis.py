@@ -101,7 +101,7 @@ class DAVISDataModule(VOSDataModule):
     @classmethod
     def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
                    valid_every: int | None = None) -> None:
-        from lit_video.data.synthetic_vos import VosSynthSpec, write_davis
+        from lit_video.data.synthetic_vos import as_vos_spec, write_davis
 
         held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_davis(Path(out), VosSynthSpec.from_synth_spec(spec, **held_out), progress)
+        write_davis(Path(out), as_vos_spec(spec, **held_out), progress)

@@ -25,6 +25,7 @@ DataModule reads so that held-out predictions can be scored locally.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -118,8 +119,11 @@ class VisSynthSpec:
                 for k in range(self.num_categories)]
 
 
-def _as_vis_spec(spec: VisSynthSpec | SynthSpec) -> VisSynthSpec:
-    return spec if isinstance(spec, VisSynthSpec) else VisSynthSpec.from_synth_spec(spec)
+def as_vis_spec(spec: VisSynthSpec | SynthSpec, **overrides) -> VisSynthSpec:
+    """`spec` as a VisSynthSpec (a classification SynthSpec read with `from_synth_spec`), fields replaced by
+    `overrides`."""
+    spec = spec if isinstance(spec, VisSynthSpec) else VisSynthSpec.from_synth_spec(spec)
+    return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
 def category_id(plan: VideoPlan, instance: int) -> int:
@@ -136,7 +140,7 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
     Raises:
         LitVideoError: when the frames are too small to show every instance.
     """
-    spec = _as_vis_spec(spec)
+    spec = as_vis_spec(spec)
     rng = np.random.default_rng([spec.seed, _STREAM, index])
     size, steps = spec.size, spec.num_frames
     height, width = size
@@ -247,7 +251,7 @@ def write_youtube_vis(out: str | os.PathLike, spec: VisSynthSpec | SynthSpec, ve
     Returns:
         The plan of every video, in index order (`category_id` gives an instance's JSON category).
     """
-    spec, root = _as_vis_spec(spec), Path(out)
+    spec, root = as_vis_spec(spec), Path(out)
     if version not in VERSIONS:
         raise LitVideoError(f"version: YouTube-VIS version must be 2019 or 2021, got {version!r}")
     plans: list[VideoPlan] = []

@@ -24,6 +24,7 @@ synthetic-only extra, `valid/Annotations_full/<vid>/` holds the ground truth of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -99,8 +100,11 @@ class VosSynthSpec:
         return cls(**fields)
 
 
-def _as_vos_spec(spec: VosSynthSpec | SynthSpec) -> VosSynthSpec:
-    return spec if isinstance(spec, VosSynthSpec) else VosSynthSpec.from_synth_spec(spec)
+def as_vos_spec(spec: VosSynthSpec | SynthSpec, **overrides) -> VosSynthSpec:
+    """`spec` as a VosSynthSpec (a classification SynthSpec read with `from_synth_spec`), fields replaced by
+    `overrides`."""
+    spec = spec if isinstance(spec, VosSynthSpec) else VosSynthSpec.from_synth_spec(spec)
+    return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
 # ----------------------------------------------------------------------------------------------- scene
@@ -434,7 +438,7 @@ def plan_video(spec: VosSynthSpec | SynthSpec, index: int, layout: str) -> Video
     Raises:
         LitVideoError: when the frames are too small to place every object visibly.
     """
-    spec = _as_vos_spec(spec)
+    spec = as_vos_spec(spec)
     if layout not in ("davis", "youtube-vos"):
         raise ValueError(f"unknown layout {layout!r}; expected 'davis' or 'youtube-vos'")
     rng = _video_rng(spec, layout, index)
@@ -546,7 +550,7 @@ def write_davis(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
     Returns:
         The plan of every sequence, in index order.
     """
-    spec, root = _as_vos_spec(spec), Path(out)
+    spec, root = as_vos_spec(spec), Path(out)
     plans = []
     for index in range(spec.num_videos):
         plans.append(write_davis_sequence(root, spec, index))
@@ -598,7 +602,7 @@ def write_youtube_vos(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
     Returns:
         The plan of every video, in index order.
     """
-    spec, root = _as_vos_spec(spec), Path(out)
+    spec, root = as_vos_spec(spec), Path(out)
     plans: list[VideoPlan] = []
     meta: dict[str, dict] = {"train": {}, "valid": {}}
     for index in range(spec.num_videos):

@@ -607,7 +607,7 @@ class YouTubeVISDataModule(VideoDataModule):
     @classmethod
     def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
                    valid_every: int | None = None) -> None:
-        from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis
+        from lit_video.data.synthetic_vis import as_vis_spec, write_youtube_vis
 
         held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_youtube_vis(Path(out), VisSynthSpec.from_synth_spec(spec, **held_out), progress=progress)
+        write_youtube_vis(Path(out), as_vis_spec(spec, **held_out), progress=progress)

@@ -168,7 +168,7 @@ class YouTubeVOSDataModule(VOSDataModule):
     @classmethod
     def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
                    valid_every: int | None = None) -> None:
-        from lit_video.data.synthetic_vos import VosSynthSpec, write_youtube_vos
+        from lit_video.data.synthetic_vos import as_vos_spec, write_youtube_vos
 
         held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_youtube_vos(Path(out), VosSynthSpec.from_synth_spec(spec, **held_out), progress)
+        write_youtube_vos(Path(out), as_vos_spec(spec, **held_out), progress)
