@@ -103,5 +103,4 @@ class DAVISDataModule(VOSDataModule):
                    valid_every: int | None = None) -> None:
         from lit_video.data.synthetic_vos import as_vos_spec, write_davis
 
-        held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_davis(Path(out), as_vos_spec(spec, **held_out), progress)
+        write_davis(Path(out), as_vos_spec(spec, valid_every=valid_every), progress)

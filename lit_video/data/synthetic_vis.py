@@ -121,8 +121,9 @@ class VisSynthSpec:
 
 def as_vis_spec(spec: VisSynthSpec | SynthSpec, **overrides) -> VisSynthSpec:
     """`spec` as a VisSynthSpec (a classification SynthSpec read with `from_synth_spec`), fields replaced by
-    `overrides`."""
+    the `overrides` that are not None (unset command-line options)."""
     spec = spec if isinstance(spec, VisSynthSpec) else VisSynthSpec.from_synth_spec(spec)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 

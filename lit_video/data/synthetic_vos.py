@@ -102,8 +102,9 @@ class VosSynthSpec:
 
 def as_vos_spec(spec: VosSynthSpec | SynthSpec, **overrides) -> VosSynthSpec:
     """`spec` as a VosSynthSpec (a classification SynthSpec read with `from_synth_spec`), fields replaced by
-    `overrides`."""
+    the `overrides` that are not None (unset command-line options)."""
     spec = spec if isinstance(spec, VosSynthSpec) else VosSynthSpec.from_synth_spec(spec)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 

@@ -609,5 +609,4 @@ class YouTubeVISDataModule(VideoDataModule):
                    valid_every: int | None = None) -> None:
         from lit_video.data.synthetic_vis import as_vis_spec, write_youtube_vis
 
-        held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_youtube_vis(Path(out), as_vis_spec(spec, **held_out), progress=progress)
+        write_youtube_vis(Path(out), as_vis_spec(spec, valid_every=valid_every), progress=progress)

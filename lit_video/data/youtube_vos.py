@@ -170,5 +170,4 @@ class YouTubeVOSDataModule(VOSDataModule):
                    valid_every: int | None = None) -> None:
         from lit_video.data.synthetic_vos import as_vos_spec, write_youtube_vos
 
-        held_out = {} if valid_every is None else {"valid_every": valid_every}
-        write_youtube_vos(Path(out), as_vos_spec(spec, **held_out), progress)
+        write_youtube_vos(Path(out), as_vos_spec(spec, valid_every=valid_every), progress)
