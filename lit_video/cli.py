@@ -50,11 +50,15 @@ def _data_synth(args: argparse.Namespace) -> int:
 
     cls = datamodule_class(args.format)
     out = Path(args.out)
-    held_out = {}
+    options = {}
     if args.valid_every is not None:
         if args.format not in SEGMENTATION_FORMATS:
             raise LitVideoError(f"--valid-every applies to {', '.join(SEGMENTATION_FORMATS)}, not {args.format}")
-        held_out["valid_every"] = args.valid_every
+        options["valid_every"] = args.valid_every
+    if args.category_colours:
+        if args.format != "youtube-vis":
+            raise LitVideoError(f"--category-colours applies to youtube-vis, not {args.format}")
+        options["category_colours"] = True
     if args.skip_existing and out.is_dir() and any(out.iterdir()):
         print(f"{out} exists; skipping synthesis (remove it or drop --skip-existing to regenerate)")
         return 0
@@ -65,7 +69,7 @@ def _data_synth(args: argparse.Namespace) -> int:
         raise LitVideoError(str(err)) from None
     total = spec.num_classes * spec.videos_per_class
     with tqdm(total=total, desc=f"writing {args.format}", unit="video") as bar:
-        cls.synthesize(out, spec, progress=lambda: bar.update(), **held_out)
+        cls.synthesize(out, spec, progress=lambda: bar.update(), **options)
     motion_classes = args.format in ("ucf101", "kinetics")  # the other formats' videos have no class
     what = f"videos of {spec.num_classes} motion classes" if motion_classes else "videos"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
@@ -425,6 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--fps", type=float, default=25.0)
     synth.add_argument("--valid-every", type=int, default=None,
                        help="davis, youtube-vos, youtube-vis: hold out video index %% N == 1 (default 3; 0: none)")
+    synth.add_argument("--category-colours", action="store_true",
+                       help="youtube-vis: each category also has its own hue (default: the outline is the only cue)")
     synth.add_argument("--skip-existing", action="store_true", help="do nothing if --out already has files")
     synth.set_defaults(run=_data_synth)
 

@@ -4,6 +4,8 @@ categories that are the shapes, reproducibility."""
 
 from __future__ import annotations
 
+import colorsys
+import dataclasses
 import json
 from pathlib import Path
 
@@ -189,6 +191,36 @@ def test_fewer_categories_and_frames_match_the_scene(tmp_path):
     assert np.abs(frames[1:].astype(np.float32) - rendered[:-1]).mean() > 2 * error
 
 
+def hues(plan) -> dict[str, list[float]]:
+    """Category name -> the hue of each of its instances' light colour in `plan`."""
+    out: dict[str, list[float]] = {}
+    for obj in plan.scene.objects:
+        light = obj.colours[np.argmax(obj.colours.sum(1))] / 255
+        out.setdefault(obj.category, []).append(colorsys.rgb_to_hsv(*light)[0])
+    return out
+
+
+def test_category_colours_give_each_category_its_own_hue_and_change_nothing_else():
+    plain = VisSynthSpec(num_videos=30, num_frames=4, size=(48, 64), seed=3)
+    coloured = dataclasses.replace(plain, category_colours=True)
+    distances: dict[bool, list[float]] = {False: [], True: []}  # hue - its category's hue, per instance
+    gap = 1 / len(SHAPES)
+    for index in range(plain.num_videos):
+        a, b = plan_vis_video(plain, index), plan_vis_video(coloured, index)
+        # the same scene (objects, paths, background), only the instances' colours differ
+        assert a.name == b.name and a.categories == b.categories and a.frame_names == b.frame_names
+        assert np.array_equal(a.scene.background, b.scene.background)
+        assert np.array_equal(a.render().labels, b.render().labels)
+        for flag, plan in ((False, a), (True, b)):
+            for category, values in hues(plan).items():
+                centre = SHAPES.index(category) * gap
+                distances[flag] += [abs((v - centre + 0.5) % 1 - 0.5) for v in values]
+    # every instance within a quarter of the gap between categories of its category's hue ...
+    assert len(distances[True]) > 40 and max(distances[True]) <= 0.25 * gap + 1e-6
+    # ... where the default draws colours regardless of the category
+    assert np.mean(np.array(distances[False]) > 0.25 * gap) > 0.3
+
+
 def test_reproducible_for_a_seed_and_different_for_another(tmp_path):
     def files(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
@@ -216,6 +248,18 @@ def test_data_synth_command_writes_youtube_vis(tmp_path, capsys):
     videos = load(out / "train/instances.json")["videos"] + load(out / "valid/instances.json")["videos"]
     assert len(videos) == 4
     assert videos[0]["file_names"][0].split("/")[0] == plan_vis_video(spec, 0).name
+
+
+def test_data_synth_category_colours_flag(tmp_path, capsys):
+    out = tmp_path / "coloured"
+    args = ["data", "synth", "--format", "youtube-vis", "--out", str(out), "--num-classes", "2",
+            "--videos-per-class", "3", "--num-frames", "3", "--size", "32x48", "--category-colours"]
+    assert main(args) == 0
+    spec = VisSynthSpec(num_videos=6, num_frames=3, size=(32, 48), seed=0, category_colours=True)
+    frames = FrameFolderReader(out / "train/JPEGImages" / plan_vis_video(spec, 0).name).get_frames([0]).numpy()
+    assert np.abs(frames[0].astype(np.float32) - plan_vis_video(spec, 0).render().frames[0]).mean() < 15
+    assert main(["data", "synth", "--format", "davis", "--out", str(tmp_path / "d"), "--category-colours"]) == 2
+    assert "--category-colours applies to youtube-vis, not davis" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("fields", [dict(size=(16, 64)), dict(size=(33, 64)), dict(num_frames=1),

@@ -3,7 +3,8 @@
 The scenes are those of the synthetic VOS data (`synthetic_vos.py`): textured shapes moving over a
 panning, cluttered background and occluding each other. Here every shape is an annotated instance
 whose category is its shape (the first `num_categories` of SHAPES, ids 1..n), so a model can learn the
-category from appearance; textures and colours are drawn independently of it. In VIS every instance
+category from appearance; textures and colours are drawn independently of it, unless
+`category_colours` gives each category its own hue as well. In VIS every instance
 of a known category is annotated, so the only unannotated shapes are the background's static clutter,
 and it uses only shapes outside the categories (none when all six shapes are categories).
 
@@ -25,6 +26,7 @@ DataModule reads so that held-out predictions can be scored locally.
 
 from __future__ import annotations
 
+import colorsys
 import dataclasses
 import json
 import math
@@ -72,6 +74,10 @@ class VisSynthSpec:
         max_instances: most instances in a video (1..8).
         num_categories: categories, the first ones of SHAPES (1..6).
         valid_every: video index % valid_every == 1 goes to valid; 0 puts every video in train.
+        category_colours: each category also has its own hue (its texture's two colours are a light and a
+            dark shade of it), as real categories have a typical appearance besides their outline; False
+            (the default) draws colours independently of the category, leaving the outline as the only
+            cue: a hard case for CNNs, which lean on texture and colour far more than on shape.
     """
 
     num_videos: int = 12
@@ -82,6 +88,7 @@ class VisSynthSpec:
     max_instances: int = 3
     num_categories: int = len(SHAPES)
     valid_every: int = 3
+    category_colours: bool = False
 
     def __post_init__(self):
         height, width = self.size
@@ -127,6 +134,15 @@ def as_vis_spec(spec: VisSynthSpec | SynthSpec, **overrides) -> VisSynthSpec:
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
+def _category_colours(rng: np.random.Generator, category: int, num_categories: int) -> np.ndarray:
+    """(2,3) float32 RGB: a light and a dark shade of category `category`'s hue (hues evenly spaced over
+    the categories, jittered by a quarter of the gap), so the texture still shows."""
+    hue = (category + rng.uniform(-0.25, 0.25)) / num_categories % 1.0
+    light = colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.85, 1.0))
+    dark = colorsys.hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.25, 0.45))
+    return 255 * np.array([light, dark], dtype=np.float32)
+
+
 def category_id(plan: VideoPlan, instance: int) -> int:
     """The JSON category id of instance `instance` (1..N) of a plan: its shape's position in SHAPES + 1."""
     return SHAPES.index(plan.categories[instance]) + 1
@@ -143,6 +159,7 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
     """
     spec = as_vis_spec(spec)
     rng = np.random.default_rng([spec.seed, _STREAM, index])
+    colour_rng = np.random.default_rng([spec.seed, _STREAM, index, 1])  # leaves `rng`'s draws as they were
     size, steps = spec.size, spec.num_frames
     height, width = size
     duration = float(max(steps - 1, 1))
@@ -175,6 +192,9 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
                 _slide_in_from_edge(obj, size)
             if math.isfinite(leave):
                 _slide_out_of_frame(obj, size)
+        if spec.category_colours:
+            for obj, shape in zip(objects, shapes, strict=True):
+                obj.colours = _category_colours(colour_rng, int(shape), spec.num_categories)
         for rank, k in enumerate(sorted(range(count), key=lambda k: (entries[k], k)), start=1):
             objects[k].object_id = rank  # numbered in order of appearance, as annotators do
         scene = SynthScene(size, np.zeros((1, 1, 3), np.uint8), np.zeros(2), np.zeros(2),

@@ -606,7 +606,9 @@ class YouTubeVISDataModule(VideoDataModule):
 
     @classmethod
     def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
-                   valid_every: int | None = None) -> None:
+                   valid_every: int | None = None, category_colours: bool | None = None) -> None:
+        """See the base class; `category_colours`: each category also has its own hue (`VisSynthSpec`)."""
         from lit_video.data.synthetic_vis import as_vis_spec, write_youtube_vis
 
-        write_youtube_vis(Path(out), as_vis_spec(spec, valid_every=valid_every), progress=progress)
+        spec = as_vis_spec(spec, valid_every=valid_every, category_colours=category_colours)
+        write_youtube_vis(Path(out), spec, progress=progress)
