@@ -19,7 +19,9 @@ from lit_video.models.vis_base import (
     SetCriterion,
     VISModel,
     associate,
+    peak_cells,
     resize_targets,
+    semantic_targets,
 )
 
 VIS_MODELS = list_models(task="vis")
@@ -177,11 +179,26 @@ def shuffled_tracks(frames: int, queries: int, classes: int, seed: int = 0):
 def test_associate_recovers_shuffled_queries():
     frames, queries = 7, 9
     _, _, embeddings, perms = shuffled_tracks(frames, queries, 2)
-    order = associate(embeddings)
-    assert order.shape == (frames, queries) and order.dtype == np.int64
-    assert (order[0] == np.arange(queries)).all()
-    for t in range(frames):  # the query picked for each track at frame t is that track's query of frame 0
-        assert torch.equal(perms[t][order[t]], perms[0])
+    for momentum in (0.0, 0.5):  # a running mean of each track's embeddings follows them as well
+        order = associate(embeddings, momentum=momentum)
+        assert order.shape == (frames, queries) and order.dtype == np.int64
+        assert (order[0] == np.arange(queries)).all()
+        for t in range(frames):  # the query picked for each track at frame t is that track's query of frame 0
+            assert torch.equal(perms[t][order[t]], perms[0])
+
+
+def test_associate_tells_look_alike_queries_apart_by_where_their_masks_lie():
+    # Two duplicate queries of one object (the same embedding) in three frames; their masks trade places
+    # in frame 1 and back in frame 2. Embeddings alone cannot follow them; the mask overlap does.
+    embeddings = torch.ones(3, 2, 4)  # (T,Q,D)
+    masks = torch.full((3, 2, 4, 8), -10.0)  # (T,Q,h,w) logits
+    left, right = (slice(None), slice(0, 3)), (slice(None), slice(5, 8))
+    for t, (a, b) in enumerate([(left, right), (right, left), (left, right)]):
+        masks[t, 0][a] = masks[t, 1][b] = 10.0
+    order = associate(embeddings, masks, masks, overlap_weight=1.0)
+    assert order.tolist() == [[0, 1], [1, 0], [0, 1]]  # track 0 stays on the left
+    with pytest.raises(ValueError, match="overlap_weight needs first_masks"):
+        associate(embeddings, overlap_weight=1.0)
 
 
 def test_associate_follows_slowly_drifting_embeddings():
@@ -290,6 +307,48 @@ def test_ground_truth_is_area_averaged_to_the_prediction_grid():
     assert full[0, 0, :7, :7].eq(1).all() and full[0, 0, 7, :7].eq(0.5).all() and full[0, 0, 7, 7] == 0.25
 
 
+def test_semantic_targets_share_each_cell_between_its_classes_and_background():
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[0, 0, 0:4, 0:4] = True  # one whole cell of class 2
+    masks[1, 0, 4:6, 4:8] = True  # half a cell of class 0
+    dense = semantic_targets([{"labels": torch.tensor([2, 0]), "masks": masks}], num_classes=3, size=(2, 2))
+    assert dense.shape == (1, 1, 4, 2, 2)  # (B,T,C+1,h,w)
+    assert torch.allclose(dense.sum(2), torch.ones(1, 1, 2, 2))  # a distribution in every cell
+    assert dense[0, 0, :, 0, 0].tolist() == [0, 0, 1, 0]
+    assert dense[0, 0, :, 1, 1].tolist() == [0.5, 0, 0, 0.5]
+    assert dense[0, 0, :, 0, 1].tolist() == [0, 0, 0, 1]  # background only
+
+
+def test_peak_cells_put_one_query_on_each_object_before_a_second_on_the_largest():
+    scores = torch.zeros(2, 2, 8, 8)  # (N,F,h,w)
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    scores[0, 0] = 0.9 * torch.exp(-((yy - 2) ** 2 + (xx - 2) ** 2) / 8)  # a large object
+    scores[0, 1, 6, 6] = 0.3  # a faint small one, in the second frame
+    picked = peak_cells(scores, 3)  # (N,3) into F*h*w
+    assert picked.shape == (2, 3)
+    assert picked[0, :2].tolist() == [2 * 8 + 2, 64 + 6 * 8 + 6]  # both peaks, best first
+    ramp = torch.linspace(0, 1, 64).view(1, 1, 8, 8)  # one peak, in the last cell
+    assert peak_cells(ramp, 3)[0].tolist() == [63, 62, 61]  # then the best cells that are not peaks
+    assert len(set(peak_cells(scores, 10)[1].tolist())) == 10  # a flat map still gives distinct cells
+
+
+def test_selected_queries_start_on_the_foreground_peaks():
+    model = tiny(num_classes=2, query_init="selected", num_queries=2)
+    features = torch.randn(1, 1, model.decoder.norm.normalized_shape[0], 4, 6)  # (N,F,D,h,w)
+    semantic = torch.zeros(1, 1, 3, 4, 6)  # (N,F,C+1,h,w): background everywhere ...
+    semantic[0, 0, 2] = 5.0
+    semantic[0, 0, 0, 1, 1] = semantic[0, 0, 1, 2, 4] = 10.0  # ... but two objects
+    content, position = model._select_queries(features, semantic)
+    cells = features[0, 0].flatten(1).T  # (h*w,D)
+    expected = model.selected_content(cells[[1 * 6 + 1, 2 * 6 + 4]])
+    assert torch.allclose(content[0], expected) or torch.allclose(content[0], expected.flip(0))
+    assert position.shape == content.shape == (1, 2, features.shape[2])
+    with pytest.raises(LitVideoError, match="query_init 'selected' needs at least num_queries"):
+        model._select_queries(features[..., :1, :1], semantic[..., :1, :1])
+    with pytest.raises(LitVideoError, match="unknown query_init 'random'"):
+        tiny(query_init="random")
+
+
 # ------------------------------------------------------------------------------------------- criterion
 def clip_targets():
     """Two clips of 3 frames at 8x8: clip 0 has instances of classes 1 and 0 (the second absent from frame
@@ -366,6 +425,24 @@ def test_online_criterion_matches_each_frame_to_its_visible_instances():
     assert float(criterion()(offline_outputs(targets), targets)["loss"]) < 1e-3
 
 
+def test_track_loss_rewards_embeddings_that_follow_each_instance_across_frames():
+    targets = clip_targets()
+    outputs = online_outputs(targets)  # query k + 1 shows instance k in every frame where it is visible
+    codes = 10 * torch.eye(4)  # (Q,D): one direction per query
+    consistent = codes[None, None].repeat(2, 3, 1, 1)  # (B,T,Q,D): query k keeps its direction
+    swapped = consistent.clone()
+    swapped[:, 1] = consistent[:, 1, [0, 2, 1, 3]]  # frame 1: queries 1 and 2 trade embeddings
+    weighted = criterion(weights={"track": 1.0})
+    good = weighted({**outputs, "embeddings": consistent}, targets)
+    bad = weighted({**outputs, "embeddings": swapped}, targets)
+    assert float(good["loss_track"]) < 1e-3 < 1 < float(bad["loss_track"])
+    assert float(bad["loss"]) - float(good["loss"]) == pytest.approx(float(bad["loss_track"]), rel=1e-4)
+    assert "loss_track" not in criterion()({**outputs, "embeddings": swapped}, targets)  # weight 0: off
+    # offline outputs have one embedding per clip: nothing to associate, no term
+    offline = weighted({**offline_outputs(targets), "embeddings": torch.randn(2, 4, 4)}, targets)
+    assert "loss_track" not in offline
+
+
 def test_criterion_weights_no_object_by_eos_coef():
     targets = clip_targets()
     outputs = offline_outputs(targets)
@@ -401,6 +478,19 @@ def test_criterion_with_sampled_points_and_empty_batches():
         SetCriterion(3, HungarianMatcher(), weights={"dise": 1.0})
 
 
+def test_criterion_adds_the_dense_class_loss_when_weighted():
+    targets = clip_targets()
+    perfect = offline_outputs(targets)
+    dense = semantic_targets(targets, 3, (8, 8))  # (B,T,C+1,h,w)
+    good = {**perfect, "semantic": 40 * dense - 20}
+    bad = {**perfect, "semantic": 40 * dense.roll(1, dims=2) - 20}  # every cell's class one off
+    weighted = criterion(weights={"semantic": 2.0})
+    assert float(weighted(good, targets)["loss_semantic"]) < 1e-3
+    assert float(weighted(bad, targets)["loss_semantic"]) > 10
+    assert float(weighted(bad, targets)["loss"]) > 2 * 10
+    assert "loss_semantic" not in criterion()(bad, targets)  # weight 0 (the default): off
+
+
 # ------------------------------------------------------------------------------------------- training
 def two_squares(frames: int = 4, size: int = 64) -> tuple[torch.Tensor, dict]:
     """A red square moving right (class 0) and a green one moving up-left (class 1) on grey: video
@@ -416,23 +506,25 @@ def two_squares(frames: int = 4, size: int = 64) -> tuple[torch.Tensor, dict]:
     return video[None], {"labels": torch.tensor([0, 1]), "masks": masks}
 
 
+@pytest.mark.parametrize("query_init", ["learned", "selected"])
 @pytest.mark.parametrize("mode", MODES)
-def test_gradients_reach_every_parameter(mode):
-    model = tiny(num_classes=2, mode=mode)
+def test_gradients_reach_every_parameter(mode, query_init):
+    model = tiny(num_classes=2, mode=mode, query_init=query_init)
     video, target = two_squares(frames=2)
-    SetCriterion(2, HungarianMatcher())(model(video), [target])["loss"].backward()
+    SetCriterion(2, HungarianMatcher(), weights={"semantic": 1.0})(model(video), [target])["loss"].backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
 
 
+@pytest.mark.parametrize("query_init", ["learned", "selected"])
 @pytest.mark.parametrize("mode", MODES)
-def test_tiny_model_overfits_two_moving_squares(mode):
+def test_tiny_model_overfits_two_moving_squares(mode, query_init):
     video, target = two_squares()
-    model = tiny(num_classes=2, mode=mode)
-    loss_fn = SetCriterion(2, HungarianMatcher())
+    model = tiny(num_classes=2, mode=mode, query_init=query_init)
+    loss_fn = SetCriterion(2, HungarianMatcher(), weights={"semantic": 1.0})
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(40 if query_init == "learned" else 100):
         loss = loss_fn(model(video), [target])["loss"]
         optimizer.zero_grad()
         loss.backward()

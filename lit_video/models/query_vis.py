@@ -8,11 +8,16 @@ Two modes share every weight:
 - online (MinVIS): the same decoder runs on each frame alone; each frame's queries are matched to the
   previous frame's by embedding similarity at inference, and a track's class scores are averaged over its
   frames.
+
+A dense class head on the pixel decoder's stride-4 features (C+1 logits per cell) is trained on every
+pixel (the task's semantic loss) and, with `query_init: selected`, seeds the queries: Mask DINO's query
+selection from the best foreground peaks instead of Mask2Former's learned queries.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import register_model
@@ -23,8 +28,12 @@ from lit_video.models.vis_base import (
     VISModel,
     check_video,
     crop_masks,
+    peak_cells,
+    position_encoding,
 )
 from lit_video.models.vos_base import ENCODER_STRIDES, FeatureEncoder, pad_to_multiple
+
+QUERY_INITS = ("learned", "selected")
 
 
 @register_model(
@@ -49,6 +58,9 @@ class QueryVIS(VISModel):
         num_heads: attention heads (divides hidden_dim).
         ffn_dim: hidden size of the decoder's feed-forward blocks.
         masked_attention: Mask2Former's masked cross-attention (each query sees only its current mask).
+        query_init: "learned" (Mask2Former: N learned queries) or "selected" (Mask DINO's query selection:
+            each group's N initial queries are the mask features, and their positions, of the N best
+            local maxima of the dense foreground score, so every query starts on an object).
         memory_strides: the pixel decoder levels the queries attend to, one per decoder layer in turn,
             coarsest first (some of 16, 8, 4). Mask2Former attends to strides 32/16/8 of 480p frames;
             on ~100-pixel frames finer levels (e.g. (8, 4)) keep more cells per object, at the cost of
@@ -70,6 +82,7 @@ class QueryVIS(VISModel):
         ffn_dim: int = 1024,
         masked_attention: bool = True,
         memory_strides: tuple[int, ...] = (16, 8),
+        query_init: str = "learned",
     ):
         super().__init__()
         if mode not in VIS_MODES:
@@ -80,6 +93,8 @@ class QueryVIS(VISModel):
         if hidden_dim % num_heads or hidden_dim % 4:
             raise LitVideoError(f"query_vis: hidden_dim ({hidden_dim}) must be a multiple of 4 and of "
                                 f"num_heads ({num_heads})")
+        if query_init not in QUERY_INITS:
+            raise LitVideoError(f"query_vis: unknown query_init '{query_init}'; known: {', '.join(QUERY_INITS)}")
         memory_strides = tuple(memory_strides)
         if not memory_strides or any(s not in ENCODER_STRIDES for s in memory_strides):
             raise LitVideoError(f"query_vis: memory_strides must be some of {ENCODER_STRIDES}, got "
@@ -89,32 +104,63 @@ class QueryVIS(VISModel):
         self.num_classes = num_classes
         self.mode = mode
         self.num_queries = num_queries
+        self.query_init = query_init
         self.encoder = FeatureEncoder(3, backbone, width, blocks, pretrained)
         self.pixel_decoder = PixelDecoder(self.encoder.channels, hidden_dim)
+        # dense class logits (C+1, the last background) of every stride-4 cell: the semantic loss trains the
+        # pixel decoder with a signal on every pixel, and query selection ranks cells by them
+        self.semantic_head = nn.Conv2d(hidden_dim, num_classes + 1, 1)
+        if query_init == "selected":
+            self.selected_content = nn.Sequential(nn.LayerNorm(hidden_dim), nn.Linear(hidden_dim, hidden_dim))
+            self.selected_position = nn.Linear(hidden_dim, hidden_dim)
         self.decoder = QueryDecoder(num_classes, hidden_dim, num_queries, num_layers, num_heads, ffn_dim,
                                     num_levels=len(self.memory_levels),
-                                    masked_attention=masked_attention)
+                                    masked_attention=masked_attention, learned_queries=query_init == "learned")
 
     def forward(self, video: torch.Tensor) -> dict:
         """video (B,3,T,H,W) ImageNet-normalized -> {"logits": (B,Q,C+1) offline | (B,T,Q,C+1) online,
         "masks": (B,Q,T,ceil(H/4),ceil(W/4)) mask logits, "embeddings": (B,Q,D) offline | (B,T,Q,D) online,
+        "semantic": (B,T,C+1,ceil(H/4),ceil(W/4)) dense class logits (last = background),
         "aux": [{"logits", "masks"}] of the initial queries and every decoder layer but the last}."""
         check_video(video)
         batch, _, frames, height, width = video.shape
         x = pad_to_multiple(video.transpose(1, 2).flatten(0, 1), 16)  # (B*T,3,Hp,Wp): the encoder's stride
         # (B*T,D,h4,w4) and the FPN levels [(B*T,D,h,w)] at strides 16, 8, 4
         mask_features, levels = self.pixel_decoder(self.encoder(x))
+        semantic = self.semantic_head(mask_features)  # (B*T,C+1,h4,w4)
         memory = [levels[k] for k in self.memory_levels]
         groups, group_frames = (batch, frames) if self.mode == "offline" else (batch * frames, 1)
+        grouped_features = mask_features.view(groups, group_frames, *mask_features.shape[1:])  # (N,F,D,h4,w4)
+        initial = None
+        if self.query_init == "selected":
+            initial = self._select_queries(grouped_features, semantic.view(groups, group_frames, *semantic.shape[1:]))
         predictions, embeddings = self.decoder(
-            [m.view(groups, group_frames, *m.shape[1:]) for m in memory],
-            mask_features.view(groups, group_frames, *mask_features.shape[1:]),
-            temporal=self.mode == "offline",
+            [m.view(groups, group_frames, *m.shape[1:]) for m in memory], grouped_features,
+            temporal=self.mode == "offline", initial=initial,
         )  # each {(N,Q,C+1), (N,Q,F,h4,w4)}, (N,Q,D)
         outputs = [self._unflatten(p, batch, frames, height, width) for p in predictions]
         if self.mode == "online":
             embeddings = embeddings.view(batch, frames, *embeddings.shape[1:])  # (B,T,Q,D)
-        return {**outputs[-1], "embeddings": embeddings, "aux": outputs[:-1]}
+        semantic = crop_masks(semantic.view(batch, frames, *semantic.shape[1:]), height, width)  # (B,T,C+1,h,w)
+        return {**outputs[-1], "embeddings": embeddings, "semantic": semantic, "aux": outputs[:-1]}
+
+    def _select_queries(self, features: torch.Tensor, semantic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query selection: features (N,F,D,h,w), dense logits (N,F,C+1,h,w) -> initial queries and query
+        positions (N,Q,D) at the Q cells of each group with the highest foreground probability among the
+        3x3 local maxima (one peak per object rather than Q cells of the largest one; when there are
+        fewer peaks, the best other cells follow). Offline groups rank the cells of all their frames."""
+        groups, frames, dim, height, width = features.shape
+        cells = frames * height * width
+        if cells < self.num_queries:
+            raise LitVideoError(f"query_vis: query_init 'selected' needs at least num_queries "
+                                f"({self.num_queries}) stride-4 cells per group, the input has {cells}")
+        with torch.no_grad():
+            picked = peak_cells(1 - semantic.float().softmax(2)[:, :, -1], self.num_queries)  # (N,Q) into F*h*w
+        tokens = features.permute(0, 1, 3, 4, 2).reshape(groups, cells, dim)  # (N,F*h*w,D)
+        content = tokens.gather(1, picked[..., None].expand(-1, -1, dim))  # (N,Q,D)
+        grid = position_encoding(frames, height, width, dim, self.mode == "offline", features.device)  # (F*h*w,D)
+        position = grid[picked].to(features.dtype)  # (N,Q,D)
+        return self.selected_content(content), self.selected_position(position)
 
     def _unflatten(self, prediction: dict, batch: int, frames: int, height: int, width: int) -> dict:
         """Decoder groups -> per-clip layouts: online (B*T,Q,C+1), (B*T,Q,1,h,w) -> (B,T,Q,C+1),

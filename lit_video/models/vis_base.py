@@ -147,25 +147,30 @@ class QueryDecoder(nn.Module):
         ffn_dim: hidden size of the feed-forward blocks.
         num_levels: memory levels, taken in turn by the layers (their embeddings tell them apart).
         masked_attention: restrict each query's cross-attention to where its previous mask is > 0.5.
+        learned_queries: learn the initial queries; False = every call passes its own (`initial`).
     """
 
     def __init__(self, num_classes: int, dim: int, num_queries: int, num_layers: int, num_heads: int,
-                 ffn_dim: int, num_levels: int, masked_attention: bool = True):
+                 ffn_dim: int, num_levels: int, masked_attention: bool = True, learned_queries: bool = True):
         super().__init__()
         self.num_heads = num_heads
         self.masked_attention = masked_attention
-        self.query_feat = nn.Embedding(num_queries, dim)  # the initial content of the queries
-        self.query_pos = nn.Embedding(num_queries, dim)  # their position (identity) in every attention
+        if learned_queries:
+            self.query_feat = nn.Embedding(num_queries, dim)  # the initial content of the queries
+            self.query_pos = nn.Embedding(num_queries, dim)  # their position (identity) in every attention
         self.level_embed = nn.Embedding(num_levels, dim)
         self.layers = nn.ModuleList(QueryDecoderLayer(dim, num_heads, ffn_dim) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
         self.class_head = nn.Linear(dim, num_classes + 1)
         self.mask_head = Mlp(dim, dim)
 
-    def forward(self, memory: list[torch.Tensor], mask_features: torch.Tensor,
-                temporal: bool) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+    def forward(self, memory: list[torch.Tensor], mask_features: torch.Tensor, temporal: bool,
+                initial: tuple[torch.Tensor, torch.Tensor] | None = None,
+                ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """memory: levels coarsest first, each (N,F,D,h_l,w_l) for N groups of F frames; mask_features
-        (N,F,D,h4,w4); temporal: add the frame-index encoding to the memory positions.
+        (N,F,D,h4,w4); temporal: add the frame-index encoding to the memory positions; initial: the
+        queries' initial content and positions, each (N,Q,D), in place of the learned ones (query
+        selection).
 
         Returns:
             predictions after the initial queries and after each layer, each {"logits": (N,Q,C+1),
@@ -181,8 +186,11 @@ class QueryDecoder(nn.Module):
             sizes.append((h, w))
         # repeat / clone rather than views: a view of a parameter made under no_grad requires grad but has no
         # grad_fn, which Lightning's model summary (PyTorch's module tracker) rejects
-        queries = self.query_feat.weight.unsqueeze(0).repeat(groups, 1, 1)  # (N,Q,D)
-        query_pos = self.query_pos.weight.unsqueeze(0).clone()  # (1,Q,D)
+        if initial is None:
+            queries = self.query_feat.weight.unsqueeze(0).repeat(groups, 1, 1)  # (N,Q,D)
+            query_pos = self.query_pos.weight.unsqueeze(0).clone()  # (1,Q,D)
+        else:
+            queries, query_pos = initial  # (N,Q,D) each
         embeddings, prediction = self._predict(queries, mask_features)
         predictions = [prediction]
         for k, layer in enumerate(self.layers):
@@ -212,6 +220,16 @@ class QueryDecoder(nn.Module):
         return blocked.repeat_interleave(self.num_heads, dim=0)  # (N*heads,Q,S), batch-major as MHA wants
 
 
+def peak_cells(scores: torch.Tensor, count: int) -> torch.Tensor:
+    """The `count` best cells of each group: scores (N,F,h,w) -> int64 (N,count) indices into F*h*w.
+
+    3x3 local maxima come first, best first, then the other cells: one cell per object rather than
+    `count` cells of the largest one (CenterNet's max-pool peak finding, standing in for NMS)."""
+    peaks = F.max_pool2d(scores.flatten(0, 1), 3, stride=1, padding=1).view_as(scores)
+    ranked = torch.where(scores >= peaks, scores, scores - (scores.max() - scores.min() + 1))  # (N,F,h,w)
+    return ranked.flatten(1).topk(count, dim=1).indices
+
+
 # ---------------------------------------------------------------------------------------------- interface
 class VISModel(nn.Module):
     """Base class of the query-based VIS models: `forward` on training clips, `segment_video` on whole
@@ -222,8 +240,8 @@ class VISModel(nn.Module):
     mode: str
 
     @torch.no_grad()
-    def segment_video(self, video: torch.Tensor,
-                      window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def segment_video(self, video: torch.Tensor, window: int | None = None, overlap_weight: float = 0.0,
+                      momentum: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Instance tracks of one whole video.
 
         Offline, the video runs at once, or in consecutive windows of `window` frames whose queries are
@@ -235,6 +253,7 @@ class VISModel(nn.Module):
         Args:
             video: (1,3,T,H,W) ImageNet-normalized frames.
             window: frames per forward pass; None = all.
+            overlap_weight, momentum: `associate`'s mask overlap term and track embedding momentum.
 
         Returns:
             class probabilities (Q,C) over the real classes (softmax with "no object" dropped) and mask
@@ -248,14 +267,16 @@ class VISModel(nn.Module):
         if self.mode == "online":
             probs = torch.cat([p["logits"][0] for p in pieces]).softmax(-1)  # (T,Q,C+1)
             masks = torch.cat([p["masks"][0] for p in pieces], dim=1).transpose(0, 1)  # (T,Q,h,w)
-            order = torch.as_tensor(associate(torch.cat([p["embeddings"][0] for p in pieces])),
-                                    device=video.device)  # (T,Q)
+            order = torch.as_tensor(associate(torch.cat([p["embeddings"][0] for p in pieces]), masks, masks,
+                                              overlap_weight, momentum), device=video.device)  # (T,Q)
             probs = probs.gather(1, order[..., None].expand_as(probs))  # (T,Q,C+1), track order
             masks = masks[torch.arange(frames, device=video.device)[:, None], order]  # (T,Q,h,w)
             return probs.mean(0)[:, :-1], masks.transpose(0, 1)
         probs = torch.stack([p["logits"][0] for p in pieces]).softmax(-1)  # (W,Q,C+1)
-        order = torch.as_tensor(associate(torch.stack([p["embeddings"][0] for p in pieces])),
-                                device=video.device)  # (W,Q)
+        order = torch.as_tensor(associate(torch.stack([p["embeddings"][0] for p in pieces]),
+                                          torch.stack([p["masks"][0, :, 0] for p in pieces]),
+                                          torch.stack([p["masks"][0, :, -1] for p in pieces]),
+                                          overlap_weight, momentum), device=video.device)  # (W,Q)
         weights = torch.tensor([p["masks"].shape[2] for p in pieces], device=video.device, dtype=probs.dtype)
         probs = probs.gather(1, order[..., None].expand_as(probs))  # (W,Q,C+1)
         probs = (probs * weights[:, None, None]).sum(0) / weights.sum()  # (Q,C+1)
@@ -275,14 +296,25 @@ def crop_masks(masks: torch.Tensor, height: int, width: int, stride: int = 4) ->
 
 
 # ---------------------------------------------------------------------------------------------- association
-def associate(embeddings: torch.Tensor) -> np.ndarray:
+def associate(embeddings: torch.Tensor, first_masks: torch.Tensor | None = None,
+              last_masks: torch.Tensor | None = None, overlap_weight: float = 0.0,
+              momentum: float = 0.0) -> np.ndarray:
     """MinVIS association: query q of step t continues the track whose query at step t-1 is most similar.
 
-    Each step's queries are matched one-to-one to the previous step's (already reordered) queries by
-    Hungarian matching on cosine similarity (scipy's `linear_sum_assignment`).
+    Each step's queries are matched one-to-one to the tracks by Hungarian matching (scipy's
+    `linear_sum_assignment`) on the cosine similarity of the query embeddings to each track's embedding:
+    its previous step's (`momentum` 0, MinVIS) or a running mean (track embedding <- momentum * itself +
+    (1 - momentum) * its new query's, renormalized), which rides out a frame where an occlusion blurs the
+    query. With `overlap_weight`, the soft IoU of each track's mask in the last frame of step t-1 and each
+    query's mask in the first frame of step t is added, weighted: objects move little between adjacent
+    frames, and duplicate queries of one object, alike in embedding, differ in where their masks lie.
 
     Args:
         embeddings: (T,Q,D) query embeddings of T frames (or windows).
+        first_masks, last_masks: (T,Q,h,w) mask logits of each step's first and last frame (the same
+            tensor online); needed when overlap_weight > 0.
+        overlap_weight: weight of the mask IoU term (0 = embeddings only).
+        momentum: weight of a track's past in its embedding (0 = the previous step's query alone).
 
     Returns:
         int64 (T,Q): row t lists, for each track, the index of its query in step t (row 0 = identity), so
@@ -292,12 +324,27 @@ def associate(embeddings: torch.Tensor) -> np.ndarray:
     # scipy cannot take and which blurs the similarities that tell neighbouring queries apart
     normed = F.normalize(embeddings.detach().float(), dim=-1).cpu().numpy()  # (T,Q,D)
     steps, queries = normed.shape[:2]
+    use_overlap = overlap_weight > 0
+    if use_overlap:
+        if first_masks is None or last_masks is None:
+            raise ValueError("associate: overlap_weight needs first_masks and last_masks")
+        first = first_masks.detach().float().sigmoid().flatten(2).cpu().numpy()  # (T,Q,N)
+        last = last_masks.detach().float().sigmoid().flatten(2).cpu().numpy()  # (T,Q,N)
     order = np.empty((steps, queries), dtype=np.int64)
     order[0] = np.arange(queries)
+    tracks_embedding = normed[0]  # (Q,D), track order
     for t in range(1, steps):
-        similarity = normed[t - 1, order[t - 1]] @ normed[t].T  # (Q tracks, Q queries of step t)
+        similarity = tracks_embedding @ normed[t].T  # (Q tracks, Q queries of step t)
+        if use_overlap:
+            previous = last[t - 1, order[t - 1]]  # (Q tracks, N)
+            inter = previous @ first[t].T  # (Q,Q)
+            union = previous.sum(1)[:, None] + first[t].sum(1)[None] - inter
+            similarity = similarity + overlap_weight * inter / np.maximum(union, 1e-6)
         tracks, picked = linear_sum_assignment(similarity, maximize=True)
         order[t, tracks] = picked
+        tracks_embedding = momentum * tracks_embedding + (1 - momentum) * normed[t, order[t]]
+        tracks_embedding = tracks_embedding / np.maximum(np.linalg.norm(tracks_embedding, axis=1, keepdims=True),
+                                                         1e-12)
     return order
 
 
@@ -414,6 +461,21 @@ def per_frame_targets(targets: list[dict[str, torch.Tensor]], frames: int) -> li
     return out
 
 
+def semantic_targets(targets: list[dict[str, torch.Tensor]], num_classes: int,
+                     size: tuple[int, int]) -> torch.Tensor:
+    """Clip targets {labels (K,), masks (K,T,H,W)} -> soft per-cell class distributions (B,T,C+1,*size):
+    each instance's area-averaged coverage of a cell goes to its class, the rest to background (index C)."""
+    out = []
+    for target in targets:
+        masks = resize_targets(target["masks"], size)  # (K,T,h,w) coverage in [0, 1]
+        frames = masks.shape[1]
+        dense = masks.new_zeros(num_classes + 1, frames, *size)  # (C+1,T,h,w)
+        dense.index_add_(0, target["labels"].long().to(masks.device), masks)
+        dense[num_classes] = (1 - dense[:num_classes].sum(0)).clamp(min=0)  # overlaps cannot occur in label maps
+        out.append(dense.transpose(0, 1))  # (T,C+1,h,w)
+    return torch.stack(out)
+
+
 class SetCriterion(nn.Module):
     """The losses of a query-based VIS model: cross-entropy on every query's class (matched queries their
     instance's class, the others "no object", weighted `eos_coef`), and dice + sigmoid BCE on the matched
@@ -428,27 +490,36 @@ class SetCriterion(nn.Module):
     (`resize_targets`), or at `num_points` random points per matched instance (uniform, not Mask2Former's
     uncertainty-based sampling).
 
+    When the model also predicts dense class logits ("semantic", (B,T,C+1,h,w)), a "semantic" term adds
+    their soft cross-entropy against every cell's class coverage (`semantic_targets`), mean over cells:
+    a dense signal on every pixel of every frame, which the set losses of a few matched queries lack.
+    Online outputs with "embeddings" (B,T,Q,D) may add a "track" term (`_track_loss`): the frame-to-frame
+    association that inference does by embedding similarity, trained contrastively.
+
     Args:
         num_classes: C real classes.
         matcher: a `HungarianMatcher`.
         eos_coef: weight of the "no object" class in the cross-entropy.
-        weights: weights of the "class", "dice" and "mask" (BCE) terms.
+        weights: weights of the "class", "dice", "mask" (BCE), "semantic" and "track" terms.
         deep_supervision: add the same losses on every earlier decoder layer's predictions (`aux`).
         num_points: mask losses at this many random points per instance (None = every cell).
+        tau: temperature of the track loss's cosine similarities.
 
     Targets: a list per clip of {"labels": int64 (K,) in 0..C-1, "masks": bool/float (K,T,H,W)}.
     """
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,
                  weights: dict[str, float] | None = None, deep_supervision: bool = True,
-                 num_points: int | None = None):
+                 num_points: int | None = None, tau: float = 0.1):
         super().__init__()
         self.num_classes = num_classes
         self.matcher = matcher
-        self.weights = {"class": 2.0, "dice": 5.0, "mask": 5.0, **(weights or {})}
-        unknown = set(self.weights) - {"class", "dice", "mask"}
+        self.weights = {"class": 2.0, "dice": 5.0, "mask": 5.0, "semantic": 0.0, "track": 0.0, **(weights or {})}
+        unknown = set(self.weights) - {"class", "dice", "mask", "semantic", "track"}
         if unknown:
-            raise LitVideoError(f"unknown VIS loss weights {sorted(unknown)}; known: class, dice, mask")
+            raise LitVideoError(f"unknown VIS loss weights {sorted(unknown)}; known: class, dice, mask, "
+                                "semantic, track")
+        self.tau = tau
         self.deep_supervision = deep_supervision
         self.num_points = num_points
         class_weight = torch.ones(num_classes + 1)
@@ -456,14 +527,27 @@ class SetCriterion(nn.Module):
         self.register_buffer("class_weight", class_weight, persistent=False)
 
     def forward(self, outputs: dict, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """outputs: a model's dict ("logits", "masks", optionally "aux") -> {"loss": the weighted total over
-        all layers, "loss_class", "loss_dice", "loss_mask": the final layer's unweighted terms}."""
+        """outputs: a model's dict ("logits", "masks", optionally "aux" and "semantic") -> {"loss": the
+        weighted total over all layers, "loss_class", "loss_dice", "loss_mask": the final layer's
+        unweighted terms, and "loss_semantic" when weighted}."""
+        semantic = None
+        if "semantic" in outputs and self.weights["semantic"] > 0:
+            logits = outputs["semantic"].float()  # (B,T,C+1,h,w)
+            dense = semantic_targets(targets, self.num_classes, logits.shape[-2:]).to(logits.device)
+            semantic = -(dense * logits.log_softmax(2)).sum(2).mean()
         targets = self._flatten(outputs, targets)
-        final = self._layer_losses(outputs, targets)
+        final, indices = self._layer_losses(outputs, targets)
         total = sum(self.weights[k] * v for k, v in final.items())
         if self.deep_supervision:
             for aux in outputs.get("aux", []):
-                total = total + sum(self.weights[k] * v for k, v in self._layer_losses(aux, targets).items())
+                total = total + sum(self.weights[k] * v for k, v in self._layer_losses(aux, targets)[0].items())
+        if semantic is not None:
+            total = total + self.weights["semantic"] * semantic
+            final["semantic"] = semantic
+        embeddings = outputs.get("embeddings")
+        if self.weights["track"] > 0 and embeddings is not None and embeddings.ndim == 4:
+            final["track"] = self._track_loss(embeddings, indices, targets)
+            total = total + self.weights["track"] * final["track"]
         return {"loss": total, **{f"loss_{k}": v.detach() for k, v in final.items()}}
 
     def _flatten(self, outputs: dict, targets: list[dict[str, torch.Tensor]]) -> list[dict]:
@@ -477,7 +561,7 @@ class SetCriterion(nn.Module):
             # an instance absent from the whole clip (online: from the frame) is no target
             present = target["masks"].flatten(1).any(dim=1)  # (K,)
             # resized once here, not by every layer's matching and losses
-            kept.append({"labels": target["labels"][present].to(device),
+            kept.append({"ids": present.nonzero()[:, 0], "labels": target["labels"][present].to(device),
                          "masks": resize_targets(target["masks"][present].to(device), size)})
         return kept
 
@@ -491,7 +575,34 @@ class SetCriterion(nn.Module):
             masks = masks.transpose(1, 2).flatten(0, 1).unsqueeze(2)  # (B*T,Q,1,h,w)
         return logits, masks
 
-    def _layer_losses(self, prediction: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def _track_loss(self, embeddings: torch.Tensor, indices: list[tuple[torch.Tensor, torch.Tensor]],
+                    targets: list[dict]) -> torch.Tensor:
+        """Online association loss: embeddings (B,T,Q,D) of the final layer, the per-frame matches of its
+        queries (B*T entries, clip-major) -> the cross-entropy of picking, among all Q queries of frame
+        t+1 (and of t, backwards), the query matched to the same instance by cosine similarity / `tau`:
+        what `associate` does at inference, trained (IDOL / CTVIS-style contrastive tracking)."""
+        batch, frames = embeddings.shape[:2]
+        normed = F.normalize(embeddings.float(), dim=-1)  # (B,T,Q,D)
+        losses = []
+        for b in range(batch):
+            # instance id -> its query, per frame
+            owners = [{int(targets[b * frames + t]["ids"][col]): int(row)
+                       for row, col in zip(*indices[b * frames + t], strict=True)} for t in range(frames)]
+            for t in range(frames - 1):
+                shared = sorted(owners[t].keys() & owners[t + 1].keys())
+                if not shared:
+                    continue
+                for src, dst in ((t, t + 1), (t + 1, t)):
+                    anchors = normed[b, src, [owners[src][k] for k in shared]]  # (S,D)
+                    logits = anchors @ normed[b, dst].T / self.tau  # (S,Q)
+                    wanted = torch.tensor([owners[dst][k] for k in shared], device=logits.device)
+                    losses.append(F.cross_entropy(logits, wanted, reduction="none"))
+        if not losses:
+            return embeddings.sum() * 0.0
+        return torch.cat(losses).mean()
+
+    def _layer_losses(self, prediction: dict, targets: list[dict]
+                      ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
         logits, masks = self._per_clip(prediction)  # (N,Q,C+1), (N,Q,T,h,w)
         indices = self.matcher(logits, masks, targets)
 
@@ -505,7 +616,7 @@ class SetCriterion(nn.Module):
         pred = torch.cat(matched).float()  # (M,T,h,w)
         if pred.shape[0] == 0:  # no instance in the whole batch: zero, but keep the graph
             zero = masks.sum() * 0.0
-            return {"class": loss_class, "dice": zero, "mask": zero}
+            return {"class": loss_class, "dice": zero, "mask": zero}, indices
         gt = torch.cat([targets[n]["masks"][cols] for n, (_, cols) in enumerate(indices)])  # (M,T,h,w)
         if self.num_points is not None:
             points = torch.rand(pred.shape[0], self.num_points, 2, device=pred.device)
@@ -515,4 +626,4 @@ class SetCriterion(nn.Module):
         probs = pred.sigmoid()
         dice = 1 - (2 * (probs * gt).sum(-1) + 1) / (probs.sum(-1) + gt.sum(-1) + 1)  # (M,)
         bce = F.binary_cross_entropy_with_logits(pred, gt, reduction="none").mean(-1)  # (M,)
-        return {"class": loss_class, "dice": dice.sum() / num_masks, "mask": bce.sum() / num_masks}
+        return {"class": loss_class, "dice": dice.sum() / num_masks, "mask": bce.sum() / num_masks}, indices

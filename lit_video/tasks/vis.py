@@ -64,11 +64,24 @@ class VideoInstanceSegmentation(L.LightningModule):
         class_weight, dice_weight, mask_weight: weights of the cross-entropy, dice and sigmoid BCE losses,
             used alike in the matching costs (Mask2Former's 2 / 5 / 5).
         eos_coef: weight of the "no object" class in the cross-entropy.
+        semantic_weight: weight of the dense per-pixel class loss on the model's "semantic" logits (models
+            that predict them); 0 turns it off (and leaves `query_vis`'s semantic head untrained).
+        track_weight: online mode: weight of the contrastive loss that teaches the query embeddings of an
+            instance in consecutive frames to be each other's most similar (what the association uses);
+            0 turns it off.
+        mask_score: score a tube by its class probability times its mask's mean confidence (the mean
+            sigmoid inside the predicted mask, as Mask2Former ranks instances) rather than the class
+            probability alone.
         num_points: mask losses at this many random points per instance (None = every stride-4 cell).
         deep_supervision: the same losses after every decoder layer.
         max_detections: tubes kept per video (the best query x category scores), as Mask2Former-VIS
             and MinVIS keep 10 on YouTube-VIS.
         eval_window: frames per forward pass when segmenting a whole video (None = all at once).
+        association_overlap: online (and offline windows): weight of the mask IoU between adjacent frames
+            in the association of queries to tracks, beside their embedding similarity (0 = MinVIS's
+            embeddings alone).
+        association_momentum: how much of a track's past embedding it keeps when it takes a new query
+            (0 = MinVIS: the previous frame's query alone).
         optimizer: optimizer and schedule.
         predictions_path: where `predict` writes `results.json` (default: `results.json` in the log folder).
     """
@@ -85,10 +98,15 @@ class VideoInstanceSegmentation(L.LightningModule):
         dice_weight: float = 5.0,
         mask_weight: float = 5.0,
         eos_coef: float = 0.1,
+        semantic_weight: float = 5.0,
+        track_weight: float = 0.0,
+        mask_score: bool = True,
         num_points: int | None = None,
         deep_supervision: bool = True,
         max_detections: int = 10,
         eval_window: int | None = None,
+        association_overlap: float = 1.0,
+        association_momentum: float = 0.5,
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
     ):
@@ -96,6 +114,9 @@ class VideoInstanceSegmentation(L.LightningModule):
         if num_classes < 1:
             raise LitVideoError(f"model.init_args.num_classes must be >= 1 (linked from the DataModule), got "
                                 f"{num_classes}")
+        if not 0 <= association_momentum < 1 or association_overlap < 0:
+            raise LitVideoError(f"model.init_args.association_momentum must be in [0, 1) and association_overlap "
+                                f">= 0, got {association_momentum} and {association_overlap}")
         if max_detections < 1:
             raise LitVideoError(f"model.init_args.max_detections must be >= 1, got {max_detections}")
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -108,10 +129,13 @@ class VideoInstanceSegmentation(L.LightningModule):
         self.model = build_task_model(model, "vis", model_kwargs, num_classes=num_classes)
         matcher = HungarianMatcher(class_weight, dice_weight, mask_weight, num_points=num_points)
         self.criterion = SetCriterion(num_classes, matcher, eos_coef,
-                                      {"class": class_weight, "dice": dice_weight, "mask": mask_weight},
+                                      {"class": class_weight, "dice": dice_weight, "mask": mask_weight,
+                                       "semantic": semantic_weight, "track": track_weight},
                                       deep_supervision=deep_supervision, num_points=num_points)
         self.max_detections = max_detections
+        self.mask_score = mask_score
         self.eval_window = eval_window
+        self.association = {"overlap_weight": association_overlap, "momentum": association_momentum}
         self.optimizer_config = optimizer or OptimizerConfig()
         self.predictions_path = predictions_path
         height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
@@ -135,8 +159,9 @@ class VideoInstanceSegmentation(L.LightningModule):
             raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
         size = len(video)
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        for name in ("loss_class", "loss_dice", "loss_mask"):
-            self.log(f"train/{name}", losses[name], batch_size=size)
+        for name in ("loss_class", "loss_dice", "loss_mask", "loss_semantic", "loss_track"):
+            if name in losses:
+                self.log(f"train/{name}", losses[name], batch_size=size)
         return loss
 
     # -------------------------------------------------------------- evaluation
@@ -151,8 +176,13 @@ class VideoInstanceSegmentation(L.LightningModule):
         Returns:
             up to `max_detections` (class index, score, bool masks (T,H,W)), best first.
         """
-        class_probs, mask_logits = self.model.segment_video(video[None], window=self.eval_window)  # (Q,C), (Q,T,h4,w4)
+        class_probs, mask_logits = self.model.segment_video(video[None], window=self.eval_window,
+                                                                **self.association)  # (Q,C), (Q,T,h4,w4)
         height, width = video.shape[-2:]
+        if self.mask_score:
+            confidence = mask_logits.float().sigmoid().flatten(1)  # (Q,T*h4*w4)
+            inside = confidence > 0.5
+            class_probs = class_probs * ((confidence * inside).sum(1) / inside.sum(1).clamp(min=1))[:, None]
         num_classes = class_probs.shape[1]
         scores, flat = class_probs.flatten().topk(min(self.max_detections, class_probs.numel()))
         detections = []
