@@ -35,7 +35,8 @@ FULL_RECIPES = ("kinetics400/r2plus1d_18.yaml", "kinetics400/mvit_v2_s.yaml", "u
                 "davis/stm_resnet18.yaml", "youtube_vis/query_vis_resnet18.yaml",
                 "msrvtt/caption_transformer_resnet18.yaml")
 VOS_SPEC = dict(num_frames=40, size=(96, 128), seed=0)  # the CPU learning test's sequences (tests/test_vos_task)
-VIS_SPEC = dict(num_frames=12, size=(64, 96), seed=0)  # and its videos (tests/test_vis_task)
+# and its videos (tests/test_vis_task)
+VIS_SPEC = dict(num_frames=12, size=(64, 96), seed=0, category_colours=True)
 
 
 def log(out: Path, line: str) -> None:

@@ -5,6 +5,9 @@ pycocotools read back with the in-loop AP, the CLI links and a sweep that record
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +30,11 @@ from lit_video.train_cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {mode: REPO / "experiments" / "synthetic" / f"vis_{mode}_tiny.yaml" for mode in ("offline", "online")}
-# 36 videos: 24 train, 12 held-out valid ones with ground truth.
-LEARNING_SPEC = VisSynthSpec(num_videos=36, num_frames=12, size=(64, 96), seed=0)
-LEARNING_BUDGET = ("--trainer.max_epochs", "6", "--trainer.check_val_every_n_epoch", "3")
-
+# 300 videos: 200 train, 100 held-out valid ones with ground truth. Each category also has its own hue
+# (`category_colours`): with the outline as the only cue, these budgets stay near AP 0.03 (README).
+LEARNING_SPEC = VisSynthSpec(num_videos=300, num_frames=12, size=(64, 96), seed=0, category_colours=True)
+# the held-out AP each mode's recipe must reach (measured: see the README; the task's goal is 0.5)
+LEARNING_FLOOR = {"offline": 0.40, "online": 0.35}
 
 def tiny_task(mode: str = "offline", **kwargs) -> VideoInstanceSegmentation:
     torch.manual_seed(0)
@@ -54,7 +58,7 @@ def test_training_targets_are_one_mask_tube_and_class_per_instance():
 
 @pytest.mark.parametrize("mode", ["offline", "online"])
 def test_detections_are_the_best_scored_tubes_at_the_annotation_size(mode):
-    task = tiny_task(mode, max_detections=5).eval()
+    task = tiny_task(mode, max_detections=5, mask_score=False).eval()
     video = torch.randn(3, 6, 32, 48)  # (C,T,h,w): half the annotation size
     detections = task.detect(video, (64, 96))
     assert len(detections) == 5
@@ -63,8 +67,23 @@ def test_detections_are_the_best_scored_tubes_at_the_annotation_size(mode):
     for label, _, masks in detections:
         assert 0 <= label < 3 and masks.shape == (6, 64, 96) and masks.dtype == torch.bool
     # the scores are the model's class probabilities of (query, class) pairs, best first
-    probs, _ = task.model.segment_video(video[None])
+    probs, _ = task.model.segment_video(video[None], **task.association)
     assert torch.allclose(torch.tensor(scores), probs.flatten().topk(5).values)
+
+
+def test_mask_score_ranks_tubes_by_class_probability_times_mask_confidence():
+    task = tiny_task("offline", max_detections=4).eval()  # mask_score is the default
+    video = torch.randn(3, 4, 32, 48)  # (C,T,h,w)
+    probs, masks = task.model.segment_video(video[None], **task.association)  # (Q,C), (Q,T,h4,w4)
+    confidence = masks.sigmoid().flatten(1)  # (Q,N)
+    inside = confidence > 0.5
+    quality = (confidence * inside).sum(1) / inside.sum(1).clamp(min=1)  # mean confidence inside each mask
+    expected = (probs * quality[:, None]).flatten().topk(4)
+    detections = task.detect(video, (32, 48))
+    assert torch.allclose(torch.tensor([score for _, score, _ in detections]), expected.values)
+    assert [label for label, _, _ in detections] == (expected.indices % probs.shape[1]).tolist()
+    plain = tiny_task("offline", max_detections=4, mask_score=False).eval().detect(video, (32, 48))
+    assert [score for _, score, _ in plain] != [score for _, score, _ in detections]
 
 
 def test_a_mode_needs_a_registry_model_and_classes():
@@ -88,36 +107,51 @@ def learning_root(tmp_path_factory) -> Path:
     return root
 
 
-def train(mode: str, root: Path, tmp_path: Path):
-    """The mode's tiny recipe on `root` with LEARNING_BUDGET -> (the CLI, the untrained model's val metrics)."""
-    cli = run_cli(["--config", str(EXPERIMENTS[mode]), "--data.init_args.root", str(root),
-                   "--data.init_args.num_workers", "0", "--trainer.enable_progress_bar", "false",
-                   "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
-                   "--trainer.default_root_dir", str(tmp_path), *LEARNING_BUDGET], run=False)
-    (untrained,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return cli, untrained
+def recipe_args(mode: str, root: Path, out: Path) -> list[str]:
+    return ["--config", str(EXPERIMENTS[mode]), "--data.init_args.root", str(root),
+            "--data.init_args.num_workers", "0", "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(out)]
 
 
 @pytest.fixture(scope="module")
 def trained(learning_root, tmp_path_factory):
-    return {mode: train(mode, learning_root, tmp_path_factory.mktemp(f"vis_{mode}")) for mode in EXPERIMENTS}
+    """Both modes' tiny recipes as a user runs them (`lit-video fit`), side by side on one torch thread each
+    (on 2 cores, 1.4x the throughput of one after the other on two threads), validated only at the end
+    here -> per mode (the CLI holding the trained model, its held-out metrics)."""
+    outs = {mode: tmp_path_factory.mktemp(f"vis_{mode}") for mode in EXPERIMENTS}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for mode, out in outs.items():
+        # no validation during fit (the epochs exceed max_epochs): it would only repeat the one below
+        command = [sys.executable, "-c", "from lit_video.cli import main; raise SystemExit(main())", "fit",
+                   *recipe_args(mode, learning_root, out), "--trainer.check_val_every_n_epoch", "1000"]
+        runs[mode] = subprocess.Popen(command, env=env, stdout=(out / "fit.log").open("w"), stderr=subprocess.STDOUT)
+    results = {}
+    for mode, run in runs.items():
+        assert run.wait(timeout=1500) == 0, (outs[mode] / "fit.log").read_text()[-3000:]
+        cli = run_cli(recipe_args(mode, learning_root, outs[mode]), run=False)
+        (checkpoint,) = outs[mode].glob("**/last.ckpt")
+        cli.model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+        (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        results[mode] = cli, metrics
+    return results
 
 
-def test_training_raises_held_out_ap_above_the_untrained_model_in_both_modes(trained):
-    """Held-out synthetic YouTube-VIS videos after a CI-sized budget: the trained model finds instances the
-    untrained one does not, offline and online. (Far from the AP the task is after; see the README.)"""
-    for mode, (cli, untrained) in trained.items():
-        ap50, ap = (float(cli.trainer.callback_metrics[f"val/{name}"]) for name in ("AP50", "AP"))
-        print(f"\n{mode}: held-out AP {ap:.3f}, AP50 {ap50:.3f} (untrained AP50 {untrained['val/AP50']:.3f})")
-        assert ap50 > untrained["val/AP50"] + 0.02, mode
+def test_held_out_ap_after_a_ci_sized_budget_in_both_modes(trained):
+    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2400 steps of 4 clips):
+    YouTube-VIS AP over IoU 0.50:0.95, offline and online."""
+    for mode, (_, metrics) in trained.items():
+        print(f"\n{mode}: held-out AP {metrics['val/AP']:.3f}, AP50 {metrics['val/AP50']:.3f}, "
+              f"AP75 {metrics['val/AP75']:.3f}, AR10 {metrics['val/AR10']:.3f}")
+    for mode, (_, metrics) in trained.items():
+        assert metrics["val/AP"] >= LEARNING_FLOOR[mode], (mode, metrics)
 
 
 def test_predictions_read_back_by_evaluate_vis_and_pycocotools_give_the_in_loop_ap(trained, learning_root, tmp_path,
                                                                                     capsys):
-    cli, _ = trained["online"]
+    cli, validated = trained["online"]
     cli.datamodule.test_subset = "valid"
-    (validated,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     path = tmp_path / "results.json"
     cli.model.predictions_path = str(path)
     cli.trainer.predict(cli.model, datamodule=cli.datamodule, return_predictions=False)
