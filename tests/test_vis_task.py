@@ -34,7 +34,7 @@ EXPERIMENTS = {mode: REPO / "experiments" / "synthetic" / f"vis_{mode}_tiny.yaml
 # (`category_colours`): with the outline as the only cue, these budgets stay near AP 0.03 (README).
 LEARNING_SPEC = VisSynthSpec(num_videos=300, num_frames=12, size=(64, 96), seed=0, category_colours=True)
 # the held-out AP each mode's recipe must reach (measured: see the README; the task's goal is 0.5)
-LEARNING_FLOOR = {"offline": 0.40, "online": 0.35}
+LEARNING_FLOOR = {"offline": 0.45, "online": 0.42}
 
 def tiny_task(mode: str = "offline", **kwargs) -> VideoInstanceSegmentation:
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def trained(learning_root, tmp_path_factory):
 
 
 def test_held_out_ap_after_a_ci_sized_budget_in_both_modes(trained):
-    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2400 steps of 4 clips):
+    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2800 steps of 4 clips):
     YouTube-VIS AP over IoU 0.50:0.95, offline and online."""
     for mode, (_, metrics) in trained.items():
         print(f"\n{mode}: held-out AP {metrics['val/AP']:.3f}, AP50 {metrics['val/AP50']:.3f}, "
