@@ -82,8 +82,10 @@ def test_profile_command_sizes_the_heads_from_num_classes_and_vocab_size(tmp_pat
         (row,) = profile_rows(tmp_path, SYNTHETIC / f"{experiment}.yaml", "--steps", "0", *flags)
         return int(row["params"])
 
-    hidden = 64  # vis_online_tiny's hidden_dim: the class head has hidden + 1 weights per class
-    assert params("vis_online_tiny", "--num-classes", "9") - params("vis_online_tiny", "--num-classes", "5") == 4 * hidden + 4
+    # vis_online_tiny's hidden_dim: the class head and the dense semantic head have hidden + 1 weights per class
+    hidden = 64
+    grown = params("vis_online_tiny", "--num-classes", "9") - params("vis_online_tiny", "--num-classes", "5")
+    assert grown == 4 * 2 * (hidden + 1)
     assert params("caption_tiny", "--vocab-size", "80") > params("caption_tiny", "--vocab-size", "50")
 
 
