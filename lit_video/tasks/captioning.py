@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import lightning as L
 import torch
@@ -68,7 +69,7 @@ class VideoCaptioning(L.LightningModule):
     def __init__(
         self,
         model: str | nn.Module = "caption_transformer",
-        model_kwargs: dict | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         tokenizer: dict | None = None,
         clip_len: int = 8,
         resolution: int | list[int] = 112,

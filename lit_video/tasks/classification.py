@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -85,7 +85,7 @@ class VideoClassifier(L.LightningModule):
     def __init__(
         self,
         model: str | ModelFactory = "r2plus1d_18",
-        model_kwargs: dict | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         num_classes: int = 2,
         clip_len: int = 8,
         resolution: int | list[int] = 112,
@@ -234,7 +234,7 @@ def optimizer_and_schedule(config: OptimizerConfig, groups: list[dict], trainer:
 def build_model(
     model: str | ModelFactory | nn.Module,
     num_classes: int,
-    model_kwargs: dict | None = None,
+    model_kwargs: dict[str, Any] | None = None,
     clip_len: int | None = None,
     resolution: int | list[int] | None = None,
 ) -> nn.Module:

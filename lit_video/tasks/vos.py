@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from typing import Any
 
 import lightning as L
 import torch
@@ -143,7 +144,7 @@ class VideoObjectSegmentation(L.LightningModule):
     def __init__(
         self,
         model: str | nn.Module = "stm",
-        model_kwargs: dict | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         clip_len: int = 3,
         resolution: int | list[int] = 384,
         mem_every: int = 5,
