@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, list_models, model_task, tiny_kwargs
 from lit_video.models.vis_base import (
+    ABSENT_LOGIT,
     HungarianMatcher,
     SetCriterion,
     VISModel,
@@ -44,7 +45,7 @@ def test_registry_lists_vis_models_apart():
     assert tiny().mode == "offline"  # the default
     for bad, match in [(dict(mode="causal"), "mode 'causal'.*offline, online"),
                        (dict(hidden_dim=30), "hidden_dim"), (dict(num_queries=0), "num_queries"),
-                       (dict(memory_strides=(32,)), "memory_strides.*32")]:
+                       (dict(memory_strides=(32,)), "memory_strides.*32"), (dict(mask_stride=8), "mask_stride")]:
         with pytest.raises(LitVideoError, match=match):
             tiny(**bad)
     with pytest.raises(LitVideoError, match="query_vis.*num_querys"):
@@ -58,6 +59,7 @@ def test_output_shapes(name, mode):
     queries, layers = model.num_queries, tiny_kwargs(name)["num_layers"]
     out = model(torch.randn(2, 3, 4, 50, 66))  # padded to the encoder's stride inside, cropped back
     masks = (2, queries, 4, 13, 17)  # ceil(50/4), ceil(66/4)
+    assert out["semantic"].shape == (2, 4, 4, 13, 17)  # C+1 dense logits per stride-4 cell
     logits = (2, queries, 4) if mode == "offline" else (2, 4, queries, 4)
     assert out["logits"].shape == logits and out["masks"].shape == masks
     hidden = tiny_kwargs(name)["hidden_dim"]
@@ -66,6 +68,33 @@ def test_output_shapes(name, mode):
     assert len(out["aux"]) == layers  # the initial queries and every layer but the last
     assert all(a["logits"].shape == logits and a["masks"].shape == masks for a in out["aux"])
     assert torch.isfinite(out["masks"]).all() and torch.isfinite(out["logits"]).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stride_2_masks_are_the_stride_4_ones_upsampled_plus_each_querys_frame_detail(mode):
+    coarse, fine = tiny(num_classes=3, mode=mode).eval(), tiny(num_classes=3, mode=mode, mask_stride=2).eval()
+    missing, unexpected = fine.load_state_dict(coarse.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("frame_detail.") for name in missing)
+    video = torch.randn(1, 3, 2, 64, 96)
+    with torch.no_grad():
+        a = coarse(video)
+        cropped = fine(torch.randn(1, 3, 2, 50, 66))  # padded inside, cropped back at each stride
+        fine.frame_detail[-1].weight.zero_()
+        fine.frame_detail[-1].bias.zero_()
+        b = fine(video)
+    assert cropped["masks"].shape == (1, fine.num_queries, 2, 25, 33)  # ceil(50/2), ceil(66/2)
+    assert all(aux["masks"].shape == (1, fine.num_queries, 2, 13, 17) for aux in cropped["aux"])
+    assert cropped["semantic"].shape == (1, 2, 4, 13, 17)  # the dense class logits stay at stride 4
+    # without detail: the final masks are the stride-4 ones, bilinearly upsampled; the rest is unchanged
+    upsampled = F.interpolate(a["masks"][0], size=(32, 48), mode="bilinear", align_corners=False)[None]
+    assert b["masks"].shape == (1, fine.num_queries, 2, 32, 48)
+    assert torch.allclose(b["masks"], upsampled, atol=1e-5)
+    assert torch.allclose(b["logits"], a["logits"]) and torch.allclose(b["aux"][-1]["masks"], a["aux"][-1]["masks"])
+    # with it, each query adds its own reading of the frame's stride-2 detail
+    torch.nn.init.normal_(fine.frame_detail[-1].weight)
+    with torch.no_grad():
+        detailed = fine(video)["masks"] - upsampled  # (1,Q,2,32,48)
+    assert detailed.abs().mean() > 0.01 and not torch.allclose(detailed[:, 0], detailed[:, 1])
 
 
 def test_masked_attention_blocks_outside_each_mask_and_never_everything():
@@ -226,6 +255,29 @@ def test_segment_video_reorders_queries_into_tracks(mode):
     order = perms[0]  # tracks come out in frame 0's query order
     assert torch.allclose(probs, logits[order].softmax(-1)[:, :classes], atol=1e-6)
     assert torch.equal(tracks, masks[order])
+
+
+class OneTrackLeaves(VISModel):
+    """Online, two queries in track order: query 0 says "no object" in frame 1 (its instance has left), query
+    1 sees its instance throughout; every mask covers the whole frame."""
+
+    mode, num_classes = "online", 2
+
+    def forward(self, video):
+        frames = video.shape[2]
+        logits = torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0]]).repeat(1, frames, 1, 1)  # (1,T,Q,C+1)
+        logits[0, 1, 0] = torch.tensor([0.0, 0.0, 4.0])
+        return {"logits": logits, "masks": torch.ones(1, 2, frames, 4, 4),
+                "embeddings": torch.eye(2).repeat(1, frames, 1, 1)}  # (1,T,Q,D)
+
+
+def test_an_online_track_is_empty_where_its_query_says_no_object():
+    video = torch.zeros(1, 3, 3, 16, 16)
+    kept_probs, kept = OneTrackLeaves().segment_video(video)
+    probs, masks = OneTrackLeaves().segment_video(video, absent_threshold=0.5)  # (Q,C), (Q,T,h,w)
+    assert torch.equal(kept, torch.ones(2, 3, 4, 4)) and torch.equal(probs, kept_probs)
+    assert (masks[0, 1] == ABSENT_LOGIT).all() and (masks[0, 1].sigmoid() < 1e-6).all()
+    assert torch.equal(masks[0, [0, 2]], kept[0, [0, 2]]) and torch.equal(masks[1], kept[1])
 
 
 # ------------------------------------------------------------------------------------------- matching
@@ -506,21 +558,21 @@ def two_squares(frames: int = 4, size: int = 64) -> tuple[torch.Tensor, dict]:
     return video[None], {"labels": torch.tensor([0, 1]), "masks": masks}
 
 
-@pytest.mark.parametrize("query_init", ["learned", "selected"])
+@pytest.mark.parametrize("query_init, mask_stride", [("learned", 4), ("selected", 4), ("learned", 2)])
 @pytest.mark.parametrize("mode", MODES)
-def test_gradients_reach_every_parameter(mode, query_init):
-    model = tiny(num_classes=2, mode=mode, query_init=query_init)
+def test_gradients_reach_every_parameter(mode, query_init, mask_stride):
+    model = tiny(num_classes=2, mode=mode, query_init=query_init, mask_stride=mask_stride)
     video, target = two_squares(frames=2)
     SetCriterion(2, HungarianMatcher(), weights={"semantic": 1.0})(model(video), [target])["loss"].backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
 
 
-@pytest.mark.parametrize("query_init", ["learned", "selected"])
+@pytest.mark.parametrize("query_init, mask_stride", [("learned", 4), ("selected", 4), ("learned", 2)])
 @pytest.mark.parametrize("mode", MODES)
-def test_tiny_model_overfits_two_moving_squares(mode, query_init):
+def test_tiny_model_overfits_two_moving_squares(mode, query_init, mask_stride):
     video, target = two_squares()
-    model = tiny(num_classes=2, mode=mode, query_init=query_init)
+    model = tiny(num_classes=2, mode=mode, query_init=query_init, mask_stride=mask_stride)
     loss_fn = SetCriterion(2, HungarianMatcher(), weights={"semantic": 1.0})
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from pycocotools import mask as mask_utils
 
@@ -36,10 +37,11 @@ LEARNING_SPEC = VisSynthSpec(num_videos=300, num_frames=12, size=(64, 96), seed=
 # the held-out AP each mode's recipe must reach (measured: see the README; the task's goal is 0.5)
 LEARNING_FLOOR = {"offline": 0.45, "online": 0.42}
 
-def tiny_task(mode: str = "offline", **kwargs) -> VideoInstanceSegmentation:
+def tiny_task(mode: str = "offline", mask_stride: int = 4, **kwargs) -> VideoInstanceSegmentation:
     torch.manual_seed(0)
-    return VideoInstanceSegmentation(model="query_vis", model_kwargs=tiny_kwargs("query_vis"), mode=mode,
-                                     num_classes=3, resolution=[32, 48], **kwargs)
+    model_kwargs = {**tiny_kwargs("query_vis"), "mask_stride": mask_stride}
+    return VideoInstanceSegmentation(model="query_vis", model_kwargs=model_kwargs, mode=mode, num_classes=3,
+                                     resolution=[32, 48], **kwargs)
 
 
 def test_training_targets_are_one_mask_tube_and_class_per_instance():
@@ -56,9 +58,9 @@ def test_training_targets_are_one_mask_tube_and_class_per_instance():
     assert not first["masks"][0, 1:].any()  # absent frames are empty, not dropped
 
 
-@pytest.mark.parametrize("mode", ["offline", "online"])
-def test_detections_are_the_best_scored_tubes_at_the_annotation_size(mode):
-    task = tiny_task(mode, max_detections=5, mask_score=False).eval()
+@pytest.mark.parametrize("mode, mask_stride", [("offline", 4), ("online", 4), ("offline", 2)])
+def test_detections_are_the_best_scored_tubes_at_the_annotation_size(mode, mask_stride):
+    task = tiny_task(mode, max_detections=5, mask_score=False, mask_stride=mask_stride).eval()
     video = torch.randn(3, 6, 32, 48)  # (C,T,h,w): half the annotation size
     detections = task.detect(video, (64, 96))
     assert len(detections) == 5
@@ -67,8 +69,13 @@ def test_detections_are_the_best_scored_tubes_at_the_annotation_size(mode):
     for label, _, masks in detections:
         assert 0 <= label < 3 and masks.shape == (6, 64, 96) and masks.dtype == torch.bool
     # the scores are the model's class probabilities of (query, class) pairs, best first
-    probs, _ = task.model.segment_video(video[None], **task.association)
+    probs, mask_logits = task.model.segment_video(video[None], **task.association)
+    assert mask_logits.shape[-2:] == (32 // mask_stride, 48 // mask_stride)
     assert torch.allclose(torch.tensor(scores), probs.flatten().topk(5).values)
+    # and the masks are their tracks' masks, enlarged by the model's own stride (not cropped or shifted)
+    query = int(probs.flatten().argmax()) // probs.shape[1]
+    enlarged = F.interpolate(mask_logits[query][:, None], size=(64, 96), mode="bilinear")[:, 0] > 0  # (T,H,W)
+    assert (detections[0][2] == enlarged).float().mean() > 0.97
 
 
 def test_mask_score_ranks_tubes_by_class_probability_times_mask_confidence():
@@ -89,6 +96,10 @@ def test_mask_score_ranks_tubes_by_class_probability_times_mask_confidence():
 def test_a_mode_needs_a_registry_model_and_classes():
     with pytest.raises(LitVideoError, match="num_classes"):
         VideoInstanceSegmentation(num_classes=0)
+    for bad, match in [(dict(association_momentum=1.0), "association_momentum"),
+                       (dict(absent_threshold=1.5), "absent_threshold.*1.5")]:
+        with pytest.raises(LitVideoError, match=match):
+            VideoInstanceSegmentation(num_classes=2, **bad)
     with pytest.raises(LitVideoError, match="mode"):
         VideoInstanceSegmentation(model=torch.nn.Linear(1, 1), mode="online", num_classes=2)
     assert tiny_task("online").model.mode == "online"
@@ -178,11 +189,13 @@ def test_predictions_read_back_by_evaluate_vis_and_pycocotools_give_the_in_loop_
 def test_the_youtube_vis_datamodule_and_task_link_through_the_cli(ytvis_root):
     cli = run_cli(["--config", str(EXPERIMENTS["offline"]), "--data.init_args.root", str(ytvis_root),
                    "--data.init_args.clip_len", "3", "--data.init_args.resolution", "[32, 48]",
-                   "--model.init_args.mode", "online"], run=False)
+                   "--model.init_args.mode", "online", "--model.init_args.model_kwargs.num_queries", "7"],
+                  run=False)
     assert isinstance(cli.datamodule, YouTubeVISDataModule)
     assert cli.model.example_input_array.shape == (1, 3, 3, 32, 48)  # clip_len and resolution linked
     assert cli.model.model.num_classes == cli.datamodule.num_classes == 6  # linked from the categories
     assert cli.model.model.mode == "online"
+    assert cli.model.model.num_queries == 7  # one model_kwargs key on the command line, parsed as a number
 
 
 def test_a_vis_sweep_records_ap_and_the_compute_of_each_mode_and_clip_length(tmp_path, ytvis_root, monkeypatch):

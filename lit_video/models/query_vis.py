@@ -34,6 +34,7 @@ from lit_video.models.vis_base import (
 from lit_video.models.vos_base import ENCODER_STRIDES, FeatureEncoder, pad_to_multiple
 
 QUERY_INITS = ("learned", "selected")
+MASK_STRIDES = (4, 2)
 
 
 @register_model(
@@ -65,6 +66,12 @@ class QueryVIS(VISModel):
             coarsest first (some of 16, 8, 4). Mask2Former attends to strides 32/16/8 of 480p frames;
             on ~100-pixel frames finer levels (e.g. (8, 4)) keep more cells per object, at the cost of
             attention over 4x / 16x the tokens.
+        mask_stride: 4 (Mask2Former: masks on the pixel decoder's stride-4 level) or 2: the final layer's
+            masks at stride 2, its stride-4 masks upsampled plus each query's reading of two small
+            convolutions on the frame at stride 2, so that a mask's boundary can fall between stride-4 cells
+            (on ~100-pixel frames a stride-4 cell is a large part of a small object's outline). The earlier
+            layers' masks (masked attention, deep supervision) stay at stride 4.
+        detail_channels: mask_stride 2: channels of those convolutions.
     """
 
     def __init__(
@@ -83,6 +90,8 @@ class QueryVIS(VISModel):
         masked_attention: bool = True,
         memory_strides: tuple[int, ...] = (16, 8),
         query_init: str = "learned",
+        mask_stride: int = 4,
+        detail_channels: int = 16,
     ):
         super().__init__()
         if mode not in VIS_MODES:
@@ -95,6 +104,9 @@ class QueryVIS(VISModel):
                                 f"num_heads ({num_heads})")
         if query_init not in QUERY_INITS:
             raise LitVideoError(f"query_vis: unknown query_init '{query_init}'; known: {', '.join(QUERY_INITS)}")
+        if mask_stride not in MASK_STRIDES or detail_channels < 1:
+            raise LitVideoError(f"query_vis: mask_stride must be one of {MASK_STRIDES} and detail_channels >= 1, "
+                                f"got {mask_stride} and {detail_channels}")
         memory_strides = tuple(memory_strides)
         if not memory_strides or any(s not in ENCODER_STRIDES for s in memory_strides):
             raise LitVideoError(f"query_vis: memory_strides must be some of {ENCODER_STRIDES}, got "
@@ -105,8 +117,16 @@ class QueryVIS(VISModel):
         self.mode = mode
         self.num_queries = num_queries
         self.query_init = query_init
+        self.mask_stride = mask_stride
         self.encoder = FeatureEncoder(3, backbone, width, blocks, pretrained)
         self.pixel_decoder = PixelDecoder(self.encoder.channels, hidden_dim)
+        self.frame_detail = None
+        if mask_stride == 2:  # frame -> (N,D,H/2,W/2): colour edges at stride 2 for the final masks
+            self.frame_detail = nn.Sequential(
+                nn.Conv2d(3, detail_channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(detail_channels, detail_channels, 3, padding=1), nn.ReLU(inplace=True),
+                nn.Conv2d(detail_channels, hidden_dim, 1),
+            )
         # dense class logits (C+1, the last background) of every stride-4 cell: the semantic loss trains the
         # pixel decoder with a signal on every pixel, and query selection ranks cells by them
         self.semantic_head = nn.Conv2d(hidden_dim, num_classes + 1, 1)
@@ -119,9 +139,10 @@ class QueryVIS(VISModel):
 
     def forward(self, video: torch.Tensor) -> dict:
         """video (B,3,T,H,W) ImageNet-normalized -> {"logits": (B,Q,C+1) offline | (B,T,Q,C+1) online,
-        "masks": (B,Q,T,ceil(H/4),ceil(W/4)) mask logits, "embeddings": (B,Q,D) offline | (B,T,Q,D) online,
+        "masks": (B,Q,T,ceil(H/s),ceil(W/s)) mask logits at s = mask_stride, "embeddings": (B,Q,D) offline |
+        (B,T,Q,D) online,
         "semantic": (B,T,C+1,ceil(H/4),ceil(W/4)) dense class logits (last = background),
-        "aux": [{"logits", "masks"}] of the initial queries and every decoder layer but the last}."""
+        "aux": [{"logits", "masks" at stride 4}] of the initial queries and every decoder layer but the last}."""
         check_video(video)
         batch, _, frames, height, width = video.shape
         x = pad_to_multiple(video.transpose(1, 2).flatten(0, 1), 16)  # (B*T,3,Hp,Wp): the encoder's stride
@@ -131,14 +152,18 @@ class QueryVIS(VISModel):
         memory = [levels[k] for k in self.memory_levels]
         groups, group_frames = (batch, frames) if self.mode == "offline" else (batch * frames, 1)
         grouped_features = mask_features.view(groups, group_frames, *mask_features.shape[1:])  # (N,F,D,h4,w4)
+        detail = None
+        if self.frame_detail is not None:
+            detail = self.frame_detail(x)  # (B*T,D,Hp/2,Wp/2)
+            detail = detail.view(groups, group_frames, *detail.shape[1:])  # (N,F,D,h2,w2)
         initial = None
         if self.query_init == "selected":
             initial = self._select_queries(grouped_features, semantic.view(groups, group_frames, *semantic.shape[1:]))
         predictions, embeddings = self.decoder(
             [m.view(groups, group_frames, *m.shape[1:]) for m in memory], grouped_features,
-            temporal=self.mode == "offline", initial=initial,
-        )  # each {(N,Q,C+1), (N,Q,F,h4,w4)}, (N,Q,D)
-        outputs = [self._unflatten(p, batch, frames, height, width) for p in predictions]
+            temporal=self.mode == "offline", initial=initial, detail=detail,
+        )  # each {(N,Q,C+1), (N,Q,F,h4,w4)} (the last (N,Q,F,hs,ws)), (N,Q,D)
+        outputs = [self._unflatten(p, batch, frames, height, width, x.shape[-2]) for p in predictions]
         if self.mode == "online":
             embeddings = embeddings.view(batch, frames, *embeddings.shape[1:])  # (B,T,Q,D)
         semantic = crop_masks(semantic.view(batch, frames, *semantic.shape[1:]), height, width)  # (B,T,C+1,h,w)
@@ -162,11 +187,13 @@ class QueryVIS(VISModel):
         position = grid[picked].to(features.dtype)  # (N,Q,D)
         return self.selected_content(content), self.selected_position(position)
 
-    def _unflatten(self, prediction: dict, batch: int, frames: int, height: int, width: int) -> dict:
+    def _unflatten(self, prediction: dict, batch: int, frames: int, height: int, width: int,
+                   padded_height: int) -> dict:
         """Decoder groups -> per-clip layouts: online (B*T,Q,C+1), (B*T,Q,1,h,w) -> (B,T,Q,C+1),
-        (B,Q,T,h,w); masks cropped to the unpadded frame."""
+        (B,Q,T,h,w); masks cropped to the unpadded frame (at their own stride: 4 or, last, the mask stride)."""
         logits, masks = prediction["logits"], prediction["masks"]
         if self.mode == "online":
             logits = logits.view(batch, frames, *logits.shape[1:])  # (B,T,Q,C+1)
             masks = masks.view(batch, frames, *masks.shape[1:]).squeeze(3).transpose(1, 2)  # (B,Q,T,h,w)
-        return {"logits": logits, "masks": crop_masks(masks, height, width)}
+        stride = padded_height // masks.shape[-2]
+        return {"logits": logits, "masks": crop_masks(masks, height, width, stride)}

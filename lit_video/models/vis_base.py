@@ -7,9 +7,9 @@ A VIS model maps a clip to N instance queries, each a class distribution and a m
 
     out = model(video)                           # video (B,3,T,H,W), ImageNet-normalized
     out["logits"]   # (B,Q,C+1) offline (one class per query and clip) | (B,T,Q,C+1) online (per frame)
-    out["masks"]    # (B,Q,T,H/4,W/4) mask logits, both modes
-    out["aux"]      # the same two keys after every earlier decoder layer (deep supervision)
-    scores, masks = model.segment_video(video)   # one whole video (1,3,T,H,W) -> (Q,C), (Q,T,H/4,W/4)
+    out["masks"]    # (B,Q,T,H/s,W/s) mask logits, both modes, at the model's `mask_stride` s (4 if unset)
+    out["aux"]      # the same two keys after every earlier decoder layer (deep supervision; masks at stride 4)
+    scores, masks = model.segment_video(video)   # one whole video (1,3,T,H,W) -> (Q,C), (Q,T,H/s,W/s)
 
 Classes are 0..C-1; index C of the logits is "no object".
 """
@@ -29,6 +29,7 @@ from lit_video.models.layers import Mlp
 from lit_video.models.vos_base import pad_to_multiple
 
 VIS_MODES = ("offline", "online")
+ABSENT_LOGIT = -20.0  # the mask logit of a frame where a track is absent: sigmoid ~2e-9, finite in bf16
 
 
 # ---------------------------------------------------------------------------------------------- model parts
@@ -165,16 +166,17 @@ class QueryDecoder(nn.Module):
         self.mask_head = Mlp(dim, dim)
 
     def forward(self, memory: list[torch.Tensor], mask_features: torch.Tensor, temporal: bool,
-                initial: tuple[torch.Tensor, torch.Tensor] | None = None,
+                initial: tuple[torch.Tensor, torch.Tensor] | None = None, detail: torch.Tensor | None = None,
                 ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """memory: levels coarsest first, each (N,F,D,h_l,w_l) for N groups of F frames; mask_features
         (N,F,D,h4,w4); temporal: add the frame-index encoding to the memory positions; initial: the
         queries' initial content and positions, each (N,Q,D), in place of the learned ones (query
-        selection).
+        selection); detail: (N,F,D,h2,w2) stride-2 features that refine the final masks.
 
         Returns:
             predictions after the initial queries and after each layer, each {"logits": (N,Q,C+1),
-            "masks": (N,Q,F,h4,w4)}, and the final query embeddings (N,Q,D).
+            "masks": (N,Q,F,h4,w4)}, the last one's masks (N,Q,F,h2,w2) with detail; and the final query
+            embeddings (N,Q,D).
         """
         groups, frames, dim = mask_features.shape[:3]
         tokens, positions, sizes = [], [], []
@@ -191,7 +193,7 @@ class QueryDecoder(nn.Module):
             query_pos = self.query_pos.weight.unsqueeze(0).clone()  # (1,Q,D)
         else:
             queries, query_pos = initial  # (N,Q,D) each
-        embeddings, prediction = self._predict(queries, mask_features)
+        embeddings, mask_embeddings, prediction = self._predict(queries, mask_features)
         predictions = [prediction]
         for k, layer in enumerate(self.layers):
             level = k % len(tokens)
@@ -199,16 +201,27 @@ class QueryDecoder(nn.Module):
             if self.masked_attention:
                 attn_mask = self._attention_mask(prediction["masks"], sizes[level])
             queries = layer(queries, query_pos, tokens[level], positions[level], attn_mask)
-            embeddings, prediction = self._predict(queries, mask_features)
+            embeddings, mask_embeddings, prediction = self._predict(queries, mask_features)
             predictions.append(prediction)
+        if detail is not None:
+            # <e, up(features) + detail> = up(<e, features>) + <e, detail>: the stride-4 mask upsampled plus
+            # each query's own reading of the frame's detail, for the final layer only (the earlier layers'
+            # stride-4 masks steer the masked attention and take the deep supervision at a quarter of the cost)
+            coarse = prediction["masks"]  # (N,Q,F,h4,w4)
+            upsampled = F.interpolate(coarse.flatten(1, 2), size=detail.shape[-2:], mode="bilinear",
+                                      align_corners=False).view(*coarse.shape[:3], *detail.shape[-2:])
+            fine = upsampled + torch.einsum("nqd,nfdhw->nqfhw", mask_embeddings, detail)  # (N,Q,F,h2,w2)
+            predictions[-1] = {**prediction, "masks": fine}
         return predictions, embeddings
 
     def _predict(self, queries: torch.Tensor, mask_features: torch.Tensor
-                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """queries (N,Q,D), mask_features (N,F,D,h,w) -> embeddings (N,Q,D), {logits, masks}."""
+                 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """queries (N,Q,D), mask_features (N,F,D,h,w) -> embeddings (N,Q,D), mask embeddings (N,Q,D),
+        {logits, masks}."""
         x = self.norm(queries)  # (N,Q,D)
-        masks = torch.einsum("nqd,nfdhw->nqfhw", self.mask_head(x), mask_features)  # (N,Q,F,h,w)
-        return x, {"logits": self.class_head(x), "masks": masks}
+        mask_embeddings = self.mask_head(x)  # (N,Q,D)
+        masks = torch.einsum("nqd,nfdhw->nqfhw", mask_embeddings, mask_features)  # (N,Q,F,h,w)
+        return x, mask_embeddings, {"logits": self.class_head(x), "masks": masks}
 
     def _attention_mask(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Mask logits (N,Q,F,h4,w4) -> (N*heads,Q,F*h*w) bool, True where a query may NOT attend."""
@@ -241,7 +254,8 @@ class VISModel(nn.Module):
 
     @torch.no_grad()
     def segment_video(self, video: torch.Tensor, window: int | None = None, overlap_weight: float = 0.0,
-                      momentum: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                      momentum: float = 0.0, absent_threshold: float | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Instance tracks of one whole video.
 
         Offline, the video runs at once, or in consecutive windows of `window` frames whose queries are
@@ -254,10 +268,14 @@ class VISModel(nn.Module):
             video: (1,3,T,H,W) ImageNet-normalized frames.
             window: frames per forward pass; None = all.
             overlap_weight, momentum: `associate`'s mask overlap term and track embedding momentum.
+            absent_threshold: online: a track's mask is empty in the frames where its query's "no object"
+                probability exceeds this (the instance has left or is hidden there, and the query that the
+                track took in that frame would otherwise paint its stray mask into the tube); None = every
+                frame's mask as decoded.
 
         Returns:
             class probabilities (Q,C) over the real classes (softmax with "no object" dropped) and mask
-            logits (Q,T,ceil(H/4),ceil(W/4)) of each track.
+            logits (Q,T,ceil(H/s),ceil(W/s)) of each track (s: the mask stride).
         """
         if video.ndim != 5 or video.shape[0] != 1:
             raise ValueError(f"segment_video takes one video (1,3,T,H,W), got {tuple(video.shape)}")
@@ -271,6 +289,9 @@ class VISModel(nn.Module):
                                               overlap_weight, momentum), device=video.device)  # (T,Q)
             probs = probs.gather(1, order[..., None].expand_as(probs))  # (T,Q,C+1), track order
             masks = masks[torch.arange(frames, device=video.device)[:, None], order]  # (T,Q,h,w)
+            if absent_threshold is not None:
+                absent = probs[..., -1] > absent_threshold  # (T,Q)
+                masks = masks.masked_fill(absent[..., None, None], ABSENT_LOGIT)
             return probs.mean(0)[:, :-1], masks.transpose(0, 1)
         probs = torch.stack([p["logits"][0] for p in pieces]).softmax(-1)  # (W,Q,C+1)
         order = torch.as_tensor(associate(torch.stack([p["embeddings"][0] for p in pieces]),
@@ -352,8 +373,9 @@ def associate(embeddings: torch.Tensor, first_masks: torch.Tensor | None = None,
 def resize_targets(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Ground-truth masks (K,T,H,W) -> soft masks (K,T,*size) in [0, 1] by area averaging.
 
-    The losses are computed at the resolution the model predicts (stride 4): 16x cheaper than upsampled
-    predictions, and the area average keeps a small object's fractional coverage instead of dropping it.
+    The losses are computed at the resolution the model predicts (stride 4 or 2): 16x or 4x cheaper than
+    upsampled predictions, and the area average keeps a small object's fractional coverage instead of
+    dropping it.
     When the predictions come from an input padded to the stride (bottom/right, as the models pad), the
     ground truth is padded the same way first, so every prediction cell averages exactly its own pixels.
     """
@@ -486,7 +508,7 @@ class SetCriterion(nn.Module):
     (B,T,Q,C+1)) are matched per frame, each frame against the instances visible in it: the per-frame
     training of MinVIS, which leaves tracking to the association at inference.
 
-    Masks are compared at the predictions' resolution (stride 4), the ground truth area-averaged down to it
+    Masks are compared at the predictions' resolution (the mask stride), the ground truth area-averaged to it
     (`resize_targets`), or at `num_points` random points per matched instance (uniform, not Mask2Former's
     uncertainty-based sampling).
 
@@ -539,8 +561,13 @@ class SetCriterion(nn.Module):
         final, indices = self._layer_losses(outputs, targets)
         total = sum(self.weights[k] * v for k, v in final.items())
         if self.deep_supervision:
+            by_size = {tuple(outputs["masks"].shape[-2:]): targets}  # earlier layers' masks may be coarser
             for aux in outputs.get("aux", []):
-                total = total + sum(self.weights[k] * v for k, v in self._layer_losses(aux, targets)[0].items())
+                size = tuple(aux["masks"].shape[-2:])
+                if size not in by_size:
+                    by_size[size] = [{**t, "masks": resize_targets(t["masks"], size)} for t in targets]
+                losses = self._layer_losses(aux, by_size[size])[0]
+                total = total + sum(self.weights[k] * v for k, v in losses.items())
         if semantic is not None:
             total = total + self.weights["semantic"] * semantic
             final["semantic"] = semantic

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from typing import Any
 
 import lightning as L
 import torch
@@ -30,7 +31,7 @@ from lit_video.models.vis_base import HungarianMatcher, SetCriterion
 from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
 from lit_video.tasks.distributed import gather_from_ranks
 
-MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution
+MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution unless they say otherwise
 
 
 class ClipClassLogits(nn.Module):
@@ -72,7 +73,7 @@ class VideoInstanceSegmentation(L.LightningModule):
         mask_score: score a tube by its class probability times its mask's mean confidence (the mean
             sigmoid inside the predicted mask, as Mask2Former ranks instances) rather than the class
             probability alone.
-        num_points: mask losses at this many random points per instance (None = every stride-4 cell).
+        num_points: mask losses at this many random points per instance (None = every cell of the masks).
         deep_supervision: the same losses after every decoder layer.
         max_detections: tubes kept per video (the best query x category scores), as Mask2Former-VIS
             and MinVIS keep 10 on YouTube-VIS.
@@ -82,6 +83,8 @@ class VideoInstanceSegmentation(L.LightningModule):
             embeddings alone).
         association_momentum: how much of a track's past embedding it keeps when it takes a new query
             (0 = MinVIS: the previous frame's query alone).
+        absent_threshold: online: a track's mask is empty in the frames where its query's "no object"
+            probability exceeds this (null = every frame's mask as decoded).
         optimizer: optimizer and schedule.
         predictions_path: where `predict` writes `results.json` (default: `results.json` in the log folder).
     """
@@ -89,7 +92,7 @@ class VideoInstanceSegmentation(L.LightningModule):
     def __init__(
         self,
         model: str | nn.Module = "query_vis",
-        model_kwargs: dict | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         mode: str | None = None,
         num_classes: int = 0,
         clip_len: int = 5,
@@ -107,6 +110,7 @@ class VideoInstanceSegmentation(L.LightningModule):
         eval_window: int | None = None,
         association_overlap: float = 1.0,
         association_momentum: float = 0.5,
+        absent_threshold: float | None = 0.5,
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
     ):
@@ -117,6 +121,8 @@ class VideoInstanceSegmentation(L.LightningModule):
         if not 0 <= association_momentum < 1 or association_overlap < 0:
             raise LitVideoError(f"model.init_args.association_momentum must be in [0, 1) and association_overlap "
                                 f">= 0, got {association_momentum} and {association_overlap}")
+        if absent_threshold is not None and not 0 < absent_threshold < 1:
+            raise LitVideoError(f"model.init_args.absent_threshold must be in (0, 1) or null, got {absent_threshold}")
         if max_detections < 1:
             raise LitVideoError(f"model.init_args.max_detections must be >= 1, got {max_detections}")
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
@@ -135,7 +141,8 @@ class VideoInstanceSegmentation(L.LightningModule):
         self.max_detections = max_detections
         self.mask_score = mask_score
         self.eval_window = eval_window
-        self.association = {"overlap_weight": association_overlap, "momentum": association_momentum}
+        self.association = {"overlap_weight": association_overlap, "momentum": association_momentum,
+                            "absent_threshold": absent_threshold}
         self.optimizer_config = optimizer or OptimizerConfig()
         self.predictions_path = predictions_path
         height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
@@ -177,20 +184,21 @@ class VideoInstanceSegmentation(L.LightningModule):
             up to `max_detections` (class index, score, bool masks (T,H,W)), best first.
         """
         class_probs, mask_logits = self.model.segment_video(video[None], window=self.eval_window,
-                                                                **self.association)  # (Q,C), (Q,T,h4,w4)
+                                                                **self.association)  # (Q,C), (Q,T,hs,ws)
         height, width = video.shape[-2:]
         if self.mask_score:
-            confidence = mask_logits.float().sigmoid().flatten(1)  # (Q,T*h4*w4)
+            confidence = mask_logits.float().sigmoid().flatten(1)  # (Q,T*hs*ws)
             inside = confidence > 0.5
             class_probs = class_probs * ((confidence * inside).sum(1) / inside.sum(1).clamp(min=1))[:, None]
         num_classes = class_probs.shape[1]
+        mask_stride = getattr(self.model, "mask_stride", MASK_STRIDE)
         scores, flat = class_probs.flatten().topk(min(self.max_detections, class_probs.numel()))
         detections = []
         for score, index in zip(scores.tolist(), flat.tolist(), strict=True):
             query, label = divmod(index, num_classes)
-            logits = mask_logits[query][:, None]  # (T,1,h4,w4)
+            logits = mask_logits[query][:, None]  # (T,1,hs,ws)
             # back to the (padded) input's size, cropped to the frame, then to the annotation size
-            logits = F.interpolate(logits, scale_factor=MASK_STRIDE, mode="bilinear", align_corners=False)
+            logits = F.interpolate(logits, scale_factor=mask_stride, mode="bilinear", align_corners=False)
             logits = F.interpolate(logits[..., :height, :width], size=original_size, mode="bilinear",
                                    align_corners=False)
             detections.append((label, score, logits[:, 0] > 0))  # (T,H,W)
