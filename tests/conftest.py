@@ -13,6 +13,13 @@ import yaml
 from postgres import PostgresUnavailable, postgres_server
 
 os.environ.setdefault("WANDB_MODE", "offline")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist process per core: torch in each (and in the processes the tests start)
+    # takes one thread, or the processes' OpenMP threads would compete for the cores and wait on each other
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
 
 from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
 from lit_video.data.synthetic import SynthSpec  # noqa: E402
@@ -209,3 +216,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# The longest test files, longest first. Under pytest-xdist (`--dist loadfile`) files are handed to the workers
+# in collection order, so these start at once on different workers instead of one running alone at the end.
+LONGEST_FIRST = ("test_vis_task.py", "test_vos_task.py", "test_learning.py", "test_cluster.py",
+                 "test_caption_task.py", "test_notebooks.py", "test_experiments.py", "test_sweep.py")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
