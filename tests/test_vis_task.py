@@ -34,8 +34,8 @@ EXPERIMENTS = {mode: REPO / "experiments" / "synthetic" / f"vis_{mode}_tiny.yaml
 # 300 videos: 200 train, 100 held-out valid ones with ground truth. Each category also has its own hue
 # (`category_colours`): with the outline as the only cue, these budgets stay near AP 0.03 (README).
 LEARNING_SPEC = VisSynthSpec(num_videos=300, num_frames=12, size=(64, 96), seed=0, category_colours=True)
-# the held-out AP each mode's recipe must reach (measured: see the README; the task's goal is 0.5)
-LEARNING_FLOOR = {"offline": 0.45, "online": 0.42}
+# the held-out AP each mode's recipe must reach (measured: see the README)
+LEARNING_FLOOR = {"offline": 0.5, "online": 0.5}
 
 def tiny_task(mode: str = "offline", mask_stride: int = 4, **kwargs) -> VideoInstanceSegmentation:
     torch.manual_seed(0)
@@ -140,7 +140,7 @@ def trained(learning_root, tmp_path_factory):
         runs[mode] = subprocess.Popen(command, env=env, stdout=(out / "fit.log").open("w"), stderr=subprocess.STDOUT)
     results = {}
     for mode, run in runs.items():
-        assert run.wait(timeout=1500) == 0, (outs[mode] / "fit.log").read_text()[-3000:]
+        assert run.wait(timeout=2400) == 0, (outs[mode] / "fit.log").read_text()[-3000:]
         cli = run_cli(recipe_args(mode, learning_root, outs[mode]), run=False)
         (checkpoint,) = outs[mode].glob("**/last.ckpt")
         cli.model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"])
@@ -150,8 +150,8 @@ def trained(learning_root, tmp_path_factory):
 
 
 def test_held_out_ap_after_a_ci_sized_budget_in_both_modes(trained):
-    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2800 steps of 4 clips):
-    YouTube-VIS AP over IoU 0.50:0.95, offline and online."""
+    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2800 steps of 4 clips offline,
+    3600 online): YouTube-VIS AP over IoU 0.50:0.95, offline and online."""
     for mode, (_, metrics) in trained.items():
         print(f"\n{mode}: held-out AP {metrics['val/AP']:.3f}, AP50 {metrics['val/AP50']:.3f}, "
               f"AP75 {metrics['val/AP75']:.3f}, AR10 {metrics['val/AR10']:.3f}")
