@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -205,17 +206,34 @@ def msvd_root(tmp_path_factory) -> Path:
     return root
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Torch on one thread for a test module (`pytestmark = pytest.mark.usefixtures("one_torch_thread")`):
     tiny models' ops are too small to gain from a second thread, and on a shared CI machine two OpenMP
     threads waiting on each other at every op made an overfit test 20x slower."""
-    import torch
+    with torch_threads(1):
+        yield
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Torch on two threads for a test module, also in a pytest-xdist worker (one thread by default there):
+    for learning tests whose figures were measured on two threads, since the results of a training run
+    depend on the thread count (the order of floating-point sums)."""
+    with torch_threads(2):
+        yield
 
 
 # The longest test files, longest first. Under pytest-xdist (`--dist loadfile`) files are handed to the workers

@@ -28,6 +28,9 @@ from lit_video.sweep.study import run_sweep
 from lit_video.tasks.captioning import VideoCaptioning
 from lit_video.train_cli import run_cli
 
+# the learning test's CIDEr-D figures (README) were measured on two threads
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENT = REPO / "experiments" / "synthetic" / "caption_tiny.yaml"
 # 500 videos: 300 train, 100 validate (held out while training), 100 test. Fewer training videos or steps

@@ -152,6 +152,8 @@ def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, ucf101_root)
         "model.init_args.optimizer.lr": {"type": "categorical", "choices": [0.001, 0.002]}})
     CtrlCOnce.interrupted = False
     handler = signal.getsignal(signal.SIGINT)
+    # Python's own Ctrl-C handler, as in a terminal: a pytest-xdist worker process ignores SIGINT
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             run_sweep(SweepSpec.load(path))
