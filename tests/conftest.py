@@ -16,8 +16,10 @@ from postgres import PostgresUnavailable, postgres_server
 os.environ.setdefault("WANDB_MODE", "offline")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest-xdist process per core: torch in each (and in the processes the tests start)
-    # takes one thread, or the processes' OpenMP threads would compete for the cores and wait on each other
+    # takes one thread, or the processes' OpenMP threads would compete for the cores and wait on each other;
+    # a module that asks for more threads lets them sleep while they wait rather than spin on a busy core
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     torch.set_num_threads(1)

@@ -25,9 +25,6 @@ from lit_video.sweep.study import run_sweep
 from lit_video.tasks.vos import VideoObjectSegmentation, segmentation_loss, soft_aggregate
 from lit_video.train_cli import run_cli
 
-# the learning test's J&F figures (README) were measured on two threads
-pytestmark = pytest.mark.usefixtures("two_torch_threads")
-
 REPO = Path(__file__).resolve().parents[1]
 STM_EXPERIMENT = REPO / "experiments" / "synthetic" / "vos_stm_tiny.yaml"
 MASKTRACK_EXPERIMENT = REPO / "experiments" / "synthetic" / "vos_masktrack_tiny.yaml"
