@@ -39,11 +39,12 @@ demo: $(STAMP)
 	$(VENV)/bin/lit-video report --storage sqlite:///outputs/sweeps/demo.db --study-name demo --out outputs/reports/demo
 
 # One test process per core (pytest-xdist; a file's tests stay in one process, the longest files start
-# first: tests/conftest.py), so that the single-threaded tests do not leave the other cores idle.
+# first: tests/conftest.py orders them, and --no-loadscope-reorder keeps that order instead of xdist's
+# most-tests-first), so that the single-threaded tests do not leave the other cores idle.
 TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(VENV)/bin/ruff check lit_video tests benchmarks
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lit_video tests benchmarks

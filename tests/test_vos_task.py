@@ -122,7 +122,10 @@ def learning_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_stm(learning_root, tmp_path_factory):
-    return run_stages(STM_EXPERIMENT, learning_root, tmp_path_factory.mktemp("stm_run"))
+    # validated once, after the last epoch (the recipe also validates halfway: 20 s that the test does not use)
+    epochs = yaml.safe_load(STM_EXPERIMENT.read_text())["trainer"]["max_epochs"]
+    return run_stages(STM_EXPERIMENT, learning_root, tmp_path_factory.mktemp("stm_run"),
+                      "--trainer.check_val_every_n_epoch", str(epochs))
 
 
 def copy_first_mask_jf(datamodule) -> float:
