@@ -17,8 +17,8 @@ import yaml
 
 from lit_video.cli import main
 from lit_video.data import keys
-from lit_video.data.msrvtt import MSRVTTDataModule
-from lit_video.data.synthetic_captions import COLOURS, MOTIONS, SHAPES, CaptionSynthSpec, write_msrvtt
+from lit_video.data.formats.msrvtt import MSRVTTDataModule
+from lit_video.data.synthetic.captions import COLOURS, MOTIONS, SHAPES, CaptionSynthSpec, write_msrvtt
 from lit_video.data.tokenizer import WordTokenizer
 from lit_video.errors import LitVideoError
 from lit_video.metrics.captions import score_corpus
@@ -26,7 +26,7 @@ from lit_video.models import tiny_kwargs
 from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.study import run_sweep
 from lit_video.tasks.captioning import VideoCaptioning
-from lit_video.train_cli import run_cli
+from lit_video.training import run_cli
 
 # the learning test's CIDEr-D figures (README) were measured on two threads
 pytestmark = pytest.mark.usefixtures("two_torch_threads")

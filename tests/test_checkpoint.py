@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lit_video.checkpoint import AtomicCheckpointIO, write_atomically
-from lit_video.train_cli import run_cli
+from lit_video.training import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lit_video.models import tiny_kwargs
-from lit_video.tasks.classification import OptimizerConfig, VideoClassifier, lr_factor
+from lit_video.tasks.classification import VideoClassifier
+from lit_video.tasks.optim import OptimizerConfig, lr_factor
 from lit_video.tasks.vis import VideoInstanceSegmentation
 from lit_video.tasks.vos import VideoObjectSegmentation
 

@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models import video as tv_video
 
 from lit_video.cli import main
-from lit_video.sweep.profile import count_flops, profile_model
+from lit_video.compute import count_flops, profile_model
 
 SYNTHETIC = Path(__file__).resolve().parents[1] / "experiments" / "synthetic"
 

@@ -19,15 +19,15 @@ from pycocotools import mask as mask_utils
 
 from lit_video.cli import main
 from lit_video.data import keys
-from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis
-from lit_video.data.youtube_vis import YouTubeVISDataModule
+from lit_video.data.formats.youtube_vis import YouTubeVISDataModule
+from lit_video.data.synthetic.vis import VisSynthSpec, write_youtube_vis
 from lit_video.errors import LitVideoError
 from lit_video.models import tiny_kwargs
 from lit_video.models.query_vis import QueryVIS
 from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.study import run_sweep
 from lit_video.tasks.vis import VideoInstanceSegmentation, clip_targets
-from lit_video.train_cli import run_cli
+from lit_video.training import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {mode: REPO / "experiments" / "synthetic" / f"vis_{mode}_tiny.yaml" for mode in ("offline", "online")}

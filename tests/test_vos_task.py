@@ -15,15 +15,16 @@ import yaml
 
 from lit_video.cli import main
 from lit_video.data import keys
-from lit_video.data.davis import DAVISDataModule
+from lit_video.data.formats.davis import DAVISDataModule
+from lit_video.data.formats.youtube_vos import YouTubeVOSDataModule
 from lit_video.data.masks import read_mask, read_palette, voc_palette
-from lit_video.data.synthetic_vos import VosSynthSpec, write_davis
-from lit_video.data.youtube_vos import YouTubeVOSDataModule
+from lit_video.data.synthetic.vos import VosSynthSpec, write_davis
 from lit_video.models import create_model, tiny_kwargs
+from lit_video.models.losses import segmentation_loss
 from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.study import run_sweep
-from lit_video.tasks.vos import VideoObjectSegmentation, segmentation_loss, soft_aggregate
-from lit_video.train_cli import run_cli
+from lit_video.tasks.vos import VideoObjectSegmentation, soft_aggregate
+from lit_video.training import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 STM_EXPERIMENT = REPO / "experiments" / "synthetic" / "vos_stm_tiny.yaml"
@@ -161,7 +162,7 @@ def test_predictions_read_back_by_evaluate_vos_give_the_in_loop_j_and_f(trained_
     # the 8 held-out sequences of the smaller dataset: the same checks in a quarter of the time
     datamodule = DAVISDataModule(root=str(davis_root), resolution=cli.datamodule.resolution, num_workers=0)
     (validated,) = cli.trainer.validate(cli.model, datamodule=datamodule, verbose=False)
-    cli.model.predictions_dir = str(tmp_path / "pred")
+    cli.model.predictions_path = str(tmp_path / "pred")
     cli.trainer.predict(cli.model, datamodule=datamodule, return_predictions=False)
     sequences = (davis_root / "ImageSets" / "2017" / "val.txt").read_text().split()
     for sequence in sequences:  # every frame of every sequence, named and coloured as DAVIS's
@@ -223,7 +224,7 @@ def test_online_finetuning_adapts_a_copy_and_leaves_the_trained_weights_alone(tr
 def test_youtube_vos_predictions_are_the_submission_layout_with_the_dataset_ids(tmp_path, ytvos_root):
     root = ytvos_root
     datamodule = YouTubeVOSDataModule(str(root), resolution=32, num_workers=0, batch_size=2)
-    task = tiny_task(predictions_dir=str(tmp_path / "submission"))
+    task = tiny_task(predictions_path=str(tmp_path / "submission"))
     trainer = __import__("lightning").Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
                                               enable_model_summary=False)
     trainer.predict(task, datamodule=datamodule, return_predictions=False)

@@ -1,13 +1,14 @@
 """Model registry: every architecture file registers its classes / factories here by name.
 
-Each entry has a task tag. A "classification" callable (the default) takes `num_classes` first and
-returns an `nn.Module` mapping `(B, C, T, H, W)` to `(B, num_classes)`; a "vos" callable takes keyword
-arguments only and returns a video object segmentation model (`lit_video.models.vos_base.VOSModel`); a
-"vis" callable takes `num_classes` as a keyword and returns a video instance segmentation model
-(`lit_video.models.vis_base.VISModel`); a "captioning" callable takes `vocab_size` as a keyword and
-returns a captioning model (`lit_video.models.caption_transformer.CaptionTransformer`'s interface).
+Each entry has a task tag, any name a task chooses. A "classification" callable (the default) takes
+`num_classes` first and returns an `nn.Module` mapping `(B, C, T, H, W)` to `(B, num_classes)`; the
+callables of every other task take keyword arguments only, `num_classes` among them where the task has
+classes: "vos" (`lit_video.models.vos_base.VOSModel`, no classes), "vis"
+(`lit_video.models.vis_base.VISModel`), "captioning" (`vocab_size` as a keyword;
+`lit_video.models.caption_transformer.CaptionTransformer`'s interface), and the tags of tasks added later.
 Each entry also stores a "tiny" config: kwargs that make a CPU-cheap variant, so the tests can loop over
-every model of a task without knowing any of them.
+every model of a task without knowing any of them. Every task builds its model through `build_task_model`,
+which takes a registry name, a class from a config's class_path, or a ready module.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from lit_video.errors import LitVideoError
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _TINY: dict[str, dict[str, Any]] = {}
 _TASKS: dict[str, str] = {}
-TASKS = ("classification", "vos", "vis", "captioning")
 
 
 def register_model(
@@ -35,10 +35,11 @@ def register_model(
     Args:
         name: registry name; defaults to the lower-cased `__name__` of the decorated object.
         tiny: kwargs that build a small variant for CPU tests (`{}` where the architecture cannot shrink).
-        task: what the model does, one of `TASKS`; decides how `create_model` calls it.
+        task: the task whose models this is one of ("classification", "vos", "vis", "captioning", or a new
+            task's own tag); decides how `create_model` calls it.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown model task '{task}'; known tasks: {', '.join(TASKS)}")
+    if not isinstance(task, str) or not task.isidentifier():
+        raise ValueError(f"a model's task tag must be a name such as 'classification', got {task!r}")
     if callable(name):  # bare `@register_model`
         return register_model()(name)
 
@@ -66,7 +67,7 @@ def model_entry(name: str) -> Callable[..., nn.Module]:
 
 
 def model_task(name: str) -> str:
-    """The task tag of the registered model `name` ("classification", "vos", "vis")."""
+    """The task tag of the registered model `name`."""
     model_entry(name)
     return _TASKS.get(name, "classification")
 
@@ -74,8 +75,9 @@ def model_task(name: str) -> str:
 def create_model(
     name: str, num_classes: int | None = None, *, task: str | None = None, **kwargs: Any
 ) -> nn.Module:
-    """Build the registered model `name`: a classifier with `num_classes` outputs, or (for models of
-    other tasks, which take no `num_classes`) the model its keyword arguments describe.
+    """Build the registered model `name` as its task's models are called: a classifier with `num_classes`
+    outputs (its first argument), a VIS model with `num_classes` categories (a keyword), the other
+    tasks' models from keyword arguments alone.
 
     Args:
         name: registry name.
@@ -97,16 +99,13 @@ def create_model(
         if num_classes is None:
             raise LitVideoError(f"model '{name}' is a classification model and needs num_classes")
         args: tuple[Any, ...] = (num_classes,)
-    elif own_task in ("vis", "captioning"):
-        # these models take every argument by keyword (a captioner's vocabulary size among them)
+    else:  # every other task's models take keywords only (a VIS model's num_classes, a captioner's vocab_size)
         args = ()
         if num_classes is not None:
+            if not _accepts(factory, "num_classes"):
+                raise LitVideoError(f"model '{name}' is a {own_task} model and takes no num_classes "
+                                    f"(got {num_classes}); a classification task cannot use it")
             kwargs = {**kwargs, "num_classes": num_classes}
-    elif num_classes is not None:
-        raise LitVideoError(f"model '{name}' is a {own_task} model and takes no num_classes "
-                            f"(got {num_classes}); a classification task cannot use it")
-    else:
-        args = ()
     try:
         inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as err:
@@ -115,27 +114,54 @@ def create_model(
     return factory(*args, **kwargs)
 
 
-def build_task_model(model: str | nn.Module | Callable[..., nn.Module], task: str, model_kwargs: dict,
-                     **fixed: Any) -> nn.Module:
-    """What a segmentation task's `model` argument names -> the module.
+def _accepts(factory: Callable[..., nn.Module], argument: str) -> bool:
+    parameters = inspect.signature(factory).parameters.values()
+    return any(p.name == argument or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def build_task_model(
+    model: str | nn.Module | Callable[..., nn.Module],
+    task: str,
+    model_kwargs: dict[str, Any] | None = None,
+    *,
+    num_classes: int | None = None,
+    clip_len: int | None = None,
+    resolution: int | list[int] | None = None,
+    **fixed: Any,
+) -> nn.Module:
+    """What a task's `model` argument names -> the module; the one model builder of every task.
 
     Args:
         model: a registry name of a `task` model, a ready module, or a class / factory from a config's
-            class_path.
-        task: the registry task the name must belong to ("vos", "vis").
+            class_path (a classifier's takes num_classes first, the other tasks' take keywords).
+        task: the registry task tag the name must belong to.
         model_kwargs: a registry model's own arguments (an error for anything but a name).
-        fixed: arguments the task itself supplies (e.g. num_classes), passed to a name or a factory.
+        num_classes: outputs of a classifier, categories of a VIS model; None for the other tasks.
+        clip_len, resolution: the DataModule's clip size, given to architectures built for one clip size
+            (whose factory takes them, e.g. torchvision's MViT) unless `model_kwargs` sets them.
+        fixed: other arguments the task itself supplies (e.g. a captioner's vocabulary size), passed to a
+            name or a factory.
+
+    Raises:
+        LitVideoError: a name of another task, an argument the model does not take, or `model_kwargs`
+            beside a class.
     """
     if isinstance(model, nn.Module):
         return model
     if isinstance(model, str):
-        num_classes = fixed.pop("num_classes", None)
+        model_kwargs = dict(model_kwargs or {})
+        accepted = inspect.signature(model_entry(model)).parameters
+        for name, value in (("clip_len", clip_len), ("resolution", resolution)):
+            if value is not None and name in accepted:
+                model_kwargs.setdefault(name, value)
         return create_model(model, num_classes, task=task, **fixed, **model_kwargs)
     if model_kwargs:
         raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
-    if callable(model):
-        return model(**fixed)
-    raise LitVideoError(f"model must be a {task} model name or module, got {model!r}")
+    if not callable(model):
+        raise LitVideoError(f"model must be a {task} model name or module, got {model!r}")
+    if task == "classification":
+        return model(num_classes)
+    return model(**fixed) if num_classes is None else model(num_classes=num_classes, **fixed)
 
 
 def list_models(task: str | None = "classification") -> list[str]:

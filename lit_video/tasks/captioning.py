@@ -14,28 +14,26 @@ task's hyperparameters, so every checkpoint and run folder carries its vocabular
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torchmetrics import MaxMetric
 
 from lit_video.data import keys
 from lit_video.data.tokenizer import CaptionTokenizer, tokenizer_from_config
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
-from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
-from lit_video.tasks.distributed import gather_from_ranks
+from lit_video.tasks.base import VideoTask
+from lit_video.tasks.optim import OptimizerConfig
 
 
 class TeacherForcedLogits(nn.Module):
     """A captioner as a clip -> (B, V) network for the compute profile: the logits of a fixed caption
     of `length` tokens, averaged over its positions, so the profile's backward pass runs through the
-    encoder and every decoder layer."""
+    encoder and every decoder layer. Built on demand by `VideoCaptioning.compute_network`, never a
+    submodule of the task."""
 
     def __init__(self, model: nn.Module, vocab_size: int, length: int):
         super().__init__()
@@ -47,7 +45,8 @@ class TeacherForcedLogits(nn.Module):
         return self.model(video, tokens).mean(dim=1)  # (B,L,V) -> (B,V)
 
 
-class VideoCaptioning(L.LightningModule):
+class VideoCaptioning(VideoTask, monitor="CIDEr", predictions="results.json",
+                      monitor_note="(CIDEr-D, pycocoevalcap scale)"):
     """Caption videos with an encoder-decoder model.
 
     Args:
@@ -55,8 +54,8 @@ class VideoCaptioning(L.LightningModule):
             class from a config's class_path (called with vocab_size and the special token ids), or a module.
         model_kwargs: keyword arguments for a registry name.
         tokenizer: the DataModule's tokenizer as a config dict; linked from `data.tokenizer_config`.
-        clip_len: frames per clip; linked from the DataModule (used for the compute profile).
-        resolution: crop size; linked from the DataModule (used for the compute profile).
+        clip_len: frames per clip; linked from the DataModule (used for the example input).
+        resolution: crop size; linked from the DataModule (used for the example input).
         label_smoothing: of the next-token cross-entropy.
         max_caption_len: generated tokens at most, EOS included.
         beam_size: beams of the evaluation and prediction search; 1 = greedy decoding.
@@ -70,7 +69,7 @@ class VideoCaptioning(L.LightningModule):
         self,
         model: str | nn.Module = "caption_transformer",
         model_kwargs: dict[str, Any] | None = None,
-        tokenizer: dict | None = None,
+        tokenizer: dict[str, Any] | None = None,
         clip_len: int = 8,
         resolution: int | list[int] = 112,
         label_smoothing: float = 0.1,
@@ -81,37 +80,34 @@ class VideoCaptioning(L.LightningModule):
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
     ):
-        super().__init__()
         if tokenizer is None:
             raise LitVideoError("model.init_args.tokenizer is missing: it is linked from a captioning DataModule "
-                                "(data.tokenizer_config), e.g. lit_video.data.msrvtt.MSRVTTDataModule")
+                                "(data.tokenizer_config), e.g. lit_video.data.formats.msrvtt.MSRVTTDataModule")
         if beam_size < 1 or max_caption_len < 2:
             raise LitVideoError(f"model.init_args: beam_size must be >= 1 and max_caption_len >= 2, got "
                                 f"{beam_size} and {max_caption_len}")
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, clip_len, resolution, optimizer, predictions_path)
         self.tokenizer: CaptionTokenizer = tokenizer_from_config(tokenizer)
         special = {"vocab_size": self.tokenizer.vocab_size, "pad_id": self.tokenizer.pad_id,
                    "bos_id": self.tokenizer.bos_id, "eos_id": self.tokenizer.eos_id}
-        self.model = build_task_model(model, "captioning", model_kwargs or {}, **special)
+        self.model = build_task_model(model, "captioning", model_kwargs, **special)
         self.label_smoothing = label_smoothing
         self.max_caption_len = max_caption_len
         self.beam_size = beam_size
         self.length_penalty = length_penalty
         self.meteor = meteor
-        self.optimizer_config = optimizer or OptimizerConfig()
-        self.predictions_path = predictions_path
-        height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B,C,T,H,W), for the profile
-        self.profiled_network = TeacherForcedLogits(self.model, self.tokenizer.vocab_size, max_caption_len - 1)
-        self.val_cider_best = MaxMetric()
-        # this rank's {video_id: caption} and {video_id: references} of the running evaluation epoch
-        self._captions: dict[str, str] = {}
-        self._references: dict[str, list[str]] = {}
         self._warned_views = False
 
+    @torch.no_grad()
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """(B,C,T,H,W) -> (B,V) pooled teacher-forced logits (see TeacherForcedLogits)."""
-        return self.profiled_network(video)
+        """(B,C,T,H,W) clips -> (B,L') generated token ids (beam search; `caption` decodes them)."""
+        tokens, _ = self.model.generate(video, max_len=self.max_caption_len, beam_size=self.beam_size,
+                                        length_penalty=self.length_penalty)
+        return tokens
+
+    def compute_network(self) -> nn.Module:
+        """The model as a clip -> pooled teacher-forced logits network (see TeacherForcedLogits)."""
+        return TeacherForcedLogits(self.model, self.tokenizer.vocab_size, self.max_caption_len - 1)
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -120,11 +116,9 @@ class VideoCaptioning(L.LightningModule):
         targets = tokens[:, 1:]  # (B,L-1)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=self.tokenizer.pad_id,
                                label_smoothing=self.label_smoothing)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
+        self.log_training_loss(loss, len(video))
         real = targets != self.tokenizer.pad_id
         accuracy = (logits.argmax(dim=-1) == targets)[real].float().mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(video))
         self.log("train/token_acc", accuracy, batch_size=len(video))
         return loss
 
@@ -143,44 +137,22 @@ class VideoCaptioning(L.LightningModule):
                                f"(num_clips x num_crops), the middle one is used")
                 self._warned_views = True
             video = video[:, video.shape[1] // 2]
-        tokens, _ = self.model.generate(video, max_len=self.max_caption_len, beam_size=self.beam_size,
-                                        length_penalty=self.length_penalty)  # (B,L')
-        return [self.tokenizer.decode(row) for row in tokens.tolist()]
+        return [self.tokenizer.decode(row) for row in self(video).tolist()]
 
-    def _evaluation_step(self, batch: dict) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
+        """Keeps each video's caption and reference captions for the epoch's corpus scores."""
         for video_id, caption, references in zip(batch[keys.VIDEO_ID], self.caption(batch[keys.VIDEO]),
                                                  batch[keys.REFERENCES], strict=True):
-            self._captions[video_id] = caption
-            self._references[video_id] = list(references)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch)
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluation_step(batch)
-
-    def predict_step(self, batch: dict, batch_idx: int) -> list[str]:
-        self._evaluation_step(batch)
-        return list(batch[keys.VIDEO_ID])
-
-    def on_validation_epoch_start(self) -> None:
-        self._captions, self._references = {}, {}
-
-    on_test_epoch_start = on_validation_epoch_start
-    on_predict_epoch_start = on_validation_epoch_start
+            self.video_outputs[video_id] = (caption, list(references))
 
     def _gathered(self) -> tuple[dict[str, str], dict[str, list[str]]]:
-        """Every rank's captions and references (a distributed sampler's repeated videos count once)."""
-        mine = (self._captions, self._references)
-        self._captions, self._references = {}, {}
-        captions, references = {}, {}
-        for part_captions, part_references in gather_from_ranks(mine):
-            for video_id, caption in part_captions.items():
-                captions.setdefault(video_id, caption)
-                references.setdefault(video_id, part_references[video_id])
+        """Every rank's captions and references, by video id."""
+        gathered = self.gathered_outputs()
+        captions = {video_id: caption for video_id, (caption, _) in gathered.items()}
+        references = {video_id: references for video_id, (_, references) in gathered.items()}
         return captions, references
 
-    def _evaluate_epoch(self, stage: str) -> dict[str, float] | None:
+    def evaluation_epoch_end(self, stage: str) -> dict[str, float] | None:
         from lit_video.metrics.captions import score_corpus
 
         captions, references = self._gathered()
@@ -202,36 +174,18 @@ class VideoCaptioning(L.LightningModule):
                            + f" on {len(references)} videos; {example}: {captions[example]!r}")
         return stats
 
-    def on_validation_epoch_end(self) -> None:
-        stats = self._evaluate_epoch("val")
-        if stats is None or self.trainer.sanity_checking:
-            return
-        self.val_cider_best(torch.tensor(stats["CIDEr"]))
-        self.log("val/CIDEr_best", self.val_cider_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate_epoch("test")
-
-    def on_fit_end(self) -> None:
-        if self.val_cider_best.update_called:
-            rank_zero_info(f"best val/CIDEr: {self.val_cider_best.compute():.3f} (CIDEr-D, pycocoevalcap scale)")
-
     # ------------------------------------------------------------- prediction
-    def _predictions_path(self) -> str:
-        return self.predictions_path or os.path.join(self.trainer.log_dir or ".", "results.json")
+    def predict_step(self, batch: dict, batch_idx: int) -> list[str]:
+        self.evaluation_step(batch, "predict")
+        return list(batch[keys.VIDEO_ID])
 
     def on_predict_epoch_end(self) -> None:
         captions, _ = self._gathered()
         if self.trainer.is_global_zero:
-            path = self._predictions_path()
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            path = self.predictions_file()
             # COCO caption results; `video_id` repeats the id for tools that read videos by that name
             results = [{"image_id": video_id, "video_id": video_id, "caption": caption}
                        for video_id, caption in captions.items()]
             with open(path, "w") as f:
                 json.dump(results, f, indent=1)
             self.print(f"wrote the captions of {len(results)} videos to {path} (COCO caption results format)")
-
-    def configure_optimizers(self):
-        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)
-        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)

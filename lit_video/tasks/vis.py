@@ -12,24 +12,20 @@ computed once per epoch, after every rank's results are gathered). `predict` wri
 from __future__ import annotations
 
 import json
-import math
-import os
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics import MaxMetric
 
 from lit_video.data import keys
 from lit_video.data.rle import encode_tube
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
-from lit_video.models.vis_base import HungarianMatcher, SetCriterion
-from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
-from lit_video.tasks.distributed import gather_from_ranks
+from lit_video.models.vis_criterion import HungarianMatcher, SetCriterion
+from lit_video.tasks.base import VideoTask
+from lit_video.tasks.optim import OptimizerConfig
 
 MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution unless they say otherwise
 
@@ -37,7 +33,8 @@ MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resoluti
 class ClipClassLogits(nn.Module):
     """A VIS model as a clip -> (B, C+1) network for the compute profile: the class logits averaged over
     queries (and frames, online), so the profile's classification loss back-propagates through every
-    part of the model."""
+    part of the model. Built on demand by `VideoInstanceSegmentation.compute_network`, never a submodule
+    of the task."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -50,7 +47,8 @@ class ClipClassLogits(nn.Module):
         return logits.flatten(1, -2).mean(dim=1) + 0 * outputs["masks"].mean()
 
 
-class VideoInstanceSegmentation(L.LightningModule):
+class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.json",
+                                monitor_note="(YouTube-VIS AP over IoU 0.50:0.95)"):
     """YouTube-VIS-style video instance segmentation with a query-based model (offline or online).
 
     Args:
@@ -60,8 +58,8 @@ class VideoInstanceSegmentation(L.LightningModule):
             registry model's `mode`, a key of its own so that sweeps can vary it; None = the model's default
             (or `model_kwargs`' mode).
         num_classes: categories; linked from the DataModule.
-        clip_len: frames per training clip; linked from the DataModule (used for the compute profile).
-        resolution: training crop; linked from the DataModule (used for the compute profile).
+        clip_len: frames per training clip; linked from the DataModule (used for the example input).
+        resolution: training crop; linked from the DataModule (used for the example input).
         class_weight, dice_weight, mask_weight: weights of the cross-entropy, dice and sigmoid BCE losses,
             used alike in the matching costs (Mask2Former's 2 / 5 / 5).
         eos_coef: weight of the "no object" class in the cross-entropy.
@@ -114,7 +112,6 @@ class VideoInstanceSegmentation(L.LightningModule):
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
     ):
-        super().__init__()
         if num_classes < 1:
             raise LitVideoError(f"model.init_args.num_classes must be >= 1 (linked from the DataModule), got "
                                 f"{num_classes}")
@@ -125,7 +122,7 @@ class VideoInstanceSegmentation(L.LightningModule):
             raise LitVideoError(f"model.init_args.absent_threshold must be in (0, 1) or null, got {absent_threshold}")
         if max_detections < 1:
             raise LitVideoError(f"model.init_args.max_detections must be >= 1, got {max_detections}")
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        super().__init__(model, clip_len, resolution, optimizer, predictions_path)
         model_kwargs = dict(model_kwargs or {})
         if mode is not None:
             if not isinstance(model, str):
@@ -143,32 +140,25 @@ class VideoInstanceSegmentation(L.LightningModule):
         self.eval_window = eval_window
         self.association = {"overlap_weight": association_overlap, "momentum": association_momentum,
                             "absent_threshold": absent_threshold}
-        self.optimizer_config = optimizer or OptimizerConfig()
-        self.predictions_path = predictions_path
-        height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B,C,T,H,W), for the profile
-        self.profiled_network = ClipClassLogits(self.model)
-        self.val_ap_best = MaxMetric()
-        self._results: list[dict] = []  # this rank's results of the running evaluation epoch
         self._warned_no_ground_truth = False
 
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """(B,C,T,H,W) -> (B,C+1) pooled class logits (see ClipClassLogits)."""
-        return self.profiled_network(video)
+    def forward(self, video: torch.Tensor) -> list[list[tuple[int, float, torch.Tensor]]]:
+        """(B,C,T,H,W) clips -> for each, its scored tubes at the clip's size (see `detect`)."""
+        return [self.detect(clip, tuple(clip.shape[-2:])) for clip in video]
+
+    def compute_network(self) -> nn.Module:
+        """The model as a clip -> pooled class logits network (see ClipClassLogits)."""
+        return ClipClassLogits(self.model)
 
     # ---------------------------------------------------------------- training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         video = batch[keys.VIDEO]  # (B,C,T,H,W)
         outputs = self.model(video)
         losses = self.criterion(outputs, clip_targets(batch))
-        loss = losses["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
-        size = len(video)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        loss = self.log_training_loss(losses["loss"], len(video))
         for name in ("loss_class", "loss_dice", "loss_mask", "loss_semantic", "loss_track"):
             if name in losses:
-                self.log(f"train/{name}", losses[name], batch_size=size)
+                self.log(f"train/{name}", losses[name], batch_size=len(video))
         return loss
 
     # -------------------------------------------------------------- evaluation
@@ -204,18 +194,21 @@ class VideoInstanceSegmentation(L.LightningModule):
             detections.append((label, score, logits[:, 0] > 0))  # (T,H,W)
         return detections
 
-    def _video_results(self, batch: dict) -> list[dict]:
+    def evaluation_step(self, batch: dict, stage: str) -> int:
+        """Keeps the video's scored tubes, as results of the YouTube-VIS submission format, for the epoch's
+        AP (and `predict`'s results file); returns the video's id."""
         if len(batch[keys.VIDEO]) != 1:
             raise LitVideoError("VIS evaluation takes one whole video per batch (the VIS DataModule's "
                                 "evaluation loaders have batch_size 1)")
         original_size = tuple(int(s) for s in batch[keys.ORIGINAL_SIZE][0])
         video_id = int(batch[keys.ANNOTATION_VIDEO_ID][0])
         category_ids = self._category_ids()
-        return [
+        self.video_outputs.setdefault(video_id, []).extend(
             {"video_id": video_id, "category_id": category_ids[label], "score": score,
              "segmentations": encode_tube(masks)}
             for label, score, masks in self.detect(batch[keys.VIDEO][0], original_size)
-        ]
+        )
+        return video_id
 
     def _category_ids(self) -> list[int]:
         """The annotation file's category id of each class index (the DataModule's, else 1..C)."""
@@ -223,37 +216,11 @@ class VideoInstanceSegmentation(L.LightningModule):
         ids = getattr(datamodule, "category_ids", None)
         return list(ids) if ids is not None else list(range(1, self.model.num_classes + 1))
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._results.extend(self._video_results(batch))
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._results.extend(self._video_results(batch))
-
-    def predict_step(self, batch: dict, batch_idx: int) -> int:
-        self._results.extend(self._video_results(batch))
-        return int(batch[keys.ANNOTATION_VIDEO_ID][0])
-
-    def on_validation_epoch_start(self) -> None:
-        self._results = []
-
-    on_test_epoch_start = on_validation_epoch_start
-    on_predict_epoch_start = on_validation_epoch_start
-
     def _gathered_results(self) -> list[dict]:
-        """Every rank's results, each video once (a distributed sampler repeats videos to even out ranks)."""
-        results = self._results
-        self._results = []
-        parts = gather_from_ranks(results)
-        seen, merged = set(), []
-        for part in parts:
-            videos = {r["video_id"] for r in part}
-            for r in part:
-                if r["video_id"] not in seen:
-                    merged.append(r)
-            seen |= videos
-        return merged
+        """Every rank's results, each video once."""
+        return [result for results in self.gathered_outputs().values() for result in results]
 
-    def _evaluate_epoch(self, stage: str) -> dict[str, float] | None:
+    def evaluation_epoch_end(self, stage: str) -> dict[str, float] | None:
         from lit_video.metrics.ytvis import evaluate_results
 
         results = self._gathered_results()
@@ -270,38 +237,18 @@ class VideoInstanceSegmentation(L.LightningModule):
                      sync_dist=False)
         return stats
 
-    def on_validation_epoch_end(self) -> None:
-        stats = self._evaluate_epoch("val")
-        if stats is None or self.trainer.sanity_checking or math.isnan(stats["AP"]):
-            return
-        self.val_ap_best(torch.tensor(stats["AP"]))
-        self.log("val/AP_best", self.val_ap_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluate_epoch("test")
-
-    def on_fit_end(self) -> None:
-        if self.val_ap_best.update_called:
-            rank_zero_info(f"best val/AP: {self.val_ap_best.compute():.3f} (YouTube-VIS AP over "
-                           f"IoU 0.50:0.95)")
-
     # ------------------------------------------------------------- prediction
-    def _predictions_path(self) -> str:
-        return self.predictions_path or os.path.join(self.trainer.log_dir or ".", "results.json")
+    def predict_step(self, batch: dict, batch_idx: int) -> int:
+        return self.evaluation_step(batch, "predict")
 
     def on_predict_epoch_end(self) -> None:
         results = self._gathered_results()
         if self.trainer.is_global_zero:
-            path = self._predictions_path()
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            path = self.predictions_file()
             with open(path, "w") as f:
                 json.dump(results, f)
             self.print(f"wrote {len(results)} scored tubes of {len({r['video_id'] for r in results})} videos "
                        f"to {path} (the YouTube-VIS submission format)")
-
-    def configure_optimizers(self):
-        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)  # no decay on biases / norms
-        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
 
 
 def clip_targets(batch: dict) -> list[dict[str, torch.Tensor]]:

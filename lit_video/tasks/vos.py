@@ -14,23 +14,20 @@ soft aggregation (`soft_aggregate`), so a pixel ends up with at most one object.
 from __future__ import annotations
 
 import copy
-import math
-import os
 from typing import Any
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MaxMetric
 from torchmetrics.aggregation import CatMetric
 
 from lit_video.data import keys
 from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
+from lit_video.models.losses import segmentation_loss
 from lit_video.models.registry import build_task_model
-from lit_video.tasks.classification import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
+from lit_video.tasks.base import VideoTask
+from lit_video.tasks.optim import OptimizerConfig
 
 _EPS = 1e-7
 
@@ -60,45 +57,11 @@ def soft_aggregate(object_logits: torch.Tensor, present: torch.Tensor | None = N
     return logits
 
 
-def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0, bootstrap: float | None = None,
-) -> torch.Tensor:
-    """Cross-entropy (optionally bootstrapped) plus soft-Jaccard over the objects.
-
-    Args:
-        logits: (B,K+1,H,W) aggregated logits, background first.
-        target: (B,H,W) int64 ids 0..K, VOID (255) ignored.
-        dice_weight: weight of the soft-Jaccard (Lovász-free IoU) term.
-        bootstrap: keep only this fraction of the hardest pixels in the cross-entropy (STM/STCN use
-            0.15 after a warm-up); None = all pixels.
-    """
-    pixel_ce = F.cross_entropy(logits, target, ignore_index=VOID, reduction="none")  # (B,H,W)
-    valid = target != VOID
-    if bootstrap is not None and 0 < bootstrap < 1:
-        losses = pixel_ce[valid]
-        keep = max(1, int(bootstrap * losses.numel()))
-        ce = losses.topk(keep).values.mean() if losses.numel() else pixel_ce.sum() * 0
-    else:
-        ce = pixel_ce[valid].mean() if valid.any() else pixel_ce.sum() * 0
-    if dice_weight <= 0:
-        return ce
-    num_objects = logits.shape[1] - 1
-    probabilities = logits.softmax(dim=1)[:, 1:]  # (B,K,H,W)
-    one_hot = F.one_hot(target.clamp(max=num_objects) * valid, num_objects + 1)[..., 1:]  # (B,H,W,K)
-    one_hot = one_hot.permute(0, 3, 1, 2).to(probabilities.dtype)  # (B,K,H,W)
-    weight = valid[:, None].to(probabilities.dtype)
-    intersection = (probabilities * one_hot * weight).sum(dim=(2, 3))  # (B,K)
-    union = ((probabilities + one_hot - probabilities * one_hot) * weight).sum(dim=(2, 3))
-    has_object = one_hot.flatten(2).any(dim=2)  # (B,K): objects absent from the frame and the prediction
-    jaccard = torch.where(union > 0, (intersection + 1) / (union + 1), torch.ones_like(union))
-    soft_jaccard_loss = (1 - jaccard)[has_object | (union > 0.5)].mean() if union.numel() else ce * 0
-    return ce + dice_weight * torch.nan_to_num(soft_jaccard_loss)
-
-
 class ClipPropagation(nn.Module):
     """One training-style propagation as a module (B,C,T,H,W) -> (B,2): what the compute profile
     measures. A square in the middle of frame 0 is the given mask; the output pools the aggregated
-    logits so the profile's classification loss can back-propagate through the whole propagation."""
+    logits so the profile's classification loss can back-propagate through the whole propagation.
+    Built on demand by `VideoObjectSegmentation.compute_network`, never a submodule of the task."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -118,7 +81,8 @@ class ClipPropagation(nn.Module):
         return torch.stack(pooled).mean(dim=0)  # (B,2)
 
 
-class VideoObjectSegmentation(L.LightningModule):
+class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions",
+                              monitor_note="(J&F mean over objects, davis2017-evaluation semantics)"):
     """Semi-supervised VOS with a memory or mask-propagation model.
 
     Args:
@@ -126,7 +90,7 @@ class VideoObjectSegmentation(L.LightningModule):
             nn.Module with `new_memory`, `segment` and `memorize`.
         model_kwargs: keyword arguments for a registry name.
         clip_len: frames per training clip; linked from the DataModule.
-        resolution: training crop; linked from the DataModule (used for the compute profile).
+        resolution: training crop; linked from the DataModule (used for the example input).
         mem_every: evaluation memorizes every `mem_every`-th frame (and every frame where an object's
             mask is given).
         dice_weight: weight of the soft-Jaccard loss beside the cross-entropy.
@@ -137,8 +101,9 @@ class VideoObjectSegmentation(L.LightningModule):
         flip_tta: evaluation also segments the mirrored video, with a memory of its own, and averages the
             two passes' logits (test-time augmentation, as XMem's `--flip`): twice the evaluation compute.
         optimizer: optimizer and schedule.
-        predictions_dir: where `predict` writes palette PNGs (default `predictions/` in the log folder),
-            in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission layout).
+        predictions_path: the folder where `predict` writes palette PNGs (default `predictions/` in the log
+            folder), in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission
+            layout).
     """
 
     def __init__(
@@ -154,36 +119,48 @@ class VideoObjectSegmentation(L.LightningModule):
         online_lr: float = 1e-5,
         flip_tta: bool = False,
         optimizer: OptimizerConfig | None = None,
-        predictions_dir: str | None = None,
+        predictions_path: str | None = None,
     ):
-        super().__init__()
         if mem_every < 1:
             raise LitVideoError(f"model.init_args.mem_every must be >= 1, got {mem_every}")
         if clip_len < 2:
             raise LitVideoError(f"data.init_args.clip_len must be >= 2 for VOS training, got {clip_len}")
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        self.model = build_task_model(model, "vos", model_kwargs or {})
-        self.mem_every = mem_every
-        self.dice_weight = dice_weight
-        self.bootstrap = bootstrap
-        self.online_steps = online_steps
-        self.online_lr = online_lr
-        self.flip_tta = flip_tta
-        self.optimizer_config = optimizer or OptimizerConfig(weight_decay=0.0)
-        self.predictions_dir = predictions_dir
-        height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B,C,T,H,W), for the profile
-        self.profiled_network = ClipPropagation(self.model)
+        super().__init__(model, clip_len, resolution, optimizer or OptimizerConfig(weight_decay=0.0),
+                         predictions_path)
+        self.model = build_task_model(model, "vos", model_kwargs)
+        self.dice_weight, self.bootstrap = dice_weight, bootstrap  # the training loss
+        self.mem_every, self.flip_tta = mem_every, flip_tta  # how evaluation propagates
+        self.online_steps, self.online_lr = online_steps, online_lr  # OSVOS-style fine-tuning per video
         self.eval_scores = nn.ModuleDict({stage: nn.ModuleDict({
             name: CatMetric() for name in ("J", "F", "J_recall", "F_recall", "J_decay", "F_decay")})
             for stage in ("val", "test")})
-        self.val_jf_best = MaxMetric()
+
+    def forward(self, video: torch.Tensor, first_masks: torch.Tensor | None = None) -> torch.Tensor:
+        """Segment clips from the masks of their objects in the first frame, as evaluation does.
+
+        Args:
+            video: (B,C,T,H,W) normalized frames.
+            first_masks: (B,K,H,W) bool masks of K objects in frame 0; None = no object (all background).
+
+        Returns:
+            (B,T,H,W) int64 predicted ids 0..K.
+        """
+        batch, _, frames, height, width = video.shape
+        if first_masks is None:
+            first_masks = torch.zeros(batch, 0, height, width, dtype=torch.bool, device=video.device)
+        num_objects = first_masks.shape[1]
+        ids = torch.arange(1, num_objects + 1, device=video.device)[None, :, None, None]  # (1,K,1,1)
+        masks = torch.zeros(batch, frames, height, width, dtype=torch.int64, device=video.device)
+        masks[:, 0] = (first_masks.bool() * ids).amax(dim=1) if num_objects else 0  # (B,H,W)
+        first_frames = torch.zeros(num_objects, dtype=torch.int64, device=video.device)
+        return torch.stack([self.segment_video(clip, clip_masks, first_frames)
+                            for clip, clip_masks in zip(video, masks, strict=True)])
+
+    def compute_network(self) -> nn.Module:
+        """One training-style propagation through the clip (see ClipPropagation)."""
+        return ClipPropagation(self.model)
 
     # ---------------------------------------------------------------- training
-    def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """(B,C,T,H,W) -> (B,2) pooled propagation logits (see ClipPropagation)."""
-        return self.profiled_network(video)
-
     def propagate_clip(self, video: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor) -> torch.Tensor:
         """Training propagation: frame 0's ground truth into memory, then segment and memorize each frame.
 
@@ -210,10 +187,7 @@ class VideoObjectSegmentation(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.propagate_clip(batch[keys.VIDEO], batch[keys.MASKS], batch[keys.NUM_OBJECTS])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss is {loss.item()} at step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[keys.MASKS]))
-        return loss
+        return self.log_training_loss(loss, len(batch[keys.MASKS]))
 
     # -------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -317,7 +291,7 @@ class VideoObjectSegmentation(L.LightningModule):
         model = self._online_finetune(video, masks, first_frames) if self.online_steps > 0 else None
         return self.segment_video(video, masks, first_frames, model)
 
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def evaluation_step(self, batch: dict, stage: str) -> None:
         from lit_video.metrics.davis import evaluate_sequence
 
         predicted = self._evaluate_video(batch)
@@ -328,13 +302,7 @@ class VideoObjectSegmentation(L.LightningModule):
         for name, metric in self.eval_scores[stage].items():
             metric.update(torch.as_tensor(scores[name], dtype=torch.float32, device=self.device))
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def _log_eval_epoch(self, stage: str) -> dict[str, torch.Tensor]:
+    def evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         # Means over every object of every video, as davis2017-evaluation averages (not per video).
         values = {}
         for name, metric in self.eval_scores[stage].items():
@@ -345,43 +313,21 @@ class VideoObjectSegmentation(L.LightningModule):
             self.log(f"{stage}/{name}", value, prog_bar=name == "JF")
         return values
 
-    def on_validation_epoch_end(self) -> None:
-        values = self._log_eval_epoch("val")
-        if self.trainer.sanity_checking or math.isnan(float(values["JF"])):
-            return
-        self.val_jf_best(values["JF"])
-        self.log("val/JF_best", self.val_jf_best.compute(), prog_bar=True)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval_epoch("test")
-
-    def on_fit_end(self) -> None:
-        if self.val_jf_best.update_called:
-            rank_zero_info(f"best val/JF: {self.val_jf_best.compute():.3f} (J&F mean over objects, "
-                           f"davis2017-evaluation semantics)")
-
     # ------------------------------------------------------------- prediction
     def predict_step(self, batch: dict, batch_idx: int) -> str:
         predicted = self._evaluate_video(batch)
         datamodule = self.trainer.datamodule
         video_id = batch[keys.VIDEO_ID][0]
         frame_names = [name[0] if isinstance(name, list | tuple) else name for name in batch[keys.FRAME_NAMES]]
-        out_dir = self._predictions_dir()
+        out_dir = self.predictions_location()
         wanted = set(datamodule.frames_to_write(video_id))
         for t, name in enumerate(frame_names):
             if name in wanted:  # written as the dataset's own ids, in its palette and layout
                 datamodule.write_prediction(out_dir, video_id, name, predicted[t], batch[keys.OBJECT_IDS][0])
         return video_id
 
-    def _predictions_dir(self) -> str:
-        return self.predictions_dir or os.path.join(self.trainer.log_dir or ".", "predictions")
-
     def on_predict_epoch_end(self) -> None:
-        self.print(f"wrote palette PNG predictions to {self._predictions_dir()}")
-
-    def configure_optimizers(self):
-        groups = weight_decay_groups(self, self.optimizer_config.weight_decay)  # no decay on biases / norms
-        return optimizer_and_schedule(self.optimizer_config, groups, self.trainer)
+        self.print(f"wrote palette PNG predictions to {self.predictions_location()}")
 
 
 def _one_hot(ids: torch.Tensor, num_objects: int) -> torch.Tensor:

@@ -164,11 +164,11 @@ def profile_model(
 
 
 def profiled_network(task: nn.Module) -> nn.Module:
-    """What to profile of a task: the clip -> (B, K) network it offers as `profiled_network` (the VOS, VIS
-    and captioning models are not clip -> output networks; each task wraps its model in one), else its
-    `model`, else the task itself."""
-    network = getattr(task, "profiled_network", None)
-    return network if network is not None else getattr(task, "model", task)
+    """What to profile of a task: the clip -> (B, K) network its `compute_network()` builds (the VOS, VIS
+    and captioning models are not clip -> output networks; each of these tasks wraps its model in one, on
+    demand, so the wrapper is never part of the task's `state_dict`), else its `model`, else the task."""
+    build = getattr(task, "compute_network", None)
+    return build() if callable(build) else getattr(task, "model", task)
 
 
 class ComputeProfileCallback(L.Callback):
