@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models import ResNet18_Weights, resnet18
 
+import lit_video.models as models_package
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, list_models, model_entry, register_model, registry, tiny_kwargs
 from lit_video.models import timesformer as timesformer_module
@@ -54,6 +57,14 @@ def test_forward_backward_at_several_sizes(name):
         feats = model.forward_features(x)
         assert feats.ndim == 2 and feats.shape[0] == 2
         torch.testing.assert_close(model.forward_head(feats), model(x))
+
+
+def test_importing_the_package_imports_every_model_module_subpackages_included():
+    root = Path(models_package.__file__).parent
+    files = [p.relative_to(root.parent.parent).with_suffix("") for p in root.rglob("*.py")]
+    expected = {".".join(f.parts[:-1] if f.name == "__init__" else f.parts) for f in files}
+    assert {"lit_video.models.query_vis", "lit_video.models.stm"} <= expected
+    assert expected <= set(sys.modules)
 
 
 def test_unknown_model_and_argument_are_user_errors():

@@ -14,16 +14,11 @@ import torch.nn.functional as F
 
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, list_models, model_task, tiny_kwargs
-from lit_video.models.vis_base import (
-    ABSENT_LOGIT,
-    HungarianMatcher,
-    SetCriterion,
-    VISModel,
-    associate,
-    peak_cells,
-    resize_targets,
-    semantic_targets,
-)
+from lit_video.models.losses import dice_loss, pairwise_dice_loss, pairwise_sigmoid_bce_loss, sigmoid_bce_loss
+from lit_video.models.vis_association import associate
+from lit_video.models.vis_base import ABSENT_LOGIT, VISModel
+from lit_video.models.vis_criterion import HungarianMatcher, SetCriterion, resize_targets, semantic_targets
+from lit_video.models.vis_decoders import peak_cells
 
 VIS_MODELS = list_models(task="vis")
 MODES = ("offline", "online")
@@ -541,6 +536,93 @@ def test_criterion_adds_the_dense_class_loss_when_weighted():
     assert float(weighted(bad, targets)["loss_semantic"]) > 10
     assert float(weighted(bad, targets)["loss"]) > 2 * 10
     assert "loss_semantic" not in criterion()(bad, targets)  # weight 0 (the default): off
+
+
+# ------------------------------------------------------------------------------------------- loss values
+# What the losses gave on fixed inputs before they were split into `losses` / `vis_criterion`: the learning
+# figures rest on them, so a refactoring must give the same values.
+LOSS_VALUES = {  # (online, num_points) -> (losses, the matcher's (rows, cols) per clip)
+    (False, None): (
+        {"loss": 23.2125454, "loss_class": 2.09343767, "loss_dice": 0.576726377, "loss_mask": 1.32490063,
+         "loss_semantic": 1.8247261},
+        [[[1, 3], [0, 1]], [[0, 2], [0, 1]]],
+    ),
+    (False, 7): (
+        {"loss": 20.459631, "loss_class": 1.24147129, "loss_dice": 0.566478431, "loss_mask": 1.23180079,
+         "loss_semantic": 1.8247261},
+        [[[2, 3], [0, 1]], [[0, 1], [1, 0]]],
+    ),
+    (True, None): (
+        {"loss": 25.2125702, "loss_class": 0.700279117, "loss_dice": 0.517538726, "loss_mask": 1.3687582,
+         "loss_semantic": 1.79731321, "loss_track": 10.2641935},
+        [[[2, 3], [0, 1]], [[0, 2], [0, 1]]],
+    ),
+    (True, 7): (
+        {"loss": 19.9125328, "loss_class": 0.81539309, "loss_dice": 0.505635738, "loss_mask": 1.11484909,
+         "loss_semantic": 1.79731321, "loss_track": 2.08758688},
+        [[[1, 3], [0, 1]], [[0, 3], [1, 0]]],
+    ),
+}
+PAIRWISE_DICE = [
+    0.463552773, 0.446807623, 0.432760596, 0.524477124, 0.535054803, 0.476259649, 0.436917722, 0.548199654,
+    0.47913605, 0.452995062, 0.431277871, 0.478293121, 0.555943847, 0.53273201, 0.548016548
+]  # (5,3) flattened
+PAIRWISE_BCE = [
+    1.28249967, 1.19024444, 1.1977284, 1.76616454, 1.73899293, 1.44252992, 1.12592816, 1.53326154,
+    1.30910039, 0.984935105, 0.946834743, 1.16739821, 1.3321594, 1.22921145, 1.36550736
+]  # (5,3) flattened
+
+
+def seeded_targets_and_outputs(online: bool) -> tuple[list[dict], dict]:
+    """Random targets (one instance absent from a frame, one from the whole clip) and random outputs with
+    every key the criterion reads: logits, masks at stride 2 of the targets, semantic, embeddings, aux."""
+    g = torch.Generator().manual_seed(1)
+    masks0 = torch.rand(2, 2, 16, 16, generator=g) > 0.6  # (K,T,H,W)
+    masks1 = torch.rand(2, 2, 16, 16, generator=g) > 0.5
+    masks1[1, 1] = False
+    masks1[0] = False
+    targets = [{"labels": torch.tensor([0, 2]), "masks": masks0},
+               {"labels": torch.tensor([1, 1]), "masks": masks1}]
+    batch, queries, classes, frames, dim = 2, 4, 3, 2, 6
+    shape = (batch, frames, queries, classes + 1) if online else (batch, queries, classes + 1)
+    outputs = {"logits": torch.randn(*shape, generator=g) * 2,
+               "masks": torch.randn(batch, queries, frames, 8, 8, generator=g) * 3,
+               "semantic": torch.randn(batch, frames, classes + 1, 8, 8, generator=g)}
+    embeddings_shape = (batch, frames, queries, dim) if online else (batch, queries, dim)
+    outputs["embeddings"] = torch.randn(*embeddings_shape, generator=g)
+    outputs["aux"] = [{"logits": torch.randn(*shape, generator=g),
+                       "masks": torch.randn(batch, queries, frames, 4, 4, generator=g) * 2}]
+    return targets, outputs
+
+
+@pytest.mark.parametrize("online, points", list(LOSS_VALUES))
+def test_criterion_and_matcher_give_the_recorded_values(online, points):
+    expected_losses, expected_matches = LOSS_VALUES[(online, points)]
+    targets, outputs = seeded_targets_and_outputs(online)
+    criterion = SetCriterion(3, HungarianMatcher(2.0, 5.0, 5.0, num_points=points), eos_coef=0.1,
+                             weights={"semantic": 0.5, "track": 0.3}, num_points=points)
+    torch.manual_seed(2)  # the sampled points
+    losses = criterion(outputs, targets)
+    assert {k: float(v) for k, v in losses.items()} == pytest.approx(expected_losses, rel=1e-5)
+    if online:  # the matcher on the first frame alone
+        outputs = {"logits": outputs["logits"][:, 0], "masks": outputs["masks"][:, :, :1]}
+        targets = [{**t, "masks": t["masks"][:, :1]} for t in targets]
+    torch.manual_seed(2)
+    matches = criterion.matcher(outputs["logits"], outputs["masks"], targets)
+    assert [[rows.tolist(), cols.tolist()] for rows, cols in matches] == expected_matches
+
+
+def test_pairwise_matching_costs_give_the_recorded_values():
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(5, 40, generator=g) * 3, torch.rand(3, 40, generator=g)
+    dice, bce = pairwise_dice_loss(logits, targets), pairwise_sigmoid_bce_loss(logits, targets)  # (5,3)
+    torch.testing.assert_close(dice.flatten(), torch.tensor(PAIRWISE_DICE), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(bce.flatten(), torch.tensor(PAIRWISE_BCE), rtol=1e-5, atol=1e-7)
+    # and each pair's cost is the per-pair loss the criterion takes on matched masks
+    for q, k in [(0, 0), (4, 2)]:
+        pair = logits[q:q + 1], targets[k:k + 1]
+        torch.testing.assert_close(dice_loss(*pair)[0], dice[q, k])
+        torch.testing.assert_close(sigmoid_bce_loss(*pair)[0], bce[q, k])
 
 
 # ------------------------------------------------------------------------------------------- training

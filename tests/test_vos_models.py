@@ -13,12 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import ResNet18_Weights, resnet18
 
+from lit_video.compute import count_flops, profile_model
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, list_models, model_task, tiny_kwargs
+from lit_video.models.losses import segmentation_loss
 from lit_video.models.stm import STM, memory_affinity
 from lit_video.models.vos_base import VOSModel
 from lit_video.models.weights import cached_weights_path
-from lit_video.sweep.profile import count_flops, profile_model
 
 VOS_MODELS = list_models(task="vos")
 
@@ -453,3 +454,16 @@ def test_stm_segments_each_video_of_a_batch_as_if_alone(kwargs):
             alone = model.new_memory()
             model.memorize(first[b:b + 1], masks[b:b + 1], alone)
             torch.testing.assert_close(batched[b:b + 1], model.segment(query[b:b + 1], alone), rtol=1e-4, atol=1e-4)
+
+
+def test_segmentation_loss_gives_the_recorded_values():
+    """The values the loss gave on fixed inputs before it moved to `lit_video.models.losses` (the learning
+    figures rest on it): plain, bootstrapped, cross-entropy alone, and a heavy soft-Jaccard weight."""
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 12, 10, generator=generator) * 2  # (B,K+1,H,W)
+    target = torch.randint(0, 3, (2, 12, 10), generator=generator)  # (B,H,W)
+    target[0, :2] = 255  # VOID rows and columns
+    target[1, :, :3] = 255
+    values = [segmentation_loss(logits, target), segmentation_loss(logits, target, 0.5, bootstrap=0.3),
+              segmentation_loss(logits, target, dice_weight=0), segmentation_loss(logits, target, 2.0, 0.05)]
+    assert [float(v) for v in values] == pytest.approx([2.70084, 4.5597887, 1.9210304, 7.6160574], rel=1e-5)

@@ -21,16 +21,8 @@ from torch import nn
 
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import register_model
-from lit_video.models.vis_base import (
-    VIS_MODES,
-    PixelDecoder,
-    QueryDecoder,
-    VISModel,
-    check_video,
-    crop_masks,
-    peak_cells,
-    position_encoding,
-)
+from lit_video.models.vis_base import VIS_MODES, VISModel, check_video, crop_masks
+from lit_video.models.vis_decoders import PixelDecoder, QueryDecoder, peak_cells, position_encoding
 from lit_video.models.vos_base import ENCODER_STRIDES, FeatureEncoder, pad_to_multiple
 
 QUERY_INITS = ("learned", "selected")

@@ -1,6 +1,7 @@
 """Shared parts of the video object segmentation models (not registered): the interface every VOS model
 implements, padding to the encoder's stride, a ResNet-like encoder with features at strides 4, 8 and 16
-(or only the finer ones), and a decoder that climbs back to full resolution through skip connections.
+(or only the finer ones), and a decoder that climbs back to full resolution through skip connections. The
+VIS models use the same encoder and padding.
 
 A VOS model segments a video one frame at a time against a per-video memory:
 
