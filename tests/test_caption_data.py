@@ -15,9 +15,9 @@ from conftest import CAPTION_SPEC_FIELDS
 
 from lit_video.cli import main
 from lit_video.data import keys
-from lit_video.data.msrvtt import MSRVTTDataModule
-from lit_video.data.msvd import MSVDDataModule
-from lit_video.data.synthetic_captions import MSVD_CSV, CaptionSynthSpec
+from lit_video.data.formats.msrvtt import MSRVTTDataModule
+from lit_video.data.formats.msvd import MSVD_CSV, MSVDDataModule
+from lit_video.data.synthetic.captions import CaptionSynthSpec
 from lit_video.data.tokenizer import normalize_caption
 from lit_video.errors import DatasetLayoutError
 

@@ -9,14 +9,15 @@ import sys
 import pytest
 
 from lit_video.cli import main
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.ucf101 import UCF101DataModule
+from lit_video.data.formats.ucf101 import UCF101DataModule
+from lit_video.data.synthetic import synthesize
+from lit_video.data.synthetic.spec import SynthSpec
 
 
 @pytest.fixture
 def ucf101_with_bad_files(tmp_path):
     root = tmp_path / "ucf"
-    UCF101DataModule.synthesize(root, SynthSpec(num_classes=2, videos_per_class=10, num_frames=16, size=(48, 64)))
+    synthesize("ucf101", root, SynthSpec(num_classes=2, videos_per_class=10, num_frames=16, size=(48, 64)))
     train = UCF101DataModule(str(root)).list_records("train")
     truncated, garbage = train[1].path, train[4].path
     with open(truncated, "r+b") as file:

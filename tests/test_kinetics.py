@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from lit_video.data.kinetics import KineticsDataModule, read_annotations
+from lit_video.data.formats.kinetics import KineticsDataModule, read_annotations
 from lit_video.errors import DatasetLayoutError
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.ucf101 import UCF101DataModule
-from lit_video.train_cli import run_cli
+from lit_video.data.synthetic import synthesize
+from lit_video.data.synthetic.spec import SynthSpec
+from lit_video.training import run_cli
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments" / "synthetic"
 NUM_CLASSES = 4  # moving right / left / up / down
@@ -18,8 +18,8 @@ NUM_CLASSES = 4  # moving right / left / up / down
 @pytest.fixture(scope="module")
 def motion_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("motion")
-    UCF101DataModule.synthesize(root, SynthSpec(num_classes=NUM_CLASSES, videos_per_class=60, num_frames=24,
-                                                size=(64, 80), seed=1))
+    synthesize("ucf101", root, SynthSpec(num_classes=NUM_CLASSES, videos_per_class=60, num_frames=24,
+                                         size=(64, 80), seed=1))
     return root
 
 

@@ -60,7 +60,9 @@ def test_target_fps_resamples_the_stride():
 
 
 @pytest.mark.parametrize("bad", [dict(clip_len=0), dict(clip_len=4, stride=0), dict(clip_len=4, num_clips=0),
-                                 dict(clip_len=4, pad_mode="zeros"), dict(clip_len=4, target_fps=-1)])
+                                 dict(clip_len=4, pad_mode="zeros"), dict(clip_len=4, target_fps=-1),
+                                 dict(clip_len=True), dict(clip_len=4, stride_jitter=-1),
+                                 dict(clip_len=4, stride_jitter=True)])
 def test_invalid_arguments_are_rejected(bad):
     with pytest.raises(ValueError):
         ClipSampler(**bad)
@@ -83,3 +85,21 @@ def test_uniform_sampling_takes_one_frame_from_each_segment_of_the_whole_video()
     assert ClipSampler(clip_len=4, mode="uniform").eval_indices(3).tolist() == [[0, 1, 1, 2]]
     with pytest.raises(ValueError, match="frame sampling mode"):
         ClipSampler(clip_len=4, mode="segments")
+
+
+def test_stride_jitter_draws_each_training_clips_stride_and_leaves_evaluation_alone():
+    sampler = ClipSampler(clip_len=3, stride=2, stride_jitter=2)  # strides 1..4 (never below 1)
+    rng = np.random.default_rng(0)
+    strides = set()
+    for _ in range(200):
+        clip = sampler.train_indices(20, rng=rng)
+        steps = set(np.diff(clip).tolist())
+        assert len(steps) == 1 and clip[-1] <= 19  # one stride per clip, inside the video
+        strides |= steps
+    assert strides == {1, 2, 3, 4}
+    assert sampler.eval_indices(20).tolist() == ClipSampler(clip_len=3, stride=2).eval_indices(20).tolist()
+    # without jitter the draws are those of a plain sampler: no random number is spent on the stride
+    plain, jittered = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(20):
+        assert np.array_equal(ClipSampler(clip_len=3, stride=2).train_indices(20, rng=plain),
+                              ClipSampler(clip_len=3, stride=2, stride_jitter=0).train_indices(20, rng=jittered))

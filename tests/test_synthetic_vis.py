@@ -15,9 +15,9 @@ from pycocotools import mask as mask_utils
 
 from lit_video.cli import main
 from lit_video.data.rle import decode_segmentation
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.synthetic_vis import VisSynthSpec, category_id, plan_vis_video, write_youtube_vis
-from lit_video.data.synthetic_vos import ANNOTATION_STEP, SHAPES
+from lit_video.data.synthetic.scene import ANNOTATION_STEP, SHAPES
+from lit_video.data.synthetic.spec import SynthSpec
+from lit_video.data.synthetic.vis import VisSynthSpec, category_id, plan_vis_video, write_youtube_vis
 from lit_video.errors import LitVideoError
 from lit_video.video.decode import FrameFolderReader
 

@@ -12,14 +12,12 @@ from PIL import Image
 from scipy import ndimage
 
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.synthetic_vos import (
-    ANNOTATION_STEP,
+from lit_video.data.synthetic.scene import ANNOTATION_STEP, SHAPES, void_band
+from lit_video.data.synthetic.spec import SynthSpec
+from lit_video.data.synthetic.vos import (
     FULL_ANNOTATIONS_DIR,
-    SHAPES,
     VosSynthSpec,
     plan_video,
-    void_band,
     write_davis,
     write_youtube_vos,
 )

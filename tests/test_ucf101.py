@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from lit_video.data.ucf101 import UCF101DataModule, parse_class_index, parse_split_list
+from lit_video.data.formats.ucf101 import UCF101DataModule, parse_class_index, parse_split_list
 from lit_video.errors import DatasetLayoutError
 
 

@@ -19,9 +19,9 @@ from lit_video.cli import main
 from lit_video.data import keys
 from lit_video.data.base import datamodule_class
 from lit_video.data.check import check_datamodule
+from lit_video.data.formats.youtube_vis import YouTubeVISDataModule
 from lit_video.data.rle import uncompressed_rle
-from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis
-from lit_video.data.youtube_vis import YouTubeVISDataModule
+from lit_video.data.synthetic.vis import VisSynthSpec, write_youtube_vis
 from lit_video.errors import LitVideoError
 from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD
 
@@ -333,7 +333,7 @@ def test_bad_json_and_options_are_one_line_errors(ytvis_root, tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"{tmp_path / TRAIN_JSON}: not valid JSON" in error
     for options in (dict(version=2020), dict(train_subset="valid"), dict(val_fraction=1.0),
-                    dict(max_instances=0), dict(val_subset="val")):
+                    dict(max_instances=0), dict(val_subset="val"), dict(max_instances=True), dict(clip_len=True)):
         with pytest.raises(LitVideoError):
             module(ytvis_root, **options)
 

@@ -16,11 +16,12 @@ from scipy import ndimage
 from lit_video.cli import main
 from lit_video.data import keys
 from lit_video.data.base import datamodule_class
-from lit_video.data.davis import DAVISDataModule
+from lit_video.data.formats.davis import DAVISDataModule
+from lit_video.data.formats.youtube_vos import YouTubeVOSDataModule
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette, write_mask
-from lit_video.data.synthetic_vos import VosSynthSpec, plan_video
+from lit_video.data.synthetic import synthesize
+from lit_video.data.synthetic.vos import VosSynthSpec, plan_video
 from lit_video.data.vos import id_lookup
-from lit_video.data.youtube_vos import YouTubeVOSDataModule
 from lit_video.errors import LitVideoError
 from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD
 
@@ -272,10 +273,20 @@ def test_davis_layout_errors_are_one_line_naming_the_file(tmp_path, break_it, na
 
 
 def test_bad_arguments_are_one_line_errors(davis_root):
-    for bad in (dict(year=2018), dict(max_objects=0), dict(stride_jitter=-1), dict(eval_resolution=0)):
+    for bad in (dict(year=2018), dict(max_objects=0), dict(stride_jitter=-1), dict(eval_resolution=0),
+                dict(max_objects=True), dict(clip_len=True), dict(samples_per_epoch=False)):  # a bool is no count
         with pytest.raises(LitVideoError) as err:
             DAVISDataModule(str(davis_root), **bad)
         assert "\n" not in str(err.value)
+
+
+def test_training_clips_draw_from_the_datamodules_one_jittered_sampler(davis_root):
+    dm = DAVISDataModule(str(davis_root), clip_len=2, stride=2, stride_jitter=1, resolution=32, num_workers=0)
+    dataset = dm.make_dataset("train")
+    assert dataset.sampler is dm.sampler and dm.sampler.stride_jitter == 1 and dm.sampler.stride == 2
+    torch.manual_seed(4)
+    steps = {int(np.diff(dataset[0][keys.FRAME_INDICES].numpy())[0]) for _ in range(30)}
+    assert steps == {1, 2, 3}
 
 
 def test_corrupt_frames_and_masks_are_skipped_counted_and_named(tmp_path, caplog):
@@ -456,7 +467,7 @@ def test_synthetic_davis_end_to_end(tmp_path):
 
 def test_synthetic_youtube_vos_valid_objects_and_first_frames(tmp_path):
     spec = VosSynthSpec(num_videos=6, num_frames=6, size=(64, 96), seed=1)
-    YouTubeVOSDataModule.synthesize(tmp_path, spec)
+    synthesize("youtube-vos", tmp_path, spec)
     dm = YouTubeVOSDataModule(str(tmp_path), resolution=48, num_workers=0)
     plans = {p.name: p for p in (plan_video(spec, i, "youtube-vos") for i in range(6)) if p.split == "valid"}
     dataset = dm.make_dataset("test")

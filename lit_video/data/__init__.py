@@ -1,10 +1,10 @@
-"""Datasets: one module per format, each registering its DataModule on import."""
+"""Datasets, split by role.
 
-import importlib
-import pkgutil
+- `formats/`: one module per dataset format; each reader owns its layout constants and registers
+  its DataModule (`@register_datamodule`), found by name without a hand-kept list.
+- `synthetic/`: generators that write small datasets in the official layouts.
+- the shared bases and helpers beside this file (`base`, `vos`, `captioning`, `masks`, `rle`, ...).
 
-_SHARED = {"base", "keys", "synthetic", "check", "tokenizer", "captioning", "synthetic_captions"}
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _SHARED:
-        importlib.import_module(f"{__name__}.{_module.name}")
+Importing this package imports nothing else, so that light users (the metrics, `--help`) do not
+pay for Lightning.
+"""

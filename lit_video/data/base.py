@@ -1,19 +1,18 @@
-"""What every video dataset shares: records, the map-style clip dataset, the DataModule base.
+"""What every video dataset shares: the format registry, records, the map-style clip dataset, the
+DataModule base.
 
-A dataset file (`lit_video/data/<name>.py`) parses its annotation files into `VideoRecord`s and
-registers a `VideoDataModule` subclass with `@register_datamodule`; sampling, decoding, transforms,
-corrupt-file handling and loaders live here once.
+A format file (`lit_video/data/formats/<name>.py`) parses its annotation files into `VideoRecord`s
+and registers a `VideoDataModule` subclass with `@register_datamodule`; sampling, decoding,
+transforms, corrupt-file handling and loaders live here once (for segmentation formats, in
+`lit_video.data.segmentation` on top of this). `VideoRecord` and the listing helpers live in the
+light `lit_video.data.records` (no torch) and are importable from here too.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +23,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_video.data import keys
-from lit_video.data.synthetic import SynthSpec
+from lit_video.data.records import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
+from lit_video.data.records import VideoRecord as VideoRecord
+from lit_video.data.records import index_video_files as index_video_files
+from lit_video.data.records import read_json_file as read_json_file
+from lit_video.data.records import select_heldout as select_heldout
+from lit_video.data.records import split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
 from lit_video.video.sampling import ClipSampler
@@ -50,119 +54,48 @@ def register_datamodule(name: str):
     return decorate
 
 
-def datamodule_class(name: str) -> type[VideoDataModule]:
-    import lit_video.data  # noqa: F401  (imports every dataset module, which registers itself)
+def _import_formats() -> None:
+    """Import every module of `lit_video.data.formats` and every plugin (`lit_video.plugins`); each
+    registers its DataModules."""
+    import importlib
+    import pkgutil
 
+    from lit_video.data import formats
+    from lit_video.plugins import load_plugins
+
+    for module in pkgutil.iter_modules(formats.__path__):
+        importlib.import_module(f"{formats.__name__}.{module.name}")
+    load_plugins()
+
+
+def datamodule_class(name: str) -> type[VideoDataModule]:
+    """The DataModule registered under format `name`; LitVideoError naming the known ones otherwise."""
+    _import_formats()
     if name not in _DATAMODULES:
         raise LitVideoError(f"unknown dataset format '{name}'; known formats: {', '.join(sorted(_DATAMODULES))}")
     return _DATAMODULES[name]
 
 
 def datamodule_names() -> list[str]:
-    import lit_video.data  # noqa: F401
-
+    """Every registered format name, sorted."""
+    _import_formats()
     return sorted(_DATAMODULES)
 
 
-
-def read_json_file(path: str | os.PathLike, missing: str) -> object:
-    """Read a dataset's (or a results') JSON file, or stop with one line naming it.
-
-    Args:
-        path: the file.
-        missing: what the message says when the file is not there (e.g. "missing YouTube-VOS meta.json").
-
-    Raises:
-        DatasetLayoutError: the file is missing or not valid JSON.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: {missing}")
+def probe_video(path: str, decoder: str) -> str | None:
+    """None when the first, middle and last frames of a video file decode; otherwise the reason."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
-
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")
-
-
-def index_video_files(folder: str | os.PathLike) -> dict[str, str]:
-    """File stem -> path of every video under `folder` (any depth; the first of a stem wins); {} when there
-    is no such folder. Datasets that list videos by id look files up here instead of stat-ing each one."""
-    found: dict[str, str] = {}
-    for directory, _, files in os.walk(folder):
-        for name in sorted(files):
-            stem, extension = os.path.splitext(name)
-            if extension.lower() in VIDEO_EXTENSIONS:
-                found.setdefault(stem, os.path.join(directory, name))
-    return found
+        with open_video(path, decoder) as reader:
+            last = reader.num_frames - 1
+            reader.get_frames([0, last // 2, last])
+    except VideoDecodeError as err:
+        return err.reason
+    return None
 
 
-@dataclass(frozen=True)
-class VideoRecord:
-    """One video of a dataset split.
-
-    Args:
-        path: the video file or frame folder.
-        label: 0-based class index, -1 when unlabelled.
-        video_id: the dataset's own name for the video.
-    """
-
-    path: str
-    label: int
-    video_id: str
-
-
-def split_existing(records: Sequence[VideoRecord], what: str) -> list[VideoRecord]:
-    """Keep the records whose file exists; say once how many are missing (they are skipped, not fatal).
-
-    Args:
-        records: listed videos.
-        what: a name for the listing in the warning, e.g. "UCF101 split 1 train".
-    """
-    present = [r for r in records if os.path.exists(r.path)]
-    missing = len(records) - len(present)
-    if missing:
-        first = next(r.path for r in records if not os.path.exists(r.path))
-        warnings.warn(
-            f"{what}: {missing} of {len(records)} listed videos are missing and skipped (first: {first})",
-            stacklevel=2,
-        )
-    return present
-
-
-def select_heldout(videos: Sequence[str], val_fraction: float, val_list: str | os.PathLike | None,
-                   split_seed: int, listing: str | os.PathLike) -> frozenset[str]:
-    """Training videos held out for validation (datasets whose validation split has no ground truth).
-
-    Args:
-        videos: ids of the training videos.
-        val_fraction: fraction held out, at least one and at most all but one when > 0.
-        val_list: a file of held-out ids, one a line; replaces val_fraction.
-        split_seed: seed of the draw: the same ids for every run, worker and machine.
-        listing: the annotation file listing `videos`, named in errors.
-
-    Raises:
-        DatasetLayoutError: val_list is missing or names a video that `listing` does not list.
-    """
-    videos = sorted(videos)
-    if val_list is not None:
-        path, known = Path(val_list), set(videos)
-        if not path.is_file():
-            raise DatasetLayoutError(f"{path}: val_list file not found")
-        ids = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-            vid = line.strip()
-            if vid and vid not in known:
-                raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {listing}")
-            ids += [vid] if vid else []
-        return frozenset(ids)
-    count = int(round(val_fraction * len(videos)))
-    if val_fraction > 0 and len(videos) > 1:
-        count = min(max(count, 1), len(videos) - 1)  # a small copy still validates and still trains
-    # A permutation of the SORTED ids: the same videos for every run, worker and machine.
-    order = np.random.default_rng(split_seed).permutation(len(videos))
-    return frozenset(videos[i] for i in order[:count])
+def worker_rng() -> np.random.Generator:
+    """A numpy generator seeded from torch's: DataLoader seeds torch per worker, seed_everything seeds it."""
+    return np.random.default_rng(int(torch.randint(2**62, ()).item()))
 
 
 class DecodeFailureCounter:
@@ -187,7 +120,8 @@ class ClipDataset(Dataset):
 
     Args:
         records: the videos.
-        sampler: clip arithmetic (clip_len, stride, num_clips, target_fps).
+        sampler: where each clip's frames come from (`ClipSampler`: clip_len, stride and its jitter,
+            num_clips, target_fps).
         transform: clip transform; its `train` flag must match `train`.
         train: one random clip per item; otherwise `num_clips` x crops views, (V,C,T,H,W).
         decoder: video backend name.
@@ -239,9 +173,7 @@ class ClipDataset(Dataset):
         with open_video(record.path, self.decoder) as reader:
             num_frames, fps = reader.num_frames, reader.fps
             if self.train:
-                # Draw from torch's generator: DataLoader seeds it per worker, seed_everything seeds it.
-                rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))
-                frame_indices = self.sampler.train_indices(num_frames, fps, rng)[None]  # (1,T)
+                frame_indices = self.sampler.train_indices(num_frames, fps, worker_rng())[None]  # (1,T)
             else:
                 frame_indices = self.sampler.eval_indices(num_frames, fps)  # (num_clips,T)
             frames = reader.get_frames(frame_indices.reshape(-1))  # (num_clips*T,H,W,C)
@@ -258,7 +190,9 @@ class ClipDataset(Dataset):
 
 
 class VideoDataModule(L.LightningDataModule):
-    """Base DataModule for clip classification datasets.
+    """Base DataModule of every dataset format: records, clip sampling, transforms and loaders.
+
+    The arguments are those of clip classification; captioning and segmentation formats build on them.
 
     Args:
         root: the dataset folder, laid out as the official release.
@@ -359,13 +293,11 @@ class VideoDataModule(L.LightningDataModule):
 
         The default decodes its first, middle and last frames; a dataset with more files per video
         (masks) overrides it."""
-        from lit_video.data.check import probe_video  # check.py imports this module
-
         return probe_video(record.path, self.decoder)
 
-    def make_dataset(self, subset: str) -> ClipDataset:
-        train = subset == "train"
-        transform = ClipTransform(
+    def clip_transform(self, train: bool) -> ClipTransform:
+        """The transform of training clips (random crop, flip, scale jitter) or of evaluation views."""
+        return ClipTransform(
             self.resolution,
             train=train,
             short_side=self.short_side,
@@ -374,10 +306,14 @@ class VideoDataModule(L.LightningDataModule):
             num_crops=self.num_crops,
             normalize=not self.normalize_on_device,
         )
+
+    def make_dataset(self, subset: str) -> ClipDataset:
+        train = subset == "train"
         records = self.records(subset)
         if not records:
             raise DatasetLayoutError(f"{self.format_name} {subset}: no video files found under {self.root}")
-        return ClipDataset(records, self.sampler, transform, train=train, decoder=self.decoder, failures=self.decode_failures)
+        return ClipDataset(records, self.sampler, self.clip_transform(train), train=train, decoder=self.decoder,
+                           failures=self.decode_failures)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -424,10 +360,3 @@ class VideoDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
-    @classmethod
-    @abstractmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
-                   valid_every: int | None = None) -> None:
-        """Write a small dataset in this format's official layout, calling `progress` per video.
-        `valid_every` (segmentation formats): hold out video index % valid_every == 1 (None: the format's
-        default, every third)."""

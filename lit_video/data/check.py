@@ -1,4 +1,8 @@
-"""`lit-video data check`: which listed videos are missing or unreadable, per subset."""
+"""`lit-video data check`: which listed videos are missing or unreadable, per subset.
+
+Each DataModule says why one of its videos cannot be read (`VideoDataModule.probe`: a video file's
+first, middle and last frames by default; frames and masks for the segmentation formats).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from lit_video.data.base import SUBSETS, VideoDataModule
-from lit_video.errors import VideoDecodeError
-from lit_video.video.decode import open_video
 
 
 @dataclass
 class SubsetReport:
+    """What `check_datamodule` found in one subset."""
+
     listed: int = 0
     missing: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
@@ -21,17 +25,6 @@ class SubsetReport:
     @property
     def readable(self) -> int:
         return self.listed - len(self.missing) - len(self.unreadable)
-
-
-def probe_video(path: str, decoder: str) -> str | None:
-    """None when the first, middle and last frames decode; otherwise the reason."""
-    try:
-        with open_video(path, decoder) as reader:
-            last = reader.num_frames - 1
-            reader.get_frames([0, last // 2, last])
-    except VideoDecodeError as err:
-        return err.reason
-    return None
 
 
 def check_datamodule(datamodule: VideoDataModule, show_progress: bool = True) -> dict[str, SubsetReport]:
@@ -57,6 +50,7 @@ def check_datamodule(datamodule: VideoDataModule, show_progress: bool = True) ->
 
 
 def format_report(reports: dict[str, SubsetReport]) -> str:
+    """A table of the counts per subset, then the unreadable and (the first 50) missing files."""
     lines = [f"{'subset':<8}{'listed':>8}{'readable':>10}{'missing':>9}{'unreadable':>12}"]
     for subset, r in reports.items():
         lines.append(f"{subset:<8}{r.listed:>8}{r.readable:>10}{len(r.missing):>9}{len(r.unreadable):>12}")

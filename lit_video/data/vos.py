@@ -1,8 +1,9 @@
 """Semi-supervised video object segmentation (VOS) data, shared by DAVIS and YouTube-VOS.
 
 Both store a video as a folder of JPEG frames beside a folder of palette PNG masks (pixel value =
-object id, 0 background, 255 void). `davis.py` and `youtube_vos.py` parse their index files into
-`VOSRecord`s; everything else lives here once:
+object id, 0 background, 255 void). `formats/davis.py` and `formats/youtube_vos.py` parse their
+index files into `VOSRecord`s; everything else lives here once, on the shared segmentation bases
+(`lit_video.data.segmentation`):
 
 - training (`VOSClipDataset`): one item = `clip_len` annotated frames of one video, cropped and
   flipped together with their masks by one `ClipTransform`, objects re-indexed 1..K among those in
@@ -30,16 +31,24 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms.v2 import functional as F
 
 from lit_video.data import keys
-from lit_video.data.base import ClipDataset, DecodeFailureCounter, VideoDataModule, VideoRecord
+from lit_video.data.base import worker_rng
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette, write_mask
+from lit_video.data.records import VideoRecord
+from lit_video.data.segmentation import (
+    SegmentationClipDataset,
+    SegmentationDataModule,
+    SegmentationVideoDataset,
+    check_integer,
+    choose_at_most,
+    padded,
+    resize_frames,
+)
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
-from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
+from lit_video.video.decode import FrameFolderReader
 from lit_video.video.sampling import ClipSampler
-from lit_video.video.transforms import ClipTransform, normalize_clips
+from lit_video.video.transforms import ClipTransform
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +57,7 @@ MASK_EXTENSION = ".png"
 
 @dataclass(frozen=True)
 class VOSRecord(VideoRecord):
-    """One video of a VOS split; `path` is its JPEG frame folder and `label` is -1.
+    """One video of a VOS split; `path` is its frame folder, `video_id` the folder's name, `label` -1.
 
     Args:
         annotations: the folder of the video's palette PNG masks (`<frame stem>.png`).
@@ -111,13 +120,6 @@ def id_lookup(object_ids: Sequence[int]) -> torch.Tensor:
     return table
 
 
-def _resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """uint8 (T,H,W,C) -> uint8 (T,h,w,C), antialiased; a no-op at the same size."""
-    if tuple(frames.shape[1:3]) == tuple(size):
-        return frames
-    return F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
-
-
 def _frame_positions(frame_names: Sequence[str]) -> dict[str, int]:
     """Frame stem -> index in a reader's (sorted) frame list."""
     return {os.path.splitext(name)[0]: i for i, name in enumerate(frame_names)}
@@ -127,53 +129,30 @@ def _mask_path(record: VOSRecord, stem: str) -> str:
     return os.path.join(record.annotations, stem + MASK_EXTENSION)
 
 
-class VOSClipDataset(ClipDataset):
+class VOSClipDataset(SegmentationClipDataset):
     """Training clips: `clip_len` annotated frames of one video, masks transformed with the frames.
 
     Frames are taken every `stride` ANNOTATED frames (every frame for DAVIS, every 5th raw frame for
-    YouTube-VOS train), the stride jittered per clip by up to `stride_jitter`. A clip whose first
-    frame holds no object, before or after the crop, is redrawn: `max_retries` starts per video
-    (each with up to `crop_retries` crops), then another random video. Unreadable videos are skipped
-    by `ClipDataset`'s mechanism.
+    YouTube-VOS train), the stride jittered per clip by the sampler. A clip whose first frame holds
+    no object, before or after the crop, is redrawn: `max_retries` starts per video (each with up to
+    `crop_retries` crops), then another random video. Unreadable videos are skipped by
+    `ClipDataset`'s mechanism.
 
     Args:
         records: the videos.
-        clip_len: frames per clip.
-        stride: annotated frames between consecutive clip frames.
-        transform: a training `ClipTransform` (random crop, flip, scale jitter).
-        stride_jitter: each clip's stride is drawn from [stride - jitter, stride + jitter] (at least 1).
+        sampler: clip length and (jittered) stride, in annotated frames.
+        transform: a training `ClipTransform`.
         max_objects: at most this many objects per clip (a random subset); OBJECT_IDS is padded to it.
-        length: items per epoch (default one per video); item i is a clip of video i % len(records).
-        failures: shared counter of unreadable videos.
-        max_retries: clip starts tried per video before moving to another video.
-        crop_retries: crops tried per decoded clip before drawing a new start.
         max_videos: videos tried per item before giving up (annotations without objects).
+        **kwargs: length, failures, max_retries, crop_retries of `SegmentationClipDataset`.
     """
 
-    def __init__(
-        self,
-        records: Sequence[VOSRecord],
-        clip_len: int,
-        stride: int,
-        transform: ClipTransform,
-        stride_jitter: int = 0,
-        max_objects: int = 3,
-        length: int | None = None,
-        failures: DecodeFailureCounter | None = None,
-        max_retries: int = 10,
-        crop_retries: int = 3,
-        max_videos: int = 5,
-    ):
-        super().__init__(records, ClipSampler(clip_len, stride), transform, train=True, failures=failures)
-        self.stride_jitter = stride_jitter
-        self.max_objects = max_objects
-        self.length = length or len(self.records)
-        self.max_retries, self.crop_retries, self.max_videos = max_retries, crop_retries, max_videos
+    def __init__(self, records: Sequence[VOSRecord], sampler: ClipSampler, transform: ClipTransform,
+                 max_objects: int = 3, max_videos: int = 5, **kwargs):
+        super().__init__(records, sampler, transform, **kwargs)
+        self.max_objects, self.max_videos = max_objects, max_videos
         # record index -> (frame files, frame stem -> position, annotated stems), per worker process
         self._listings: dict[int, tuple[list[str], dict[str, int], list[str]]] = {}
-
-    def __len__(self) -> int:
-        return self.length
 
     def __getitem__(self, index: int) -> dict:
         video = index % len(self.records)
@@ -192,8 +171,7 @@ class VOSClipDataset(ClipDataset):
 
         Raises VideoDecodeError for an unreadable frame or mask."""
         record: VOSRecord = self.records[index]
-        # Draw from torch's generator: DataLoader seeds it per worker, seed_everything seeds it.
-        rng = np.random.default_rng(int(torch.randint(2**62, ()).item()))
+        rng = worker_rng()
         if index not in self._listings:  # each folder is listed once per worker, not once per clip
             frame_names = FrameFolderReader(record.path).frame_names
             position = _frame_positions(frame_names)
@@ -204,9 +182,7 @@ class VOSClipDataset(ClipDataset):
         frame_names, position, annotated = self._listings[index]
         reader = FrameFolderReader(record.path, frame_names=frame_names)
         for _ in range(self.max_retries):
-            low, high = max(1, self.sampler.stride - self.stride_jitter), self.sampler.stride + self.stride_jitter
-            sampler = ClipSampler(self.sampler.clip_len, int(rng.integers(low, high + 1)))
-            stems = [annotated[p] for p in sampler.train_indices(len(annotated), rng=rng)]  # clip_len stems
+            stems = [annotated[p] for p in self.sampler.train_indices(len(annotated), rng=rng)]  # clip_len stems
             first = read_annotation(_mask_path(record, stems[0]), record.merge_objects)
             if not object_ids_in(first):
                 continue  # checked before decoding anything else: most redraws cost one PNG
@@ -219,7 +195,7 @@ class VOSClipDataset(ClipDataset):
             clip_masks = torch.from_numpy(np.stack([masks[s] for s in stems])).long()  # (T,H,W)
             frame_indices = np.array([position[s] for s in stems], dtype=np.int64)  # (T,)
             # (T,H,W,C), at the annotations' resolution should a copy's JPEGs differ from it
-            frames = _resize_frames(reader.get_frames(frame_indices), clip_masks.shape[1:])
+            frames = resize_frames(reader.get_frames(frame_indices), clip_masks.shape[1:])
             for _ in range(self.crop_retries):
                 video, crop_masks = self.transform(frames, clip_masks)  # (C,T,h,w), (T,h,w)
                 present = object_ids_in(crop_masks[0])
@@ -229,22 +205,18 @@ class VOSClipDataset(ClipDataset):
 
     def _sample(self, record: VOSRecord, video: torch.Tensor, masks: torch.Tensor, present: list[int],
                 frame_indices: np.ndarray) -> dict:
-        if len(present) > self.max_objects:
-            chosen = torch.randperm(len(present))[: self.max_objects]
-            present = sorted(present[i] for i in chosen.tolist())
-        object_ids = torch.zeros(self.max_objects, dtype=torch.int64)  # (max_objects,), 0 = padding
-        object_ids[: len(present)] = torch.tensor(present, dtype=torch.int64)
+        present = choose_at_most(present, self.max_objects)
         return {
             keys.VIDEO: video,  # (C,T,h,w)
             keys.MASKS: id_lookup(present)[masks],  # (T,h,w): 1..K, 0 others and background, 255 void
             keys.NUM_OBJECTS: torch.tensor(len(present), dtype=torch.int64),
-            keys.OBJECT_IDS: object_ids,
+            keys.OBJECT_IDS: padded(present, self.max_objects, fill=0),  # (max_objects,), 0 = padding
             keys.VIDEO_ID: record.video_id,
             keys.FRAME_INDICES: torch.from_numpy(frame_indices),
         }
 
 
-class VOSVideoDataset(Dataset):
+class VOSVideoDataset(SegmentationVideoDataset):
     """Evaluation: one item = one whole video, from the first frame that gives an object's mask.
 
     Sample keys: VIDEO float (C,T,h,w) (uint8 when `normalize` is False) at the annotations'
@@ -253,27 +225,7 @@ class VOSVideoDataset(Dataset):
     object's given mask at its first frame, 0 elsewhere); ANNOTATED bool (T,); FIRST_FRAMES int64 (K,);
     OBJECT_IDS int64 (K,) (dataset id of object k+1); NUM_OBJECTS int64 (); FRAME_NAMES list of T
     stems; FRAME_INDICES int64 (T,) (positions in the frame folder); VIDEO_ID.
-
-    Args:
-        records: the videos.
-        eval_resolution: resize the frames (not the masks) so their short side is this; None = full.
-        normalize: return normalized float video; False: uint8, normalized later on the device.
-        failures: shared counter of unreadable files.
     """
-
-    def __init__(self, records: Sequence[VOSRecord], eval_resolution: int | None = None, normalize: bool = True,
-                 failures: DecodeFailureCounter | None = None):
-        self.records = list(records)
-        self.eval_resolution = eval_resolution
-        self.normalize = normalize
-        self.failures = failures or DecodeFailureCounter()
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def _unreadable(self, err: VideoDecodeError, consequence: str) -> None:
-        self.failures.increment()
-        log.warning("unreadable file %s (%s): %s", err.path, err.reason, consequence)
 
     def _read_masks(self, record: VOSRecord, stems: Sequence[str], masks: dict[str, np.ndarray | None]) -> None:
         """Read the masks of `stems` into `masks` (None where unreadable), each file once."""
@@ -357,106 +309,29 @@ class VOSVideoDataset(Dataset):
             keys.VIDEO_ID: record.video_id,
         }
 
-    def _decode(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
-        """Every frame at `size` -> (C,T,h,w); an unreadable frame is replaced by its nearest readable one."""
-        frames: list[torch.Tensor | None] = []
-        for index in frame_indices.tolist():
-            try:
-                frames.append(_resize_frames(reader.get_frames([index]), size)[0])  # (H,W,C)
-            except VideoDecodeError as err:
-                frames.append(None)
-                self._unreadable(err, "replaced by the nearest readable frame")
-        readable = [t for t, f in enumerate(frames) if f is not None]
-        if not readable:
-            raise LitVideoError(f"{reader.path}: no frame of the video can be decoded")
-        for t, frame in enumerate(frames):
-            if frame is None:
-                frames[t] = frames[min(readable, key=lambda r: (abs(r - t), r))]
-        video = torch.stack(frames).permute(3, 0, 1, 2)  # (C,T,H,W) uint8
-        if self.eval_resolution:
-            height, width = size
-            scale = self.eval_resolution / min(height, width)
-            resized = [max(1, round(height * scale)), max(1, round(width * scale))]
-            video = F.resize(video.transpose(0, 1), resized, antialias=True).transpose(0, 1)  # (C,T,h,w)
-        return normalize_clips(video) if self.normalize else video.contiguous()
 
-
-class VOSDataModule(VideoDataModule):
+class VOSDataModule(SegmentationDataModule):
     """Base DataModule for semi-supervised VOS datasets (JPEG frame folders + palette PNG masks).
 
-    Training batches hold `batch_size` clips of fixed shape; evaluation loaders (val, test, predict)
-    hold one whole video per batch. Both use the default collation, which turns the evaluation
-    sample's FRAME_NAMES into T one-name tuples: the stems are `[n[0] for n in batch[FRAME_NAMES]]`.
-    A dataset file provides `list_records`, `annotation_folders`, `prediction_path` and
+    A format file provides `list_records`, `annotation_folders`, `prediction_path` and
     `frames_to_write`.
 
     Args:
         root: the dataset folder, laid out as the official release.
         clip_len: frames per training clip (STM trains on 3).
-        stride: ANNOTATED frames between consecutive clip frames.
-        stride_jitter: each training clip's stride is drawn from [stride - jitter, stride + jitter].
-        resolution: training crop, int or [height, width].
-        eval_resolution: evaluation frames are resized to this short side; None keeps the annotations'
-            resolution. Masks always stay at the annotations' resolution.
         max_objects: objects per training clip (a random subset when there are more).
-        clips_per_video: training clips drawn from each video per epoch (DAVIS train has 60 videos).
-        samples_per_epoch: training clips per epoch, over all videos; overrides clips_per_video.
-        short_side: training frames' short side before the crop; default 8/7 of the crop.
-        train_short_side_range: optional [min, max] random short side for training (scale jitter).
-        flip: random horizontal flips for training.
-        batch_size: training clips per batch.
-        num_workers: DataLoader worker processes.
-        decoder: unused by frame folders; accepted for the generic `lit-video data` commands.
-        pin_memory: pin host memory for faster copies to the GPU.
-        normalize_on_device: workers return uint8 video, normalized once on the device (a quarter of
-            the bytes; whole evaluation videos are large).
-        max_retries: training clip starts tried per video when the first frame shows no object.
+        **kwargs: the clip, transform and loader arguments of `SegmentationDataModule`.
     """
 
     prediction_layout: ClassVar[str] = ""
+    video_dataset_class = VOSVideoDataset
 
-    def __init__(
-        self,
-        root: str,
-        clip_len: int = 3,
-        stride: int = 1,
-        stride_jitter: int = 0,
-        resolution: int | list[int] = 384,
-        eval_resolution: int | None = None,
-        max_objects: int = 3,
-        clips_per_video: int = 1,
-        samples_per_epoch: int | None = None,
-        short_side: int | None = None,
-        train_short_side_range: list[int] | None = None,
-        flip: bool = True,
-        batch_size: int = 4,
-        num_workers: int = 2,
-        decoder: str = DEFAULT_BACKEND,
-        pin_memory: bool = True,
-        normalize_on_device: bool = False,
-        max_retries: int = 10,
-    ):
-        super().__init__(
-            root, clip_len=clip_len, stride=stride, resolution=resolution, short_side=short_side,
-            train_short_side_range=train_short_side_range, flip=flip, batch_size=batch_size,
-            num_workers=num_workers, decoder=decoder, pin_memory=pin_memory, normalize_on_device=normalize_on_device,
-        )
-        for name, value, least in (("clip_len", clip_len, 1), ("stride", stride, 1), ("stride_jitter", stride_jitter, 0),
-                                   ("max_objects", max_objects, 1), ("clips_per_video", clips_per_video, 1),
-                                   ("max_retries", max_retries, 1)):
-            if not isinstance(value, int) or value < least:
-                raise LitVideoError(f"{name} must be an integer >= {least}, got {value!r}")
-        for name, value in (("eval_resolution", eval_resolution), ("samples_per_epoch", samples_per_epoch)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise LitVideoError(f"{name} must be a positive integer or null, got {value!r}")
-        self.stride_jitter = stride_jitter
-        self.eval_resolution = eval_resolution
+    def __init__(self, root: str, clip_len: int = 3, max_objects: int = 3, **kwargs):
+        super().__init__(root, clip_len=clip_len, **kwargs)
+        check_integer("max_objects", max_objects)
         self.max_objects = max_objects
-        self.clips_per_video = clips_per_video
-        self.samples_per_epoch = samples_per_epoch
-        self.max_retries = max_retries
 
-    # --- what a dataset file provides -------------------------------------------------------------
+    # --- what a format file provides --------------------------------------------------------------
 
     @abstractmethod
     def list_records(self, subset: str) -> list[VOSRecord]:
@@ -537,34 +412,6 @@ class VOSDataModule(VideoDataModule):
             return f"masks of different sizes in {record.annotations}: {sorted(sizes)}"
         return None
 
-    def make_dataset(self, subset: str) -> Dataset:
-        records = self.records(subset)
-        if not records:
-            raise DatasetLayoutError(f"{self.format_name} {subset}: no videos listed under {self.root}")
-        if subset != "train":
-            return VOSVideoDataset(records, self.eval_resolution, normalize=not self.normalize_on_device,
-                                   failures=self.decode_failures)
-        transform = ClipTransform(
-            self.resolution, train=True, short_side=self.short_side, short_side_range=self.train_short_side_range,
-            flip=self.flip, normalize=not self.normalize_on_device,
-        )
-        return VOSClipDataset(
-            records, self.clip_len, self.stride, transform, stride_jitter=self.stride_jitter,
-            max_objects=self.max_objects, length=self.samples_per_epoch or self.clips_per_video * len(records),
-            failures=self.decode_failures, max_retries=self.max_retries,
-        )
-
-    def _loader(self, subset: str, shuffle: bool) -> DataLoader:
-        if subset == "train":
-            return super()._loader(subset, shuffle)
-        if subset not in self.datasets:
-            self.datasets[subset] = self.make_dataset(subset)
-        # One whole video per batch: videos differ in length and size.
-        return DataLoader(
-            self.datasets[subset],
-            batch_size=1,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
-        )
+    def clip_dataset(self, records: list[VOSRecord], transform: ClipTransform, length: int) -> VOSClipDataset:
+        return VOSClipDataset(records, self.sampler, transform, max_objects=self.max_objects, length=length,
+                              failures=self.decode_failures, max_retries=self.max_retries)

@@ -10,11 +10,9 @@ go to `<out>/<seq>/<frame>.png`, the layout the DAVIS evaluator reads.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from lit_video.data.base import register_datamodule
-from lit_video.data.synthetic import SynthSpec
 from lit_video.data.vos import VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
 from lit_video.video.decode import FRAME_EXTENSIONS
@@ -33,7 +31,7 @@ class DAVISDataModule(VOSDataModule):
         train_subset: image set the training stage reads.
         val_subset: image set the validation stage reads.
         test_subset: image set the test and predict stages read (e.g. "test-dev"); None = val_subset.
-        **kwargs: clip, transform and loader arguments of `VOSDataModule`.
+        **kwargs: the clip, transform and loader arguments of `VOSDataModule`.
     """
 
     prediction_layout = "davis"
@@ -97,10 +95,3 @@ class DAVISDataModule(VOSDataModule):
         if not stems:
             raise DatasetLayoutError(f"unknown DAVIS sequence {video_id!r}: no frames in {self.frames_dir / video_id}")
         return stems
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
-                   valid_every: int | None = None) -> None:
-        from lit_video.data.synthetic_vos import as_vos_spec, write_davis
-
-        write_davis(Path(out), as_vos_spec(spec, valid_every=valid_every), progress)

@@ -15,12 +15,11 @@ stage then leaves those videos out. Predictions for the submission server go to
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import read_json_file, register_datamodule, select_heldout
-from lit_video.data.synthetic import SynthSpec
+from lit_video.data.base import register_datamodule
+from lit_video.data.records import read_json_file, select_heldout
 from lit_video.data.vos import MASK_EXTENSION, VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
 
@@ -70,7 +69,7 @@ class YouTubeVOSDataModule(VOSDataModule):
         val_list: a file of held-out train video ids, one a line; replaces val_fraction.
         split_seed: seed of the held-out draw (deterministic for a given train/meta.json).
         all_frames: read frames from `<split>_all_frames/JPEGImages` (every raw frame).
-        **kwargs: clip, transform and loader arguments of `VOSDataModule`.
+        **kwargs: the clip, transform and loader arguments of `VOSDataModule`.
     """
 
     prediction_layout = "youtube-vos"
@@ -164,10 +163,3 @@ class YouTubeVOSDataModule(VOSDataModule):
             f"video {video_id!r} is in neither {self.meta_path(self.subsets['test'])} nor "
             f"{self.meta_path(self.subsets['val'])}"
         )
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
-                   valid_every: int | None = None) -> None:
-        from lit_video.data.synthetic_vos import as_vos_spec, write_youtube_vos
-
-        write_youtube_vos(Path(out), as_vos_spec(spec, valid_every=valid_every), progress)

@@ -12,16 +12,16 @@ Videos: `video<N>.mp4`, in `videos/`, `videos/all/`, or the release's `TrainValV
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 from lit_video.data.base import index_video_files, read_json_file, register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.synthetic_captions import MSRVTT_TEST, MSRVTT_TRAIN_VAL, write_msrvtt
 from lit_video.errors import DatasetLayoutError
 
+# the released annotation files: train + validate videos and their sentences, and test's
+MSRVTT_TRAIN_VAL = "train_val_videodatainfo.json"
+MSRVTT_TEST = "test_videodatainfo.json"
 ANNOTATION_DIRS = ("", "annotations", "train_val_annotation", "test_videodata")
 VIDEO_DIRS = ("videos", "videos/all", "TrainValVideo", "TestVideo", "test_videodata/TestVideo")
 SUBSET_SPLITS = {"train": "train", "val": "validate", "test": "test"}
@@ -93,9 +93,3 @@ class MSRVTTDataModule(CaptioningDataModule):
         wanted = [(v["video_id"], files.get(v["video_id"], str(self.root / "videos" / f"{v['video_id']}.mp4")))
                   for v in videos if v["split"] == split]
         return build_listing(str(path), wanted, captions, {v["video_id"] for v in videos})
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        """Write a synthetic copy (`synthetic_captions.write_msrvtt`): num_classes x videos_per_class videos
-        whose captions name the shape, colour, size and motion."""
-        write_msrvtt(out, spec, progress)

@@ -1,6 +1,6 @@
 """Synthetic video instance segmentation data in the YouTube-VIS 2019 / 2021 layouts.
 
-The scenes are those of the synthetic VOS data (`synthetic_vos.py`): textured shapes moving over a
+The scenes are those of the synthetic VOS data (`scene.py`): textured shapes moving over a
 panning, cluttered background and occluding each other. Here every shape is an annotated instance
 whose category is its shape (the first `num_categories` of SHAPES, ids 1..n), so a model can learn the
 category from appearance; textures and colours are drawn independently of it, unless
@@ -27,7 +27,6 @@ DataModule reads so that held-out predictions can be scored locally.
 from __future__ import annotations
 
 import colorsys
-import dataclasses
 import json
 import math
 import os
@@ -38,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from lit_video.data.formats.youtube_vis import VERSIONS, annotation_path, ground_truth_path
 from lit_video.data.rle import encode_tube, uncompressed_rle
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.synthetic_vos import (
+from lit_video.data.synthetic.scene import (
     ANNOTATION_STEP,
     ENTRY_STEPS,
     MAX_PLACEMENT_TRIES,
@@ -49,13 +48,12 @@ from lit_video.data.synthetic_vos import (
     Rendered,
     SynthScene,
     VideoPlan,
-    _background,
-    _random_object,
-    _save_jpeg,
-    _slide_in_from_edge,
-    _slide_out_of_frame,
+    random_object,
+    save_frames,
+    slide_in_from_edge,
+    slide_out_of_frame,
 )
-from lit_video.data.youtube_vis import VERSIONS, annotation_path, ground_truth_path
+from lit_video.data.synthetic.spec import SynthSpec, as_spec, check_video_fields, video_fields
 from lit_video.errors import LitVideoError
 
 _STREAM = 2021  # keeps these videos' random draws apart from the DAVIS / YouTube-VOS ones of the same seed
@@ -91,14 +89,7 @@ class VisSynthSpec:
     category_colours: bool = False
 
     def __post_init__(self):
-        height, width = self.size
-        if self.num_videos < 1:
-            raise LitVideoError(f"num_videos: need at least one video, got {self.num_videos}")
-        if self.num_frames < 2:
-            raise LitVideoError(f"num_frames: a VIS video needs at least 2 frames, got {self.num_frames}")
-        if height < 32 or width < 32 or height % 2 or width % 2:
-            raise LitVideoError(f"size: VIS frames need even sides of at least 32 pixels, "
-                                f"got {height}x{width}")
+        check_video_fields(self, "VIS")
         if not 1 <= self.max_instances <= 8:
             raise LitVideoError(f"max_instances must be between 1 and 8, got {self.max_instances}")
         if not 1 <= self.num_categories <= len(SHAPES):
@@ -114,10 +105,7 @@ class VisSynthSpec:
     def from_synth_spec(cls, spec: SynthSpec, **overrides) -> VisSynthSpec:
         """The VIS reading of `lit-video data synth` flags: num_classes x videos_per_class videos of
         num_frames frames; size and seed as given (fps has no meaning for frame folders)."""
-        fields = dict(num_videos=spec.num_classes * spec.videos_per_class, num_frames=spec.num_frames,
-                      size=tuple(spec.size), seed=spec.seed)
-        fields.update(overrides)
-        return cls(**fields)
+        return cls(**{**video_fields(spec), **overrides})
 
     @property
     def categories(self) -> list[dict]:
@@ -127,11 +115,8 @@ class VisSynthSpec:
 
 
 def as_vis_spec(spec: VisSynthSpec | SynthSpec, **overrides) -> VisSynthSpec:
-    """`spec` as a VisSynthSpec (a classification SynthSpec read with `from_synth_spec`), fields replaced by
-    the `overrides` that are not None (unset command-line options)."""
-    spec = spec if isinstance(spec, VisSynthSpec) else VisSynthSpec.from_synth_spec(spec)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(spec, **overrides) if overrides else spec
+    """`spec` as a VisSynthSpec (see `spec.as_spec`)."""
+    return as_spec(VisSynthSpec, spec, **overrides)
 
 
 def _category_colours(rng: np.random.Generator, category: int, num_categories: int) -> np.ndarray:
@@ -172,7 +157,7 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
         if index % 4 == 2 and count > 1:
             shapes[1] = shapes[0]
         textures = rng.choice(len(TEXTURES), count)
-        objects = [_random_object(rng, size, duration, SHAPES[shapes[k]], TEXTURES[textures[k]], k + 1)
+        objects = [random_object(rng, size, duration, SHAPES[shapes[k]], TEXTURES[textures[k]], k + 1)
                    for k in range(count)]
         # arrivals: the first instance is there from the start, the others may come later
         entries = [0] + [int(rng.integers(1, latest_entry + 1)) if rng.random() < 0.3 else 0
@@ -189,9 +174,9 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
         for obj, enter, leave in zip(objects, entries, leaves, strict=True):
             obj.enter, obj.leave = float(enter), leave
             if enter > 0:
-                _slide_in_from_edge(obj, size)
+                slide_in_from_edge(obj, size)
             if math.isfinite(leave):
-                _slide_out_of_frame(obj, size)
+                slide_out_of_frame(obj, size)
         if spec.category_colours:
             for obj, shape in zip(objects, shapes, strict=True):
                 obj.colours = _category_colours(colour_rng, int(shape), spec.num_categories)
@@ -207,11 +192,7 @@ def plan_vis_video(spec: VisSynthSpec | SynthSpec, index: int) -> VideoPlan:
         raise LitVideoError(f"size: cannot place {count} visible instances in {height}x{width} frames; "
                             "use larger frames")
 
-    margin = (max(2, int(0.15 * height)), max(2, int(0.15 * width)))
-    scene.background = _background(rng, size, margin, clutter_shapes=SHAPES[spec.num_categories:])
-    scene.pan_start = np.array([margin[1], margin[0]], dtype=np.float64)
-    # a slow camera pan that stays within the margin over the whole video
-    scene.pan_velocity = rng.uniform(-1, 1, 2) * np.array([margin[1], margin[0]]) / duration
+    scene.draw_backdrop(rng, duration, clutter_shapes=SHAPES[spec.num_categories:])
 
     frame_names = tuple(f"{ANNOTATION_STEP * t:05d}" for t in range(steps))
     visible = [(labels == k).any(axis=(1, 2)) for k in range(1, count + 1)]  # (T,) per instance
@@ -280,13 +261,10 @@ def write_youtube_vis(out: str | os.PathLike, spec: VisSynthSpec | SynthSpec, ve
                                           for split in ("train", "valid")}
     for index in range(spec.num_videos):
         plan = plan_vis_video(spec, index)
-        if any(plan.name == p.name for p in plans):  # 40-bit names: a clash is rare but possible
-            plan.name = f"{plan.name[:-3]}{index % 4096:03x}"
+        plan.avoid_name_clash(plans, index)
         rendered: Rendered = plan.render()
-        frames_dir = root / plan.split / "JPEGImages" / plan.name
-        frames_dir.mkdir(parents=True, exist_ok=True)
-        for t, stem in enumerate(plan.frame_names):
-            _save_jpeg(frames_dir / f"{stem}.jpg", rendered.frames[t], spec.jpeg_quality)
+        save_frames(root / plan.split / "JPEGImages" / plan.name, rendered.frames, plan.frame_names,
+                    spec.jpeg_quality)
         listing = splits[plan.split]
         video_id = len(listing["videos"]) + 1
         height, width = spec.size

@@ -22,7 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from lit_video.data.synthetic import SynthSpec
+from lit_video.data.formats.msrvtt import MSRVTT_TEST, MSRVTT_TRAIN_VAL
+from lit_video.data.formats.msvd import MSVD_COLUMNS, MSVD_CSV, MSVD_MAPPING
+from lit_video.data.synthetic.spec import (
+    SynthSpec,
+    as_spec,
+    check_video_fields,
+    random_youtube_id,
+    video_fields,
+)
 from lit_video.errors import LitVideoError
 from lit_video.video.encode import write_video
 
@@ -56,12 +64,6 @@ TEMPLATES = (
 )
 _STREAM = 2016  # keeps these draws apart from the other synthetic datasets of the same seed
 
-# MSR-VTT's annotation files and MSVD's corpus files, as released
-MSRVTT_TRAIN_VAL = "train_val_videodatainfo.json"
-MSRVTT_TEST = "test_videodatainfo.json"
-MSVD_CSV = "MSR Video Description Corpus.csv"
-MSVD_MAPPING = "youtube_mapping.txt"
-MSVD_COLUMNS = ("VideoID", "Start", "End", "WorkerID", "Source", "AnnotationTime", "Language", "Description")
 # a few non-English descriptions per video, as the corpus has; the DataModule must leave them out
 FOREIGN = (("German", "eine {colour} Form, die sich bewegt"), ("Spanish", "una forma, que se mueve"),
            ("French", "une forme qui bouge, lentement"))
@@ -102,13 +104,7 @@ class CaptionSynthSpec:
     val_fraction: float = 0.2
 
     def __post_init__(self):
-        height, width = self.size
-        if self.num_videos < 3:
-            raise LitVideoError(f"num_videos: need at least 3 videos (one per split), got {self.num_videos}")
-        if self.num_frames < 2:
-            raise LitVideoError(f"num_frames: need at least 2 frames to show a motion, got {self.num_frames}")
-        if height < 32 or width < 32 or height % 2 or width % 2:
-            raise LitVideoError(f"size: frames need even sides of at least 32 pixels, got {height}x{width}")
+        check_video_fields(self, "captioning", min_videos=3)
         if self.captions_per_video < 1:
             raise LitVideoError(f"captions_per_video must be at least 1, got {self.captions_per_video}")
         if not (0 < self.train_fraction and 0 < self.val_fraction and self.train_fraction + self.val_fraction < 1):
@@ -119,10 +115,7 @@ class CaptionSynthSpec:
     def from_synth_spec(cls, spec: SynthSpec, **overrides) -> CaptionSynthSpec:
         """The captioning reading of `lit-video data synth` flags: num_classes x videos_per_class videos;
         num_frames, size, fps and seed as given."""
-        fields = dict(num_videos=spec.num_classes * spec.videos_per_class, num_frames=spec.num_frames,
-                      size=tuple(spec.size), fps=spec.fps, seed=spec.seed)
-        fields.update(overrides)
-        return cls(**fields)
+        return cls(**{**video_fields(spec), "fps": spec.fps, **overrides})
 
     def split_ends(self) -> tuple[int, int]:
         """(train_end, val_end): videos [0, train_end) train, [train_end, val_end) val, the rest test."""
@@ -158,8 +151,9 @@ class CaptionSynthSpec:
                                     np.random.default_rng([self.seed, _STREAM, index, 2]))
 
 
-def _as_caption_spec(spec: CaptionSynthSpec | SynthSpec) -> CaptionSynthSpec:
-    return spec if isinstance(spec, CaptionSynthSpec) else CaptionSynthSpec.from_synth_spec(spec)
+def as_caption_spec(spec: CaptionSynthSpec | SynthSpec, **overrides) -> CaptionSynthSpec:
+    """`spec` as a CaptionSynthSpec (see `spec.as_spec`)."""
+    return as_spec(CaptionSynthSpec, spec, **overrides)
 
 
 def _shape_points(shape: str, centre: tuple[float, float], radius: float) -> list[tuple[float, float]]:
@@ -221,11 +215,6 @@ def render_caption_video(video: CaptionVideo, num_frames: int, size: tuple[int, 
     return frames
 
 
-def _youtube_id(rng: np.random.Generator) -> str:
-    chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    return "".join(rng.choice(list(chars), 11))
-
-
 def write_msrvtt(out: str | os.PathLike, spec: CaptionSynthSpec | SynthSpec,
                  progress: Callable[[], None] = lambda: None) -> None:
     """Write an MSR-VTT copy: `videos/video<N>.mp4`, `train_val_videodatainfo.json` (train + validate
@@ -236,7 +225,7 @@ def write_msrvtt(out: str | os.PathLike, spec: CaptionSynthSpec | SynthSpec,
         spec: what to write (a classification SynthSpec is read with `CaptionSynthSpec.from_synth_spec`).
         progress: called once per video written.
     """
-    spec, root = _as_caption_spec(spec), Path(out)
+    spec, root = as_caption_spec(spec), Path(out)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     files = {MSRVTT_TRAIN_VAL: {"videos": [], "sentences": []}, MSRVTT_TEST: {"videos": [], "sentences": []}}
     sen_id = 0
@@ -246,7 +235,7 @@ def write_msrvtt(out: str | os.PathLike, spec: CaptionSynthSpec | SynthSpec,
         data = files[MSRVTT_TEST if split == "test" else MSRVTT_TRAIN_VAL]
         start = round(float(rng.uniform(0, 300)), 2)
         data["videos"].append({
-            "category": int(rng.integers(0, 20)), "url": f"https://www.youtube.com/watch?v={_youtube_id(rng)}",
+            "category": int(rng.integers(0, 20)), "url": f"https://www.youtube.com/watch?v={random_youtube_id(rng)}",
             "video_id": f"video{index}", "start time": start, "end time": round(start + spec.num_frames / spec.fps, 2),
             "split": split, "id": index,
         })
@@ -278,13 +267,13 @@ def write_msvd(out: str | os.PathLike, spec: CaptionSynthSpec | SynthSpec,
     Returns:
         (train_end, val_end, test_end): the last vid number of each split.
     """
-    spec, root = _as_caption_spec(spec), Path(out)
+    spec, root = as_caption_spec(spec), Path(out)
     (root / "YouTubeClips").mkdir(parents=True, exist_ok=True)
     mapping, rows = [], []
     for index in range(spec.num_videos):
         rng = np.random.default_rng([spec.seed, _STREAM, index, 4])
         start = int(rng.integers(0, 300))
-        key = f"{_youtube_id(rng)}_{start}_{start + max(1, round(spec.num_frames / spec.fps))}"
+        key = f"{random_youtube_id(rng)}_{start}_{start + max(1, round(spec.num_frames / spec.fps))}"
         youtube_id, start_s, end_s = key.rsplit("_", 2)
         mapping.append(f"{key} vid{index + 1}")
         captions = spec.captions(index)

@@ -9,23 +9,24 @@ line (the corpus describes more clips than were released) counts as an unknown v
 
 Splits (Venugopalan et al. 2015): vid1-1200 train, vid1201-1300 val, vid1301-1970 test. The boundaries
 are the `train_end`, `val_end`, `test_end` arguments, so a small copy (such as `lit-video data synth
---format msvd`, see `synthetic_captions.write_msvd`) can name its own.
+--format msvd`, see `lit_video.data.synthetic.captions.write_msvd`) can name its own.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 from lit_video.data.base import index_video_files, register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
-from lit_video.data.synthetic import SynthSpec
-from lit_video.data.synthetic_captions import MSVD_CSV, MSVD_MAPPING, write_msvd
 from lit_video.errors import DatasetLayoutError
 
+# the released file names and corpus header
+MSVD_CSV = "MSR Video Description Corpus.csv"
+MSVD_MAPPING = "youtube_mapping.txt"
 CSV_NAMES = (MSVD_CSV, "video_corpus.csv")
+MSVD_COLUMNS = ("VideoID", "Start", "End", "WorkerID", "Source", "AnnotationTime", "Language", "Description")
 REQUIRED_COLUMNS = ("VideoID", "Start", "End", "Language", "Description")
 
 
@@ -42,8 +43,7 @@ def read_corpus(path: Path) -> list[tuple[str, str]]:
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise DatasetLayoutError(f"{path}: not an MSVD corpus file (missing column(s) {', '.join(missing)}; "
-                                         "expected header VideoID,Start,End,WorkerID,Source,AnnotationTime,"
-                                         "Language,Description)")
+                                         f"expected header {','.join(MSVD_COLUMNS)})")
             reader.fieldnames = header
             rows = []
             for row in reader:
@@ -120,9 +120,3 @@ class MSVDDataModule(CaptioningDataModule):
         # unmapped keys stay as they are: not a listed id, so counted as unknown
         captions = [(f"vid{mapping[key]}" if key in mapping else key, text) for key, text in rows]
         return build_listing(source, videos, captions, {f"vid{n}" for n in mapping.values()})
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        """Write a synthetic copy (`synthetic_captions.write_msvd`). Its vid numbers are 1..N, so read it
-        with train_end = round(0.6 N), val_end = round(0.8 N), test_end = N (`CaptionSynthSpec.split_ends`)."""
-        write_msvd(out, spec, progress)

@@ -1,18 +1,26 @@
-"""Synthetic classification videos whose class is a MOTION, never an appearance.
+"""`SynthSpec`, what `lit-video data synth` asks for, and the motion-class videos it describes.
 
 Every video shows a few random shapes over a random cluttered background; shapes, colours, sizes,
 positions and clutter are drawn from the same distributions for every class. Only how the shapes
 move (direction, speed, rotation, scale over time) depends on the class, so no single frame tells
 the class and only a model that looks across time can solve the task.
+
+The other formats read their own spec from a `SynthSpec` (`VosSynthSpec`, `VisSynthSpec`,
+`CaptionSynthSpec`, each with `from_synth_spec` and an `as_..._spec` converter): `as_spec`,
+`video_fields` and `check_video_fields` are what those share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from lit_video.errors import LitVideoError
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,14 @@ def render_video(motion: Motion, num_frames: int, size: tuple[int, int], rng: np
     return frames
 
 
+YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def random_youtube_id(rng: np.random.Generator) -> str:
+    """Eleven characters drawn as a YouTube video id (Kinetics clip names, MSR-VTT urls, MSVD keys)."""
+    return "".join(rng.choice(list(YOUTUBE_ID_CHARS), 11))
+
+
 @dataclass(frozen=True)
 class SynthSpec:
     """What `lit-video data synth` writes.
@@ -145,3 +161,50 @@ class SynthSpec:
         """Frames of one video, reproducible from (seed, class, video) alone -> uint8 (T,H,W,3)."""
         rng = np.random.default_rng([self.seed, class_index, video_index])
         return render_video(self.motions[class_index], self.num_frames, self.size, rng)
+
+
+SpecT = TypeVar("SpecT")
+
+
+def video_fields(spec: SynthSpec) -> dict:
+    """What every format's own spec reads from `lit-video data synth` flags: num_classes x videos_per_class
+    videos (num_videos), num_frames, size and seed (a `from_synth_spec` adds the fields it needs)."""
+    return dict(num_videos=spec.num_classes * spec.videos_per_class, num_frames=spec.num_frames,
+                size=tuple(spec.size), seed=spec.seed)
+
+
+def check_video_fields(spec, kind: str, min_videos: int = 1) -> None:
+    """The checks every format's own spec shares: enough videos, two frames or more, even frame sides of
+    at least 32 pixels.
+
+    Args:
+        spec: has num_videos, num_frames and size.
+        kind: names the videos in messages ("VOS", "VIS", "captioning").
+        min_videos: the fewest videos the format can split.
+
+    Raises:
+        LitVideoError: one line naming the field.
+    """
+    height, width = spec.size
+    if spec.num_videos < min_videos:
+        raise LitVideoError(f"num_videos: need at least {min_videos} video{'s' if min_videos > 1 else ''}"
+                            f"{' (one per split)' if min_videos == 3 else ''}, got {spec.num_videos}")
+    if spec.num_frames < 2:
+        raise LitVideoError(f"num_frames: a {kind} video needs at least 2 frames, got {spec.num_frames}")
+    if height < 32 or width < 32 or height % 2 or width % 2:
+        raise LitVideoError(f"size: {kind} frames need even sides of at least 32 pixels, got {height}x{width}")
+
+
+def as_spec(kind: type[SpecT], spec, **overrides) -> SpecT:
+    """`spec` as a `kind` (a format's own spec such as `vos.VosSynthSpec`): a `SynthSpec` is read with
+    `kind.from_synth_spec`, then the fields named in `overrides` are replaced, except those given as None
+    (unset command-line options).
+
+    Args:
+        kind: the spec class wanted; it has a `from_synth_spec(spec)` classmethod.
+        spec: a `SynthSpec` or already a `kind`.
+        **overrides: fields to replace.
+    """
+    spec = spec if isinstance(spec, kind) else kind.from_synth_spec(spec)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(spec, **overrides) if overrides else spec

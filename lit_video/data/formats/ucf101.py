@@ -9,18 +9,15 @@ test list, as the literature does.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
 from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
-from lit_video.data.synthetic import SynthSpec
 from lit_video.errors import DatasetLayoutError
-from lit_video.video.encode import write_video
 
 LISTS_DIR = "ucfTrainTestlist"
 VIDEOS_DIRS = ("UCF-101", "UCF101")
-NUM_GROUPS = 25
+NUM_GROUPS = 25  # of recording groups per class (g01..g25)
 # Official splits hold out groups 1-7, 8-14 and 15-21 for testing.
 TEST_GROUPS = {1: range(1, 8), 2: range(8, 15), 3: range(15, 22)}
 
@@ -109,29 +106,3 @@ class UCF101DataModule(VideoDataModule):
     def list_records(self, subset: str) -> list[VideoRecord]:
         kind = "trainlist" if subset == "train" else "testlist"
         return parse_split_list(self.lists_dir / f"{kind}{self.split:02d}.txt", self.classes, self.videos_dir)
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        out = Path(out)
-        lists = out / LISTS_DIR
-        lists.mkdir(parents=True, exist_ok=True)
-        names = [m.name for m in spec.motions]
-        entries: list[tuple[str, int, int]] = []  # (relative path, 0-based label, group)
-        for label, name in enumerate(names):
-            (out / VIDEOS_DIRS[0] / name).mkdir(parents=True, exist_ok=True)
-            clips_in_group: dict[int, int] = {}
-            for i in range(spec.videos_per_class):
-                # Spread videos over the 25 groups so every official split has train and test videos.
-                group = 1 + (i * NUM_GROUPS) // spec.videos_per_class if spec.videos_per_class <= NUM_GROUPS else 1 + i % NUM_GROUPS
-                clip = clips_in_group[group] = clips_in_group.get(group, 0) + 1
-                relative = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
-                write_video(out / VIDEOS_DIRS[0] / relative, spec.render(label, i), fps=spec.fps, quality="normal")
-                entries.append((relative, label, group))
-                progress()
-        crlf = "\r\n"  # as the official list files
-        (lists / "classInd.txt").write_text(crlf.join(f"{i + 1} {n}" for i, n in enumerate(names)) + crlf, newline="")
-        for split, test_groups in TEST_GROUPS.items():
-            train = [f"{p} {label + 1}" for p, label, g in entries if g not in test_groups]
-            test = [p for p, _, g in entries if g in test_groups]
-            (lists / f"trainlist{split:02d}.txt").write_text(crlf.join(train) + crlf, newline="")
-            (lists / f"testlist{split:02d}.txt").write_text(crlf.join(test) + crlf, newline="")

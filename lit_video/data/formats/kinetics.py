@@ -11,16 +11,11 @@ listed but not downloaded (5-10% of any real copy) are skipped and counted.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
-
 from lit_video.data.base import VideoDataModule, VideoRecord, index_video_files, register_datamodule
-from lit_video.data.synthetic import SynthSpec
 from lit_video.errors import DatasetLayoutError
-from lit_video.video.encode import write_video
 
 CSV_NAMES = {
     "train": ("train.csv", "kinetics_train.csv"),
@@ -29,7 +24,6 @@ CSV_NAMES = {
 }
 VIDEO_DIRS = {"train": ("train",), "val": ("val", "validate", "valid"), "test": ("test",)}
 REQUIRED_COLUMNS = ("youtube_id", "time_start", "time_end")
-YOUTUBE_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 def clip_stem(youtube_id: str, time_start: int, time_end: int) -> str:
@@ -111,33 +105,3 @@ class KineticsDataModule(VideoDataModule):
             label = index_of[label_name] if label_name else -1
             records.append(VideoRecord(files.get(stem, str(folder / f"{stem}.mp4")), label, stem))
         return records
-
-    @classmethod
-    def synthesize(cls, out: Path, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
-        """Write CSVs and clips: `train/<label with _>/` folders, flat `val/` and `test/` (both layouts
-        occur in real copies), and about 8% of listed clips left out, as in any downloaded copy."""
-        out = Path(out)
-        rng = np.random.default_rng([spec.seed, 7])
-        rows: dict[str, list[tuple[str, str, int, int]]] = {s: [] for s in CSV_NAMES}
-        for label_index, motion in enumerate(spec.motions):
-            for i in range(spec.videos_per_class):
-                fraction = i / spec.videos_per_class
-                subset = "train" if fraction < 0.6 else "val" if fraction < 0.8 else "test"
-                youtube_id = "".join(rng.choice(list(YOUTUBE_ID_CHARS), 11))
-                start = int(rng.integers(0, 300))
-                rows[subset].append((motion.label, youtube_id, start, start + 10))
-                progress()
-                if rng.random() < 0.08 and i > 0:
-                    continue  # listed, never downloaded
-                folder = out / subset / motion.label.replace(" ", "_") if subset == "train" else out / subset
-                folder.mkdir(parents=True, exist_ok=True)
-                write_video(folder / f"{clip_stem(youtube_id, start, start + 10)}.mp4", spec.render(label_index, i),
-                            fps=spec.fps, gop_size=250, max_b_frames=2, quality="normal")
-        csv_names = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}
-        split_names = {"train": "train", "val": "val", "test": "test"}
-        for subset, subset_rows in rows.items():
-            lines = ["label,youtube_id,time_start,time_end,split,is_cc"]
-            for label, youtube_id, start, end in subset_rows:
-                quoted = f'"{label}"' if (" " in label or "," in label) else label
-                lines.append(f"{quoted},{youtube_id},{start},{end},{split_names[subset]},0")
-            (out / csv_names[subset]).write_text("\n".join(lines) + "\n")
