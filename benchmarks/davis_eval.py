@@ -11,7 +11,10 @@ frames and speckle noise. Then times, on the same decoded masks in memory:
   ours      `evaluate_sequence` per sequence (all objects, all frames);
 
 and prints seconds, the speed-up, and the largest difference of any per-object J / F mean and of the global
-J&F. Reading the PNGs (the same for both, with read_mask) and our whole `evaluate_folder` are timed too.
+J&F. Reading the PNGs (the same for both, with read_mask) and our whole `evaluate_folder` are timed too, and
+end to end as a user runs it: `lit-video evaluate vos` in a fresh process (interpreter start-up, imports,
+reading the PNGs, scoring, writing the CSV files) against the official computation plus reading the PNGs
+(the official script's own start-up left out, in its favour).
 Needs the dev extras (vos-benchmark, opencv-python-headless, scikit-image).
 
     .venv/bin/python benchmarks/davis_eval.py                      # 30 sequences x 50-80 frames, 480x854
@@ -21,7 +24,10 @@ Needs the dev extras (vos-benchmark, opencv-python-headless, scikit-image).
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,6 +121,17 @@ def official_frames(pred: np.ndarray, gt: np.ndarray, num_objects: int) -> tuple
     return j, f
 
 
+def _time_command(root: Path) -> float:
+    """Seconds of `lit-video evaluate vos` on the results, as a new process (start-up included)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "lit_video.cli", "evaluate", "vos", "--gt", str(root), "--pred",
+                   str(root / "results"), "--out", out]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=env)
+        return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT / "outputs" / "bench" / "davis_eval"),
@@ -126,7 +143,8 @@ def main() -> None:
     height, width = (int(v) for v in args.size.lower().split("x"))
 
     from lit_video.data.masks import read_mask
-    from lit_video.metrics.davis import JFAccumulator, evaluate_folder, evaluate_sequence, scores_from_frames
+    from lit_video.metrics.davis import JFAccumulator, evaluate_sequence, scores_from_frames
+    from lit_video.metrics.davis_folder import evaluate_folder
 
     root = Path(args.data)
     if not (root / "ImageSets" / "2017" / "val.txt").is_file():
@@ -175,6 +193,12 @@ def main() -> None:
               f"{official_seconds / seconds:>8.1f}x")
     print(f"{'reading the PNGs (both)':<34} {read_seconds:>8.2f}")
     print(f"{'lit_video evaluate_folder (all)':<34} {folder_seconds:>8.2f}")
+    command_seconds = _time_command(root)
+    print()
+    print(f"{'end to end (reading the PNGs too)':<34} {'seconds':>8} {'speed-up':>26}")
+    print(f"{'official computation + reading':<34} {official_seconds + read_seconds:>8.2f}")
+    print(f"{'lit-video evaluate vos (a process)':<34} {command_seconds:>8.2f} "
+          f"{(official_seconds + read_seconds) / command_seconds:>25.1f}x")
     print()
     print(f"J&F-Mean official {g_official['J&F-Mean']:.6f}, lit_video {g_ours['J&F-Mean']:.6f}; max |difference|: "
           f"global J&F {diff_global:.2e}, per-object J/F means {diff_objects:.2e}, evaluate_folder {diff_folder:.2e}")

@@ -47,7 +47,7 @@ def log(out: Path, line: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ data
 def _write_davis_one(args: tuple[str, int, int]):
-    from lit_video.data.synthetic_vos import VosSynthSpec, write_davis_sequence
+    from lit_video.data.synthetic.vos import VosSynthSpec, write_davis_sequence
 
     root, num_videos, index = args
     return write_davis_sequence(Path(root), VosSynthSpec(num_videos=num_videos, **VOS_SPEC), index)
@@ -57,7 +57,7 @@ def write_vos(root: Path, num_videos: int, held_out: int, processes: int) -> Non
     """A DAVIS-layout set of `num_videos` sequences written by `processes` processes, with extra image sets:
     `val<held_out>`, the first held-out sequences (the CPU learning test's 32 when held_out is 32), and
     `train64` / `train128`, the first training ones (the first 64 are the CPU learning test's)."""
-    from lit_video.data.synthetic_vos import write_davis_image_sets
+    from lit_video.data.synthetic.vos import write_davis_image_sets
 
     with multiprocessing.Pool(processes) as pool:
         plans = pool.map(_write_davis_one, [(str(root), num_videos, i) for i in range(num_videos)])
@@ -70,7 +70,7 @@ def write_vos(root: Path, num_videos: int, held_out: int, processes: int) -> Non
 
 
 def write_vis(root: Path, num_videos: int, valid_every: int) -> None:
-    from lit_video.data.synthetic_vis import VisSynthSpec, write_youtube_vis
+    from lit_video.data.synthetic.vis import VisSynthSpec, write_youtube_vis
 
     write_youtube_vis(root, VisSynthSpec(num_videos=num_videos, valid_every=valid_every, **VIS_SPEC))
 
@@ -97,7 +97,7 @@ def timed_fit(args: list[str], batch_size: int) -> dict:
     """Fit through the CLI; training clips/s over the steps after the first five (CUDA-synchronized)."""
     import lightning as L
 
-    from lit_video.train_cli import run_cli
+    from lit_video.training import run_cli
 
     class StepTimer(L.Callback):
         def __init__(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +82,43 @@ def test_fit_config_errors_are_one_line(ucf101_root, extra, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert message in lines[-1] and lines[-1].startswith("lit-video: error:") and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command():
+    result = _run("--help")
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert result.returncode == 0
+    assert {"data", "fit", "validate", "test", "predict", "profile", "evaluate", "sweep", "report",
+            "dashboard"} <= listed
+
+
+@pytest.mark.parametrize("command", ["fit", "predict"])
+def test_lightning_commands_print_lightning_clis_help(command):
+    result = _run(command, "--help")
+    assert result.returncode == 0 and "--trainer.max_epochs" in result.stdout and "--config" in result.stdout
+
+
+def test_profile_takes_the_number_of_classes_from_the_data_when_its_root_exists(tmp_path, ucf101_root):
+    """The task is built as `fit` builds it: the DataModule links its classes; without the data, --num-classes
+    stands in for them."""
+    import csv
+
+    import yaml
+
+    from lit_video.data.base import datamodule_class
+
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "experiments/synthetic/r2plus1d_tiny.yaml").read_text())
+    classes = datamodule_class("ucf101")(root=str(ucf101_root)).num_classes
+
+    def params(root, *flags: str) -> int:
+        recipe["data"]["init_args"]["root"] = str(root)
+        config, out = tmp_path / "profiled.yaml", tmp_path / "profile.csv"
+        config.write_text(yaml.safe_dump(recipe))
+        assert main(["profile", "--config", str(config), "--steps", "0", "--device", "cpu", "--out", str(out),
+                     *flags]) == 0
+        (row,) = list(csv.DictReader(out.open()))
+        return int(row["params"])
+
+    from_data = params(ucf101_root)
+    assert from_data == params(tmp_path / "absent", "--num-classes", str(classes))
+    assert from_data < params(ucf101_root, "--num-classes", str(classes + 10))  # given, it wins

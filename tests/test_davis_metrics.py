@@ -19,14 +19,13 @@ from lit_video.metrics.davis import (
     boundary_f,
     decay_bins,
     disk_radius,
-    evaluate_folder,
     evaluate_sequence,
     frame_scores,
     jaccard,
     scores_from_frames,
     statistics,
-    write_csvs,
 )
+from lit_video.metrics.davis_folder import evaluate_folder, write_csvs
 
 vos_benchmark = pytest.importorskip("vos_benchmark.evaluator", reason="dev extra: pip install --no-deps vos-benchmark")
 

@@ -1,1 +1,7 @@
-"""Metrics that reproduce the official evaluators (DAVIS J&F; video AP and caption scores to come)."""
+"""Metrics that reproduce the official evaluators, each importable without torch or Lightning.
+
+- `davis`: DAVIS region similarity J and boundary F-measure (davis2017-evaluation), per frame and per
+  sequence; `davis_folder`: a results folder scored against a DAVIS root, and the official CSV files.
+- `ytvis`: YouTube-VIS video AP/AR (the YouTube-VIS cocoapi's 12 numbers).
+- `captions`: BLEU-1..4, METEOR, ROUGE-L and CIDEr-D (pycocoevalcap's COCOEvalCap).
+"""

@@ -26,10 +26,9 @@ and `evaluation_method.py`), and so what this module computes:
   indices (and the +1 after them) wrap around modulo 256 and the last bin is wrong or empty (Decay NaN). We use
   the indices the formula means; `official_decay_wrap=True` reproduces the wrapped ones.
 - Global figures: J-Mean, J-Recall, ... are plain means over ALL objects of all sequences (not of sequence
-  means); J&F-Mean = (J-Mean + F-Mean) / 2. The CSV files are `global_results-<set>.csv` and
-  `per-sequence_results-<set>.csv` ("<sequence>_<k>" rows), numbers written with "%.3f".
-- DAVIS 2016 (`year=2016`): ImageSets/2016, and every non-zero pixel (255 included) is the one object, in the
-  ground truth and in the results.
+  means); J&F-Mean = (J-Mean + F-Mean) / 2 (`JFAccumulator`).
+
+Reading a DAVIS root and a results folder, and the official CSV files and tables, are in `davis_folder`.
 
 How it is fast. The official code loops over objects and frames and dilates full frames with OpenCV. Here a
 sequence is handled an object at a time in groups of 8 frames: the group is cropped to the object's bounding
@@ -43,21 +42,16 @@ and moved to the CPU, which costs one copy of the uint8 masks.
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 import warnings
-from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
-from lit_video.data.masks import VOID, read_mask
+from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
 
 BOUND_TH = 0.008  # boundary tolerance as a fraction of the image diagonal (the official default)
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
-SEQUENCE_COLUMNS = ("Sequence", "J-Mean", "F-Mean")
 STAT_KEYS = ("J", "J_recall", "J_decay", "F", "F_recall", "F_decay")  # per-object arrays of evaluate_sequence
 _GROUP = 8  # frames packed into the bits of one uint8 plane
 _LANES = [np.uint64(0x0101010101010101 << bit) for bit in range(_GROUP)]  # one bit of each byte of a word
@@ -388,7 +382,7 @@ def scores_from_frames(j_frames, f_frames, official_decay_wrap: bool = False) ->
     return scores
 
 
-# --------------------------------------------------------------------------- datasets
+# --------------------------------------------------------------------------- the global figures
 class JFAccumulator:
     """Per-object statistics gathered sequence by sequence, and the global figures davis2017-evaluation
     reports from them: plain means over all objects of all sequences."""
@@ -416,116 +410,3 @@ class JFAccumulator:
         means = rows.mean(axis=0) if len(rows) else np.full(len(STAT_KEYS), np.nan)  # np.mean, as officially
         j, j_recall, j_decay, f, f_recall, f_decay = (float(v) for v in means)
         return dict(zip(GLOBAL_COLUMNS, ((j + f) / 2, j, j_recall, j_decay, f, f_recall, f_decay)))
-
-
-def _read_subset(root: Path, subset: str, year: int) -> list[str]:
-    path = root / "ImageSets" / str(year) / f"{subset}.txt"
-    if not path.is_file():
-        raise LitVideoError(f"{path}: no such file (a DAVIS root has ImageSets/{year}/{subset}.txt listing the "
-                            f"sequences of the '{subset}' set)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
-def _read_masks(paths: Iterable[Path], shape: tuple[int, int] | None) -> np.ndarray:
-    masks = []
-    for path in paths:
-        if not path.is_file():
-            raise LitVideoError(f"{path}: no such mask (the results need an indexed PNG for every annotated frame "
-                                f"but the first and the last, named as the annotations)")
-        mask = read_mask(path)
-        if shape is not None and mask.shape != shape:
-            raise LitVideoError(f"{path}: mask is {mask.shape[0]}x{mask.shape[1]}, the annotations are "
-                                f"{shape[0]}x{shape[1]}")
-        shape = mask.shape
-        masks.append(mask)
-    return np.stack(masks) if masks else np.zeros((0, *(shape or (0, 0))), np.uint8)
-
-
-def evaluate_folder(gt_root: str | os.PathLike, pred_root: str | os.PathLike, subset: str = "val",
-                    year: int = 2017, resolution: str = "480p", *, ignore_void: bool = False,
-                    official_decay_wrap: bool = False, progress: bool = False) -> JFAccumulator:
-    """Evaluate a results folder against a DAVIS root, as davis2017-evaluation's semi-supervised task.
-
-    Args:
-        gt_root: DAVIS root with Annotations/<resolution>/<seq>/<frame>.png and ImageSets/<year>/<subset>.txt.
-        pred_root: results: <seq>/<frame>.png indexed PNGs, named as the annotations.
-        subset: the ImageSets list (val, train, test-dev, ...).
-        year: 2017 (multi-object) or 2016 (every non-zero pixel is the one object).
-        resolution: the Annotations subfolder.
-        ignore_void: remove void pixels from both masks (not official; see the module docstring).
-        official_decay_wrap: reproduce the official uint8 wrap of Decay for sequences over 256 frames.
-        progress: show a progress bar over sequences.
-
-    Raises:
-        LitVideoError: a missing list, annotation folder or result mask (named), a mask of the wrong size, or
-            a prediction with more objects than its ground truth.
-    """
-    if year not in (2016, 2017):
-        raise LitVideoError(f"year must be 2016 or 2017, got {year}")
-    gt_root, pred_root = Path(gt_root), Path(pred_root)
-    if not pred_root.is_dir():
-        raise LitVideoError(f"{pred_root}: no such results folder")
-    sequences = _read_subset(gt_root, subset, year)
-    if progress:
-        from tqdm import tqdm
-
-        sequences = tqdm(sequences, desc=f"DAVIS {year} {subset}", unit="sequence")
-    results = JFAccumulator()
-    for sequence in sequences:
-        folder = gt_root / "Annotations" / resolution / sequence
-        frames = sorted(folder.glob("*.png"))
-        if not frames:
-            raise LitVideoError(f"{folder}: no annotation PNGs for sequence {sequence}")
-        evaluated = frames[1:-1]  # the semi-supervised protocol scores neither the first nor the last frame
-        first = read_mask(frames[0])
-        gt = _read_masks(evaluated, first.shape)
-        pred = _read_masks((pred_root / sequence / path.name for path in evaluated), first.shape)
-        if year == 2016:
-            num_objects = 1
-            gt, pred = (gt != 0).astype(np.uint8), (pred != 0).astype(np.uint8)
-        else:
-            num_objects = int(first[first != VOID].max(initial=0))
-        scores = evaluate_sequence(pred, gt, num_objects, skip_first_last=False, ignore_void=ignore_void,
-                                   official_decay_wrap=official_decay_wrap, name=sequence)
-        results.add(sequence, scores)
-    return results
-
-
-def _csv_number(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.3f}"  # pandas' to_csv(float_format="%.3f"), NaN empty
-
-
-def write_csvs(results: JFAccumulator, out_dir: str | os.PathLike, subset: str = "val") -> tuple[Path, Path]:
-    """Write `global_results-<subset>.csv` and `per-sequence_results-<subset>.csv` as the official script
-    does -> their paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    global_path = out_dir / f"global_results-{subset}.csv"
-    sequence_path = out_dir / f"per-sequence_results-{subset}.csv"
-    with open(global_path, "w", newline="") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(GLOBAL_COLUMNS)
-        writer.writerow([_csv_number(v) for v in results.global_scores().values()])
-    with open(sequence_path, "w", newline="") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(SEQUENCE_COLUMNS)
-        writer.writerows([name, _csv_number(j), _csv_number(f)] for name, j, f in results.per_object())
-    return global_path, sequence_path
-
-
-def _table(header: Iterable[str], rows: list[list[str]]) -> str:
-    header = list(header)
-    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(header)]
-    lines = [header, *rows]
-    return "\n".join(" ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in lines)
-
-
-def format_tables(results: JFAccumulator, subset: str = "val") -> str:
-    """The global and per-sequence tables, laid out as the official script prints them."""
-    scores = results.global_scores()
-    global_table = _table(GLOBAL_COLUMNS, [[f"{v:.6f}" for v in scores.values()]])
-    sequence_table = _table(SEQUENCE_COLUMNS, [[name, f"{j:.6f}", f"{f:.6f}"] for name, j, f in results.per_object()])
-    return (f"--------------------------- Global results for {subset} ---------------------------\n"
-            f"{global_table}\n\n"
-            f"---------- Per sequence results for {subset} ----------\n"
-            f"{sequence_table}")

@@ -22,13 +22,8 @@ import numpy as np
 import torch
 
 from lit_video.errors import LitVideoError, VideoDecodeError
+from lit_video.video.backends import BACKENDS, DEFAULT_BACKEND
 
-# Preference order for backend="auto", by measurement (benchmarks/data_pipeline.py, README): all three
-# are frame-exact on every container the tests write and agree bit for bit on real H.264 files;
-# torchcodec decoded the clips a sampler asks for fastest everywhere, decord next, PyAV last (it is
-# the fallback that needs nothing but its wheel, which bundles FFmpeg).
-BACKENDS = ("torchcodec", "decord", "pyav")
-DEFAULT_BACKEND = "auto"
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 _INSTALL_HINTS = {

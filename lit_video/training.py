@@ -6,18 +6,20 @@ classes, clip length and resolution flow from the DataModule to the task by link
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 
 import torch
+from jsonargparse import ArgumentParser, Namespace
 from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_video.checkpoint import AtomicCheckpointIO
-from lit_video.sweep.profile import ComputeProfileCallback
+from lit_video.compute import ComputeProfileCallback
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -33,13 +35,20 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_prod
 class VideoCLI(LightningCLI):
     """LightningCLI with the links every lit-video task relies on and the compute profile callback."""
 
+    # (source, target, apply_on): what flows from the DataModule to the task. A source of another task's
+    # DataModule that this one lacks (e.g. captioning's tokenizer_config) is skipped.
+    LINKS = (
+        ("data.num_classes", "model.init_args.num_classes", "instantiate"),
+        ("data.init_args.clip_len", "model.init_args.clip_len", "parse"),
+        ("data.init_args.resolution", "model.init_args.resolution", "parse"),
+        # captioning: the vocabulary built from (or given to) the DataModule
+        ("data.tokenizer_config", "model.init_args.tokenizer", "instantiate"),
+    )
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ComputeProfileCallback, "compute_profile")
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.init_args.clip_len", "model.init_args.clip_len")
-        parser.link_arguments("data.init_args.resolution", "model.init_args.resolution")
-        # captioning: the vocabulary built from (or given to) the DataModule; other tasks have no such key
-        parser.link_arguments("data.tokenizer_config", "model.init_args.tokenizer", apply_on="instantiate")
+        for source, target, apply_on in self.LINKS:
+            parser.link_arguments(source, target, apply_on=apply_on)
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
@@ -74,6 +83,9 @@ class _ParseOnlyCLI(VideoCLI):
     def instantiate_classes(self) -> None:
         pass
 
+    def _set_seed(self) -> None:
+        pass  # nothing runs, so nothing to seed (and no "Seed set to" line per parse)
+
 
 def run_cli(args: list[str], run: bool = True) -> VideoCLI:
     """Run a LightningCLI subcommand; `args` starts with it (e.g. ["fit", "--config", "x.yaml"]).
@@ -85,20 +97,50 @@ def run_cli(args: list[str], run: bool = True) -> VideoCLI:
 
 def validate_config(args: list[str]) -> None:
     """Raise jsonargparse's ArgumentError (naming the key) if `args` (no subcommand) do not parse."""
-    _with_argv(lambda: _cli(_ParseOnlyCLI, args, run=False))
+    parse_config(args)
+
+
+def parse_config(args: list[str], data_required: bool = True) -> tuple[ArgumentParser, Namespace]:
+    """Parse `args` (no subcommand) as `fit` does, building nothing.
+
+    Args:
+        args: command-line arguments, e.g. ["--config", "experiments/x.yaml"].
+        data_required: False accepts a config without a `data` section (profiling needs no data).
+
+    Returns:
+        The parser and the parsed config, whose `parser.instantiate_classes(config)` builds the
+        classes (links of `VideoCLI.LINKS` with apply_on="instantiate" apply then).
+
+    Raises:
+        jsonargparse.ArgumentError: a key, type or class_path the config gets wrong (naming it).
+    """
+    cli = _with_argv(lambda: _cli(_ParseOnlyCLI, args, run=False, data_required=data_required))
+    return cli.parser, cli.config
 
 
 def config_error_reason(err: BaseException) -> tuple[str, str]:
-    """(where, reason) of a jsonargparse error, whose message spans many lines: `where` names the
-    key and class (e.g. 'Parser key "data" (UCF101DataModule)'), `reason` is the line that says why."""
+    """(where, reason) of a jsonargparse error, whose message spans many lines: `where` names the key
+    and class (e.g. 'Parser key "data" (lit_video.data.formats.ucf101.UCF101DataModule)'), `reason` is
+    the line that says why (for a class_path that does not import: 'X cannot be imported: why')."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
     marker = "- Problem with given class_path"
     for index, line in enumerate(lines):
         if line.startswith(marker) and index + 1 < len(lines):
-            class_path = line[len(marker):].strip().rstrip(":")
-            return (f"{key} ({class_path})" if key else class_path), lines[index + 1]
+            class_path = line[len(marker):].strip().rstrip(":").strip("'\"")
+            reason = lines[index + 1]
+            if not _importable(class_path):
+                return key, f"{class_path} cannot be imported: {reason}"
+            return (f"{key} ({class_path})" if key else class_path), reason
     return key, " ".join(lines[:2])
+
+
+def _importable(class_path: str) -> bool:
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module_name), name)
+    except Exception:  # noqa: BLE001 - whatever stops the import, the class cannot be used
+        return False
 
 
 def _with_argv(build):
@@ -110,10 +152,10 @@ def _with_argv(build):
         sys.argv = saved
 
 
-def _cli(cls: type[VideoCLI], args: list[str], run: bool) -> VideoCLI:
+def _cli(cls: type[VideoCLI], args: list[str], run: bool, data_required: bool = True) -> VideoCLI:
     return cls(
         LightningModule,
-        LightningDataModule,
+        LightningDataModule if data_required else None,  # None: `data` is an optional section
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,

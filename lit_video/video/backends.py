@@ -1,0 +1,9 @@
+"""The names of the video decoding backends, kept free of torch so that the command line can list them
+without importing it (`lit_video.video.decode` holds the backends themselves)."""
+
+# Preference order for backend="auto", by measurement (benchmarks/data_pipeline.py, README): all three
+# are frame-exact on every container the tests write and agree bit for bit on real H.264 files;
+# torchcodec decoded the clips a sampler asks for fastest everywhere, decord next, PyAV last (it is
+# the fallback that needs nothing but its wheel, which bundles FFmpeg).
+BACKENDS = ("torchcodec", "decord", "pyav")
+DEFAULT_BACKEND = "auto"
