@@ -38,7 +38,7 @@ def main() -> None:
 
     from lit_video.sweep.spec import SEED_KEY, Param, SweepSpec, short_name
     from lit_video.sweep.study import run_sweep
-    from lit_video.train_cli import run_cli
+    from lit_video.training import run_cli
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = SweepSpec.load(args.spec)

@@ -5,6 +5,10 @@ Lightning's TorchCheckpointIO writes through an fsspec transaction whose tempora
 filesystem, so the final move is a copy into the target path: a job killed during that copy leaves
 a truncated file where the previous good checkpoint was. `AtomicCheckpointIO` writes beside the
 target and renames, which is atomic on POSIX filesystems (NFS and Lustre included).
+
+Checkpoints are read with `torch.load(weights_only=True)` unless the caller asks otherwise: a
+checkpoint holds tensors, numbers, strings and containers of them, and nothing in it needs to run
+code to load.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
+def _on_cpu(storage, location):
+    """torch.load's map_location that keeps every tensor where it was read, on the CPU (Lightning's default)."""
+    return storage
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO for local and shared filesystems: a half-written file never replaces a good one."""
 
@@ -30,6 +39,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
         write_atomically(path, checkpoint)
+
+    def load_checkpoint(self, path, map_location: Any = _on_cpu, weights_only: bool | None = None) -> dict[str, Any]:
+        """Lightning's loading, with `weights_only=True` when the caller leaves it unset (Lightning
+        would load a checkpoint given by URL with `weights_only=False`)."""
+        return super().load_checkpoint(path, map_location, weights_only=True if weights_only is None else weights_only)
 
 
 def write_atomically(path: str | os.PathLike, checkpoint: Any) -> None:
@@ -75,7 +89,9 @@ class ResumeCheckpoint(Callback):
 
     def _save(self, trainer) -> None:
         if self.saved_step != trainer.global_step:
-            trainer.save_checkpoint(self.path)
+            # The whole training state (optimizers, schedulers, loops, callbacks), said explicitly:
+            # left unset, Lightning logs that it defaults to it at every save.
+            trainer.save_checkpoint(self.path, weights_only=False)
             self.saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

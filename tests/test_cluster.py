@@ -23,7 +23,7 @@ from lit_video.cli import main
 from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.study import load_study, run_sweep
 from lit_video.sweep.tracking import offline_runs
-from lit_video.train_cli import run_cli
+from lit_video.training import run_cli
 
 CLIP, STRIDE = "data.init_args.clip_len", "data.init_args.stride"
 COMPLETE, FAIL, PRUNED, WAITING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,

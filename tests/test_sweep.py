@@ -4,11 +4,13 @@ end the sweep, pruning stops a hopeless trial, bad specs fail before any trial s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -170,6 +172,43 @@ def test_interrupted_sweep_resumes_without_redoing_trials(tmp_path, ucf101_root)
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 4
     assert first <= {t.number for t in finished}
     assert any(t.params == stopped[0].params for t in finished)
+
+
+@register_model("sweep_test_warns")
+class WarnsAtEveryStep(nn.Module):
+    """A tiny classifier that warns at every forward pass, as a deprecated library call would."""
+
+    def __init__(self, num_classes: int, **unused):
+        super().__init__()
+        self.head = nn.Linear(3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (batch, 3, frames, height, width) -> logits (batch, num_classes)
+        warnings.warn("sweep_test_warns: this call is deprecated", FutureWarning, stacklevel=1)
+        return self.head(x.mean(dim=(2, 3, 4)))
+
+
+def test_a_sweep_shows_each_warning_once_and_saves_checkpoints_without_a_notice(tmp_path, ucf101_root):
+    path = write_spec(tmp_path, ucf101_root, search_space={
+        "model.init_args.model": {"type": "categorical", "choices": ["sweep_test_warns"]},
+        "model.init_args.optimizer.lr": {"type": "categorical", "choices": [0.001, 0.002]}},
+        budget={**TINY_BUDGET, "max_epochs": 2})
+    notices: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = notices.append
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # every step's warning reaches the sweep
+            study = run_sweep(SweepSpec.load(path))
+    finally:
+        lightning_log.removeHandler(handler)
+    assert len(complete(study)) == 2
+    # Two trials of two epochs (four resume checkpoints), many steps: the warning shows once.
+    assert [str(w.message) for w in caught].count("sweep_test_warns: this call is deprecated") == 1
+    assert not [r for r in notices if "weights_only" in r.getMessage()]
+    assert len(list((tmp_path / "out" / "test").glob("trial_*/checkpoints/last.ckpt"))) == 2
 
 
 def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path, ucf101_root):

@@ -6,7 +6,7 @@ environment variable: never on a command line, in a pickled submitit job, an sba
 
 On SLURM the jobs are told to send SIGUSR1 `SIGNAL_DELAY_S` seconds before their time limit, and
 are requeued on preemption (`--requeue`). A trial that receives SIGUSR1 or SIGTERM saves a checkpoint,
-is queued again in the study and its job is requeued (see `lit_video.sweep.study`); a requeued
+is queued again in the study and its job is requeued (see `lit_video.sweep.worker`); a requeued
 worker, or any other, resumes it. The spec's `slurm:` section gives the jobs' resources:
 
     slurm:
@@ -17,8 +17,8 @@ worker, or any other, resumes it. The spec's `slurm:` section gives the jobs' re
       mem_gb: 32
       sbatch: {account: myproj, qos: normal, constraint: a100}   # any other sbatch option
 
-Kept free of torch, Lightning and Optuna at import time: `SweepSpec.load` parses `slurm:` with
-`parse_slurm`.
+The launcher runs workers; the workers run the study (`lit_video.sweep.study`), which knows nothing
+of launchers. Kept free of torch, Lightning and Optuna at import time.
 """
 
 from __future__ import annotations
@@ -29,90 +29,21 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import submitit
 
 from lit_video.errors import LitVideoError
+from lit_video.sweep.settings import SLURM_KEYS, SlurmSettings
+from lit_video.sweep.spec import SweepSpec
 from lit_video.sweep.storage import STORAGE_ENV, redact
 
 # Seconds between the signal that asks a worker to stop (SIGUSR1) and SLURM's kill: enough for a
 # training step to end and a checkpoint to be written.
 SIGNAL_DELAY_S = 120
-STOP_SIGNAL = "USR1"  # what lit_video.sweep.study handles (with SIGTERM); submitit's own default is USR2
+STOP_SIGNAL = "USR1"  # what lit_video.sweep.worker handles (with SIGTERM); submitit's own default is USR2
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """Resources of each SLURM worker job; None leaves a resource to the partition's default.
-
-    Args:
-        partition: the SLURM partition (sbatch --partition).
-        time_min: time limit of one job in minutes; a job at its limit is requeued and goes on.
-        gpus_per_worker: GPUs per job (sbatch --gpus-per-node).
-        cpus_per_worker: CPU cores per job (sbatch --cpus-per-task): DataLoader workers + 1.
-        mem_gb: memory per job in GB (sbatch --mem).
-        sbatch: any other sbatch option without its leading --, e.g. {"account": "x", "qos": "y"};
-            a value of true gives a flag without a value.
-    """
-
-    partition: str | None = None
-    time_min: int = 60
-    gpus_per_worker: int | None = None
-    cpus_per_worker: int | None = None
-    mem_gb: float | None = None
-    sbatch: dict[str, Any] = field(default_factory=dict)
-
-
-SLURM_KEYS = tuple(f.name for f in dataclasses.fields(SlurmSettings))
-
-
-def _problem(key: str, value: Any) -> str | None:
-    """What is wrong with one `slurm:` value, or None."""
-    def integer(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    if key == "partition" and not (isinstance(value, str) and value):
-        return f"expected a partition name, got {value!r}"
-    if key in ("time_min", "cpus_per_worker") and not (integer(value) and value >= 1):
-        return f"expected a positive integer, got {value!r}"
-    if key == "gpus_per_worker" and not (integer(value) and value >= 0):
-        return f"expected a non-negative integer, got {value!r}"
-    if key == "mem_gb" and not ((integer(value) or isinstance(value, float)) and value > 0):
-        return f"expected a positive number of GB, got {value!r}"
-    if key == "sbatch":
-        if not isinstance(value, dict):
-            return f"expected a mapping of sbatch options to values, got {value!r}"
-        for option, setting in value.items():
-            if not isinstance(option, str) or option.startswith("-") or not isinstance(setting, str | int | float):
-                return f"expected option names without -- and scalar values, got {option!r}: {setting!r}"
-    return None
-
-
-def parse_slurm(path: Path, value: Any) -> dict[str, Any]:
-    """The checked `slurm:` section of the spec at `path` (keys of `SlurmSettings`); {} when absent.
-
-    Args:
-        path: the spec file, named in error messages.
-        value: the section as read from the YAML file.
-    """
-    from lit_video.sweep.spec import SweepSpecError  # not at module level: spec.py imports this module
-
-    if value is None:
-        return {}
-    known = ", ".join(SLURM_KEYS)
-    if not isinstance(value, dict):
-        raise SweepSpecError(f"{path}: slurm: expected a mapping (known: {known})")
-    for key, setting in value.items():
-        if key not in SLURM_KEYS:
-            raise SweepSpecError(f"{path}: slurm: unknown key '{key}' (known: {known})")
-        problem = _problem(key, setting)
-        if problem:
-            raise SweepSpecError(f"{path}: slurm.{key}: {problem}")
-    return dict(value)
 
 
 def merge_settings(spec_slurm: dict[str, Any], **overrides: Any) -> SlurmSettings:
@@ -150,7 +81,7 @@ class SweepWorker(submitit.helpers.Checkpointable):
         """
         import optuna
 
-        from lit_video.sweep.spec import SweepSpec
+        # Torch and Lightning are imported in the worker's process only, not by the submitting command.
         from lit_video.sweep.study import finished_trials, run_sweep
 
         storage = os.environ.get(STORAGE_ENV)

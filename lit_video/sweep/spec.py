@@ -21,8 +21,9 @@
     checkpoint_every_n_steps: null     # resume checkpoints: every epoch, and every N steps when set
     slurm: {partition: gpu, time_min: 240, gpus_per_worker: 1}   # --launcher slurm (lit_video.sweep.launch)
 
-Everything is checked by `SweepSpec.load` (spec keys, types) and `validate` (every swept and fixed
-key against the real config parser, at the extremes of its range) before any trial starts.
+Everything is checked by `SweepSpec.load` (spec keys, types; the `wandb:`, `heartbeat:` and `slurm:`
+sections by `lit_video.sweep.settings`) and `validate` (every swept and fixed key against the real
+config parser, at the extremes of its range) before any trial starts.
 """
 
 from __future__ import annotations
@@ -35,10 +36,15 @@ from typing import Any
 
 import yaml
 
-from lit_video.errors import LitVideoError
-from lit_video.sweep.launch import parse_slurm
-from lit_video.sweep.storage import Heartbeat
-from lit_video.sweep.tracking import MODES, WandbSettings
+from lit_video.sweep.settings import (
+    HeartbeatSettings,
+    SweepSpecError,
+    WandbSettings,
+    heartbeat_settings,
+    positive_int,
+    slurm_section,
+    wandb_settings,
+)
 
 SAMPLERS = ("tpe", "grid", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
@@ -51,10 +57,6 @@ SEED_KEY = "seed_everything"
 def short_name(key: str) -> str:
     """`data.init_args.clip_len` -> `clip_len`: what a plot axis or a log line needs."""
     return key.rsplit(".", 1)[-1]
-
-
-class SweepSpecError(LitVideoError):
-    """A sweep spec that cannot run; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,9 @@ class SweepSpec:
     n_trials: int | None
     timeout: float | None
     wandb: WandbSettings = WandbSettings()
-    heartbeat: Heartbeat = Heartbeat()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
     checkpoint_every_n_steps: int | None = None
-    slurm: dict[str, Any] = field(default_factory=dict)
+    slurm: dict[str, Any] = field(default_factory=dict)  # as given: the command line may override each key
 
     @property
     def multi_objective(self) -> bool:
@@ -191,10 +193,10 @@ class SweepSpec:
             path=path, experiment=experiment, study_name=str(raw.get("study_name") or path.stem),
             storage=raw.get("storage"), out_dir=Path(raw.get("out_dir") or "outputs/sweeps"), overrides=overrides,
             params=params, seeds=seeds, objectives=objectives, sampler=sampler, pruner=pruner, budget=budget,
-            n_trials=n_trials, timeout=raw.get("timeout"), wandb=_wandb(path, raw.get("wandb")),
-            heartbeat=_heartbeat(path, raw.get("heartbeat")),
-            checkpoint_every_n_steps=_positive_int(path, "checkpoint_every_n_steps", raw.get("checkpoint_every_n_steps")),
-            slurm=parse_slurm(path, raw.get("slurm")),
+            n_trials=n_trials, timeout=raw.get("timeout"), wandb=wandb_settings(path, raw.get("wandb")),
+            heartbeat=heartbeat_settings(path, raw.get("heartbeat")),
+            checkpoint_every_n_steps=positive_int(path, "checkpoint_every_n_steps", raw.get("checkpoint_every_n_steps")),
+            slurm=slurm_section(path, raw.get("slurm")),
         )
 
     def grid(self) -> dict[str, list]:
@@ -221,7 +223,7 @@ class SweepSpec:
         """Check every fixed and swept key, at the ends of its range, against the config parser."""
         from jsonargparse import ArgumentError
 
-        from lit_video.train_cli import config_error_reason, validate_config
+        from lit_video.training import config_error_reason, validate_config
 
         checks = [({}, "overrides / budget")]
         for p in self.params:
@@ -266,46 +268,3 @@ def _objective(path: Path, index: int, value: Any) -> Objective:
     if direction not in ("maximize", "minimize"):
         raise SweepSpecError(f"{path}: objectives[{index}].direction: '{direction}' is not maximize or minimize")
     return Objective(str(value["metric"]), direction)
-
-
-def _wandb(path: Path, value: Any) -> WandbSettings:
-    if value is None:
-        return WandbSettings()
-    known = {"project", "entity", "mode", "tags"}
-    if not isinstance(value, dict) or set(value) - known:
-        unknown = sorted(set(value) - known) if isinstance(value, dict) else []
-        detail = f"unknown key '{unknown[0]}'" if unknown else "expected a mapping"
-        raise SweepSpecError(f"{path}: wandb: {detail} (known: {', '.join(sorted(known))})")
-    if value.get("mode") not in (None, *MODES):
-        raise SweepSpecError(f"{path}: wandb.mode: '{value['mode']}' is not one of {', '.join(MODES)}")
-    tags = value.get("tags") or []
-    if not isinstance(tags, list):
-        raise SweepSpecError(f"{path}: wandb.tags: expected a list, got {tags!r}")
-    return WandbSettings(project=str(value.get("project") or "lit-video"), entity=value.get("entity"),
-                         mode=value.get("mode"), tags=tuple(str(t) for t in tags))
-
-
-def _positive_int(path: Path, key: str, value: Any) -> int | None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise SweepSpecError(f"{path}: {key}: expected a positive integer, got {value!r}")
-    return value
-
-
-def _heartbeat(path: Path, value: Any) -> Heartbeat:
-    if value is None:
-        return Heartbeat()
-    known = {"interval", "grace_period", "max_retry"}
-    if not isinstance(value, dict) or set(value) - known:
-        unknown = sorted(set(value) - known) if isinstance(value, dict) else []
-        detail = f"unknown key '{unknown[0]}'" if unknown else "expected a mapping"
-        raise SweepSpecError(f"{path}: heartbeat: {detail} (known: {', '.join(sorted(known))})")
-    default = Heartbeat()
-    interval = _positive_int(path, "heartbeat.interval", value.get("interval", default.interval))
-    grace = _positive_int(path, "heartbeat.grace_period", value.get("grace_period", default.grace_period))
-    if interval is not None and grace <= interval:
-        raise SweepSpecError(f"{path}: heartbeat.grace_period ({grace}) must be longer than heartbeat.interval "
-                             f"({interval})")
-    max_retry = value.get("max_retry", default.max_retry)
-    if max_retry is not None and (not isinstance(max_retry, int) or max_retry < 0):
-        raise SweepSpecError(f"{path}: heartbeat.max_retry: expected a non-negative integer, got {max_retry!r}")
-    return Heartbeat(interval=interval, grace_period=grace, max_retry=max_retry)

@@ -16,33 +16,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
+
+from lit_video.sweep.settings import HeartbeatSettings
 
 JOURNAL_SUFFIXES = (".log", ".journal")
 STORAGE_ENV = "LIT_VIDEO_STORAGE"
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """Heartbeats of an RDB storage (Optuna's `heartbeat_interval` / `grace_period`).
-
-    Args:
-        interval: seconds between a running trial's heartbeats; None switches heartbeats off.
-        grace_period: seconds without a heartbeat after which a trial counts as dead (> interval).
-        max_retry: how many times a dead trial is queued again; None: without limit.
-    """
-
-    interval: int | None = 60
-    grace_period: int = 180
-    max_retry: int | None = 3
 
 
 def is_journal(url: str) -> bool:
     return url.endswith(JOURNAL_SUFFIXES) and "://" not in url
 
 
-def open_storage(url: str, heartbeat: Heartbeat | None = None):
+def open_storage(url: str, heartbeat: HeartbeatSettings | None = None):
     """An Optuna storage for `url`: a journal file, or an RDB URL (with heartbeats when given).
 
     Args:
@@ -75,7 +61,7 @@ def open_storage(url: str, heartbeat: Heartbeat | None = None):
             time.sleep(random.uniform(0.2, 1.0))
 
 
-def _rdb_storage(url: str, heartbeat: Heartbeat):
+def _rdb_storage(url: str, heartbeat: HeartbeatSettings):
     import warnings
 
     import optuna

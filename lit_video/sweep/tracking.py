@@ -16,32 +16,12 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from lit_video.errors import LitVideoError
-
-MODES = ("online", "offline", "disabled")
-
-
-@dataclass(frozen=True)
-class WandbSettings:
-    """The `wandb:` section of a sweep spec.
-
-    Args:
-        project: W&B project of every trial's run.
-        entity: team or user (default: the logged-in user's default entity).
-        mode: "online", "offline", "disabled" (no run at all), or None: online when logged in, else
-            offline. The WANDB_MODE environment variable overrides it.
-        tags: tags of every run (the study name is always added).
-    """
-
-    project: str = "lit-video"
-    entity: str | None = None
-    mode: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
+from lit_video.sweep.settings import WandbSettings
 
 
 def logged_in() -> bool:

@@ -1,0 +1,272 @@
+"""One trial of a sweep: `TrialRunner`, the Optuna objective that trains one configuration.
+
+Trials go through the same LightningCLI path as `lit-video fit`; the runner only adds Optuna's
+pruning callback, a checkpoint to resume from and a W&B run. A trial that runs out of memory,
+produces NaN or raises is recorded with its reason (user attribute `failure`), with memory freed
+before the next one. A trial that retries an interrupted or preempted one resumes from the newest
+checkpoint of the trials it retries. Under DDP, ranks > 0 run the same trial as a `RankTrial`.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+
+from lit_video.compute import ComputeProfileCallback
+from lit_video.errors import LitVideoError
+from lit_video.sweep.spec import SEED_KEY, SweepSpec
+from lit_video.sweep.tracking import finish_run, trial_logger
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+DDP_TRIAL_ENV = "LIT_VIDEO_DDP_TRIAL"  # the trial id a DDP rank > 0 joins
+
+
+class TrialPreempted(Exception):
+    """Training stopped on SIGTERM / SIGUSR1 with a checkpoint saved: the trial is queued again."""
+
+
+def failure_reason(err: BaseException) -> str:
+    """'infeasible: ...' for out-of-memory, 'failed: ...' for anything else, one line."""
+    message = " ".join(str(err).split())[:300]
+    if isinstance(err, torch.OutOfMemoryError) or "out of memory" in message.lower():
+        return f"infeasible: out of memory ({message})"
+    if isinstance(err, FloatingPointError):
+        return f"failed: not a number ({message})"
+    return f"failed: {type(err).__name__}: {message}"
+
+
+class TrialRunner:
+    """The Optuna objective: builds a trial's config, trains it, returns the objective value(s).
+
+    Every trial also gets a W&B run (see `lit_video.sweep.tracking`) and records in its user
+    attributes the compute profile and where its time went: `setup_time_s` (building the config,
+    model, data and logger), `profile_time_s`, `fit_time_s` (profile included) and `wall_time_s`.
+    """
+
+    def __init__(self, spec: SweepSpec, study_name: str | None = None):
+        self.spec = spec
+        self.study_name = study_name or spec.study_name
+        self.trainer = None  # the running trial's, for the signal handlers
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        from lit_video.checkpoint import ResumeCheckpoint
+        from lit_video.training import run_cli
+
+        spec, study_name = self.spec, self.study_name
+        values = {p.key: p.suggest(trial) for p in spec.params}
+        # The seed is a grid dimension (and a parameter whenever there are repeats), so the report can
+        # show the spread over seeds of each configuration.
+        sweeps_seed = len(spec.seeds) > 1 or spec.sampler == "grid"
+        seed = trial.suggest_categorical(SEED_KEY, spec.seeds) if sweeps_seed else spec.seeds[0]
+        trial_dir = trial_folder(spec, study_name, trial.number)
+        trial.set_user_attr("trial_dir", str(trial_dir))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        resume = resume_checkpoint(spec, study_name, trial)
+        if not isinstance(trial, RankTrial):
+            # After the parameters are in the storage: the other ranks read them, never sample their own.
+            try:
+                announce_ddp_trial(trial._trial_id)
+            except RuntimeError as err:  # stop, and let another worker retry the trial
+                raise TrialPreempted(f"the DDP ranks > 0 of this worker are gone: {err}") from None
+        start = time.perf_counter()
+        cli = logger = None
+        summary: dict[str, object] = {"trial/number": trial.number}
+        exit_code = 1
+        try:
+            cli = run_cli(spec.config_args(values, seed, trial_dir), run=False)
+            logger = self._attach_wandb(cli, trial, values, seed)
+            callbacks: list = [ResumeCheckpoint(trial_dir / "checkpoints", spec.checkpoint_every_n_steps),
+                                         _RecordStartStep(trial)]
+            pruning = None
+            if spec.pruner != "none":
+                pruning = PyTorchLightningPruningCallback(trial, monitor=spec.objectives[0].metric)
+                callbacks.append(pruning)
+            cli.trainer.callbacks.extend(callbacks)
+            if resume is not None:
+                trial.set_user_attr("resumed_from", str(resume))
+            trial.set_user_attr("setup_time_s", time.perf_counter() - start)
+            fit_start = time.perf_counter()
+            self.trainer = cli.trainer
+            # DDP on one node: Lightning starts ranks 1.. by running this command again; they take the
+            # trial to join from here instead of claiming one (see `lit_video.sweep.study.run_sweep`).
+            os.environ[DDP_TRIAL_ENV] = str(trial._trial_id)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+            trial.set_user_attr("fit_time_s", time.perf_counter() - fit_start)
+            if pruning is not None:
+                with warnings.catch_warnings():  # it reports rank 0's values to the trial a second time
+                    warnings.filterwarnings("ignore", message="The reported value is ignored")
+                    pruning.check_pruned()  # under DDP the pruning decision is taken on rank 0
+            metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+            metrics.update(_record_profile(trial, cli))
+            results = []
+            for objective in spec.objectives:
+                if objective.metric not in metrics:
+                    raise LitVideoError(f"objective metric '{objective.metric}' was not logged "
+                                        f"(logged: {', '.join(sorted(metrics))})")
+                value = metrics[objective.metric]
+                if math.isnan(value):
+                    raise FloatingPointError(f"objective '{objective.metric}' is NaN")
+                results.append(value)
+                summary[f"objective/{objective.metric}"] = value
+            summary["trial/state"], exit_code = "complete", 0
+            return results if spec.multi_objective else results[0]
+        except SIGTERMException:  # a SystemExit: before the clause below
+            # Preempted (SIGTERM / SIGUSR1): ResumeCheckpoint has saved last.ckpt; the worker queues a retry.
+            step = cli.trainer.global_step if cli is not None else None
+            trial.set_user_attr("preempted_at_step", step)
+            summary.update({"trial/state": "preempted", "trial/preempted_at_step": step})
+            raise TrialPreempted(f"trial {trial.number} preempted at step {step}") from None
+        except SystemExit as stop:
+            # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1); Optuna would leave the
+            # trial RUNNING forever. Re-raise it as the interrupt it was: the trial is marked failed
+            # without a reason, and the next run of the sweep redoes it.
+            summary["trial/state"] = "interrupted"
+            raise KeyboardInterrupt from stop
+        except optuna.TrialPruned:
+            # The last reported epoch: under DDP the trainer has already moved on to the next one.
+            reported = trial.study._storage.get_trial(trial._trial_id).intermediate_values
+            epoch = max(reported) if reported else None
+            trial.set_user_attr("pruned_at_epoch", epoch)
+            summary.update({"trial/state": "pruned", "trial/pruned_at_epoch": epoch})
+            exit_code = 0
+            raise
+        except Exception as err:
+            reason = failure_reason(err)
+            trial.set_user_attr("failure", reason)
+            summary.update({"trial/state": reason.split(":")[0], "trial/failure": reason})
+            raise
+        finally:
+            if cli is not None:
+                _record_profile(trial, cli)  # also for a trial that failed after profiling
+            if logger is not None:
+                if "compute/params" in trial.user_attrs:
+                    logger.log_hyperparams({"compute": _compute_attrs(trial.user_attrs)})
+                finish_run(logger, summary, exit_code)
+            trial.set_user_attr("wall_time_s", time.perf_counter() - start)
+            self.trainer = None
+            os.environ.pop(DDP_TRIAL_ENV, None)
+            # Free this trial's model, loaders and workers before the next one starts.
+            del cli, logger
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _attach_wandb(self, cli, trial: optuna.Trial, values: dict, seed: int):
+        """Add the trial's W&B run to the trainer's loggers, with the resolved config as its config."""
+        spec = self.spec
+        if not cli.trainer.is_global_zero:  # under DDP only rank 0 has a run
+            return None
+        logger = trial_logger(spec.wandb, self.study_name, trial.number, spec.out_dir / self.study_name)
+        if logger is None:
+            return None
+        cli.trainer.loggers = [*cli.trainer.loggers, logger]
+        # The resolved config already holds the task's and DataModule's arguments under model.init_args /
+        # data.init_args; Lightning's own copy of them would overwrite the "model" section with the
+        # model's registry name.
+        cli.model._log_hyperparams = False
+        cli.datamodule._log_hyperparams = False
+        config = resolved_config(cli)
+        config["sweep"] = {"study": self.study_name, "trial": trial.number, "seed": seed, "values": values}
+        logger.log_hyperparams(config)  # starts the run now, so its start-up counts as set-up time
+        trial.set_user_attr("wandb_dir", str(Path(logger.experiment.dir).parent)
+                            if getattr(logger.experiment, "dir", None) else None)
+        return logger
+
+
+def trial_folder(spec: SweepSpec, study_name: str, number: int) -> Path:
+    return spec.out_dir / study_name / f"trial_{number:04d}"
+
+
+def resume_checkpoint(spec: SweepSpec, study_name: str, trial: optuna.Trial) -> Path | None:
+    """The newest checkpoint of the trials this one retries (Optuna's `retry_history`), or None."""
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(
+            trial.study._storage.get_trial(trial._trial_id))  # a live Trial does not show its system attributes
+    candidates = [trial_folder(spec, study_name, n) / "checkpoints" / "last.ckpt" for n in history]
+    existing = [path for path in candidates if path.is_file()]
+    return max(existing, key=lambda path: path.stat().st_mtime) if existing else None
+
+
+class _RecordStartStep(Callback):
+    """Records `start_step`: the optimizer steps already done when training starts (0, or the resumed
+    checkpoint's step: the trial's first step is the one after it)."""
+
+    def __init__(self, trial: optuna.Trial):
+        self.trial = trial
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self.trial.set_user_attr("start_step", trainer.global_step)
+
+
+def resolved_config(cli) -> dict:
+    """The full config of a built LightningCLI, the values linked at instantiation (num_classes) included."""
+    config = yaml.safe_load(cli.parser.dump(cli.config))
+    for section, module in (("model", cli.model), ("data", cli.datamodule)):
+        init_args = config.get(section, {}).get("init_args")
+        if isinstance(init_args, dict):
+            for key, value in module.hparams.items():
+                if not key.startswith("_") and key not in init_args and isinstance(value, int | float | str | bool):
+                    init_args[key] = value
+    return config
+
+
+def _record_profile(trial: optuna.Trial, cli) -> dict[str, float]:
+    """Copy the compute profile (if it ran) and its own duration into the trial's user attributes."""
+    callback = next((c for c in cli.trainer.callbacks if isinstance(c, ComputeProfileCallback)), None)
+    if callback is None or callback.profile is None:
+        return {}
+    metrics = callback.profile.as_metrics()
+    for key, value in metrics.items():
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("profile_time_s", callback.seconds)
+    return metrics
+
+
+def _compute_attrs(attrs: dict) -> dict:
+    return {key.removeprefix("compute/"): value for key, value in attrs.items() if key.startswith("compute/")}
+
+
+def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial that failed without a recorded reason: the sweep was stopped (Ctrl-C) while it ran."""
+    return trial.state == optuna.trial.TrialState.FAIL and "failure" not in trial.user_attrs
+
+
+
+class RankTrial(optuna.Trial):
+    """The trial as a DDP rank > 0 sees it: the same parameters (suggest returns rank 0's values), but
+    it records nothing; rank 0 reports to Optuna and writes the user attributes."""
+
+    def set_user_attr(self, key: str, value) -> None:
+        pass
+
+    def report(self, value: float, step: int) -> None:
+        pass
+
+
+def _ddp_group_size() -> int:
+    """Processes in this worker's DDP group: 1 until a DDP trial has started one."""
+    dist = torch.distributed
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def announce_ddp_trial(trial_id: int) -> None:
+    """Rank 0: tell ranks > 0, waiting since the previous DDP trial, which trial to join (-1: none).
+
+    Lightning starts ranks > 0 once per process, at the first DDP fit, and its process group outlives
+    the fit; later trials of the same worker reuse both, so the ranks only need the trial's id."""
+    if _ddp_group_size() > 1:
+        torch.distributed.broadcast_object_list([trial_id], src=0)
