@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lit_video.data import keys
-from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
+from lit_video.data.base import VideoDataModule, register_datamodule
+from lit_video.data.records import VideoRecord
 from lit_video.models.registry import register_model
 from lit_video.tasks.base import VideoTask
 

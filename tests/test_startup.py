@@ -60,6 +60,24 @@ def test_evaluate_vos_runs_without_lightning_or_torch(tmp_path):
     assert (tmp_path / "results" / "global_results-val.csv").is_file()
 
 
+def test_evaluate_vis_runs_without_lightning_or_torch(tmp_path):
+    """Reading an annotation JSON and a results JSON, the AP/AR and the metrics file."""
+    from lit_video.data.rle import encode_tube
+
+    masks = np.zeros((2, 12, 16), bool)  # (T, H, W)
+    masks[:, 2:8, 3:11] = True
+    video = {"id": 1, "height": 12, "width": 16, "length": 2}
+    ground_truth = {"videos": [video], "categories": [{"id": 1}],
+                    "annotations": [{"id": 1, "video_id": 1, "category_id": 1, "iscrowd": 0,
+                                     "segmentations": encode_tube(masks), "areas": [48, 48]}]}
+    results = [{"video_id": 1, "category_id": 1, "segmentations": encode_tube(masks), "score": 0.9}]
+    (tmp_path / "ann.json").write_text(json.dumps(ground_truth))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    args = ["evaluate", "vis", "--gt", str(tmp_path / "ann.json"), "--pred", str(tmp_path / "results.json")]
+    assert _heavy_modules_after(_command(*args)) == []
+    assert json.loads((tmp_path / "ytvis_metrics.json").read_text())["AP"] == pytest.approx(1.0)
+
+
 def test_format_names_found_without_importing_are_the_registered_ones():
     """Each module of lit_video.data.formats registers the format its file name spells with hyphens."""
     from lit_video.data.base import datamodule_class, datamodule_names

@@ -63,10 +63,7 @@ def evaluate_vos(args: argparse.Namespace) -> int:
     results = evaluate_folder(args.gt, args.pred, args.set, args.year, args.resolution, ignore_void=args.ignore_void,
                               official_decay_wrap=args.official_decay_wrap, progress=sys.stderr.isatty())
     global_csv, sequence_csv = write_csvs(results, args.out or args.pred, args.set)
-    print(format_tables(results, args.set))
-    print(f"\nwrote {global_csv} and {sequence_csv}")
-    print(f"Total time: {time.perf_counter() - start:.1f} s")
-    return 0
+    return _report(format_tables(results, args.set), f"{global_csv} and {sequence_csv}", start)
 
 
 def evaluate_vis(args: argparse.Namespace) -> int:
@@ -76,10 +73,7 @@ def evaluate_vis(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stats = evaluate_results(args.gt, args.pred)
     path = write_metrics(stats, args.out or Path(args.pred).parent)
-    print(format_table(stats))
-    print(f"\nwrote {path}")
-    print(f"Total time: {time.perf_counter() - start:.1f} s")
-    return 0
+    return _report(format_table(stats), path, start)
 
 
 def evaluate_captioning(args: argparse.Namespace) -> int:
@@ -89,7 +83,12 @@ def evaluate_captioning(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stats = evaluate_files(args.gt, args.pred, args.split, meteor=not args.no_meteor)
     path = write_metrics(stats, args.out or Path(args.pred).parent)
-    print(format_table(stats))
-    print(f"\nwrote {path}")
+    return _report(format_table(stats), path, start)
+
+
+def _report(table: str, written: object, start: float) -> int:
+    """Print an evaluation's table, what it wrote and how long it took (since `start`, perf_counter)."""
+    print(table)
+    print(f"\nwrote {written}")
     print(f"Total time: {time.perf_counter() - start:.1f} s")
     return 0

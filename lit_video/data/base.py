@@ -5,7 +5,7 @@ A format file (`lit_video/data/formats/<name>.py`) parses its annotation files i
 and registers a `VideoDataModule` subclass with `@register_datamodule`; sampling, decoding,
 transforms, corrupt-file handling and loaders live here once (for segmentation formats, in
 `lit_video.data.segmentation` on top of this). `VideoRecord` and the listing helpers live in the
-light `lit_video.data.records` (no torch) and are importable from here too.
+light `lit_video.data.records` (no torch).
 """
 
 from __future__ import annotations
@@ -23,12 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_video.data import keys
-from lit_video.data.records import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
-from lit_video.data.records import VideoRecord as VideoRecord
-from lit_video.data.records import index_video_files as index_video_files
-from lit_video.data.records import read_json_file as read_json_file
-from lit_video.data.records import select_heldout as select_heldout
-from lit_video.data.records import split_existing
+from lit_video.data.records import VideoRecord, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
 from lit_video.video.sampling import ClipSampler

@@ -24,7 +24,8 @@ import torch
 from torch.utils.data import default_collate
 
 from lit_video.data import keys
-from lit_video.data.base import ClipDataset, VideoDataModule, VideoRecord
+from lit_video.data.base import ClipDataset, VideoDataModule
+from lit_video.data.records import VideoRecord
 from lit_video.data.tokenizer import CaptionTokenizer, WordTokenizer, load_tokenizer
 from lit_video.errors import LitVideoError
 

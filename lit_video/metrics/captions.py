@@ -267,7 +267,7 @@ def score_corpus(references: Mapping[Any, Sequence[str]], predictions: Mapping[A
 
 # --------------------------------------------------------------------------- files
 def _read_json(path: str | os.PathLike, what: str) -> Any:
-    from lit_video.data.base import read_json_file
+    from lit_video.data.records import read_json_file
 
     return read_json_file(path, f"no such {what} file")
 

@@ -150,7 +150,7 @@ def sequence_iou(dt_tubes: Sequence[Sequence], gt_tubes: Sequence[Sequence], hei
 def _read_json(source: Any, what: str) -> tuple[Any, str]:
     """A path (read as JSON) or an already loaded object -> (object, the name errors use)."""
     if isinstance(source, str | os.PathLike):
-        from lit_video.data.base import read_json_file
+        from lit_video.data.records import read_json_file
 
         return read_json_file(source, f"no such {what} file"), str(source)
     return source, f"the {what}"

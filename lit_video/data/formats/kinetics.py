@@ -14,7 +14,8 @@ import csv
 from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import VideoDataModule, VideoRecord, index_video_files, register_datamodule
+from lit_video.data.base import VideoDataModule, register_datamodule
+from lit_video.data.records import VideoRecord, index_video_files
 from lit_video.errors import DatasetLayoutError
 
 CSV_NAMES = {

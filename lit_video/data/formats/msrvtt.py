@@ -15,8 +15,9 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import index_video_files, read_json_file, register_datamodule
+from lit_video.data.base import register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
+from lit_video.data.records import index_video_files, read_json_file
 from lit_video.errors import DatasetLayoutError
 
 # the released annotation files: train + validate videos and their sentences, and test's

@@ -18,8 +18,9 @@ import csv
 import re
 from pathlib import Path
 
-from lit_video.data.base import index_video_files, register_datamodule
+from lit_video.data.base import register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
+from lit_video.data.records import index_video_files
 from lit_video.errors import DatasetLayoutError
 
 # the released file names and corpus header

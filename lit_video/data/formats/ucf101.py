@@ -12,7 +12,8 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from lit_video.data.base import VideoDataModule, VideoRecord, register_datamodule
+from lit_video.data.base import VideoDataModule, register_datamodule
+from lit_video.data.records import VideoRecord
 from lit_video.errors import DatasetLayoutError
 
 LISTS_DIR = "ucfTrainTestlist"
