@@ -2,8 +2,9 @@
 
 A clip is `clip_len` frames taken every `stride` frames: it spans `(clip_len - 1) * stride + 1`
 source frames. With `stride_jitter`, each training clip draws its own stride from
-[stride - jitter, stride + jitter] (at least 1); evaluation clips keep `stride`. With `target_fps`, `stride` counts frames at the target rate, so a 30 fps and a
-25 fps video give clips of the same duration (the source step is `stride * fps / target_fps`).
+[stride - jitter, stride + jitter] (at least 1); evaluation clips keep `stride`. With `target_fps`,
+`stride` counts frames at the target rate, so a 30 fps and a 25 fps video give clips of the same
+duration (the source step is `stride * fps / target_fps`).
 A video shorter than a clip is padded, never dropped: the indices past its end repeat the last
 frame ("repeat") or wrap around to the start ("loop").
 
