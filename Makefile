@@ -33,21 +33,22 @@ $(DOCS_STAMP): pyproject.toml | $(PY)
 # What only the tests need. FFmpeg's shared libraries: the optional torchcodec backend (a dev extra) only;
 # install them when we can (root with apt-get), otherwise carry on: the other backends bundle their own
 # FFmpeg. Likewise the PostgreSQL server binaries (initdb, pg_ctl): only tests/postgres.py uses them, to
-# start a throwaway server for the shared-storage tests, which skip without them. And Java: pycocoevalcap's
+# start a throwaway server for the shared-storage tests, which skip without them (and fail under CI=true:
+# tests/conftest.py turns a skip for a missing dependency into a failure there). And Java: pycocoevalcap's
 # PTB tokenizer and METEOR need it; without it the caption metrics use a Python tokenizer and skip METEOR.
 # The dev extra (pytest, ruff, OpenCV, notebook tools, ...) and the docs extra (tests/test_docs.py builds
 # the site) come on top of the demo's packages.
 $(STAMP): $(BASE_STAMP) pyproject.toml
 	@command -v ffmpeg >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) ; } || \
-		echo "note: FFmpeg not installed; the torchcodec backend will be unavailable"
+		echo "note: FFmpeg not installed (needs root and apt-get); the torchcodec backend is unavailable and its tests skip locally, fail under CI=true"
 	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || \
 		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) ; } || \
-		echo "note: PostgreSQL server not installed; the tests that need one will be skipped"
+		echo "note: PostgreSQL server not installed (needs root and apt-get); its tests skip locally, fail under CI=true"
 	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null) ; } || \
-		echo "note: Java not installed; caption metrics use a Python tokenizer and skip METEOR"
+		echo "note: Java not installed (needs root and apt-get); caption metrics use a Python tokenizer without METEOR; its tests skip locally, fail under CI=true"
 	$(PY) -m pip install -q -e ".[dev,docs]"
 	$(PY) -m pip install -q --no-deps "vos-benchmark==0.1.0"
 	@touch $@

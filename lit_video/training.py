@@ -20,6 +20,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_video.checkpoint import AtomicCheckpointIO
 from lit_video.compute import ComputeProfileCallback
+from lit_video.yaml_files import install_config_loader
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -30,6 +31,8 @@ def _not_a_product_tip(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_product_tip)
+# configs and command-line values: a key given twice, or a document of nested aliases, is an error
+install_config_loader()
 
 
 class VideoCLI(LightningCLI):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import ALLOWED_IN_CI
 from pycocotools import mask as mask_utils
 
 from lit_video.data.rle import (
@@ -129,7 +130,7 @@ def test_decoding_does_not_pass_on_pycocotools_numpy_deprecation_warning():
         warnings.simplefilter("always")
         mask_utils.decode(rle)
     if not any(issubclass(w.category, DeprecationWarning) for w in raw):
-        pytest.skip("this pycocotools / NumPy pair does not warn")
+        pytest.skip(f"this pycocotools / NumPy pair does not warn {ALLOWED_IN_CI}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert decode_segmentation(rle, 4, 5).all() and decode_tube([rle, None], 4, 5)[0].all()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lit_video.errors import LitVideoError
 
@@ -35,6 +36,7 @@ def run_lightning(args: argparse.Namespace) -> int:
 
     from lit_video.training import run_cli
 
+    check_config_files(args.lightning_args)
     try:
         run_cli([args.command, *args.lightning_args])
     except (ArgumentError, LitVideoError, ValueError) as err:
@@ -44,6 +46,22 @@ def run_lightning(args: argparse.Namespace) -> int:
         print(f"lit-video: error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_config_files(lightning_args: list[str]) -> None:
+    """Read every `--config FILE` first, so that a file that is not UTF-8, not YAML, repeats a key or
+    expands past its bound through aliases is named in the error (jsonargparse only sees its text)."""
+    from lit_video.yaml_files import load_yaml
+
+    for index, arg in enumerate(lightning_args):
+        if arg == "--config" and index + 1 < len(lightning_args):
+            path = lightning_args[index + 1]
+        elif arg.startswith("--config="):
+            path = arg.partition("=")[2]
+        else:
+            continue
+        if Path(path).is_file():  # a missing file is jsonargparse's to report
+            load_yaml(path)
 
 
 def explain_config_error(err: BaseException) -> str | None:
