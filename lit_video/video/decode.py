@@ -5,6 +5,12 @@ frames at those (0-based, presentation-order) indices as uint8 (T,H,W,C), whatev
 repetition of `indices`. Backends: decord, torchcodec, PyAV, and a reader for folders of JPEG/PNG
 frames (DAVIS, YouTube-VOS). Every backend failure is raised as `VideoDecodeError`, which names the
 file, so datasets can skip a bad video and say which one it was.
+
+Frames come out as the video is meant to be shown: a display rotation (or mirroring) stored in the
+container's display matrix, as phones write it, is applied by every backend, and `size` is the shown
+(height, width). The backends disagree on their own -- PyAV gives the stored pixels, decord turns only
+MP4/MOV files and torchcodec turns but does not mirror -- so each reader learns the display matrix
+through PyAV and corrects what its backend returned.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import bisect
 import contextlib
 import importlib
+import math
 import os
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from functools import cached_property
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +147,173 @@ def available_backends() -> list[str]:
     return found
 
 
+# An orientation is (quarter turns counter-clockwise, mirrored left-right after the turn): the eight ways
+# to show a stored picture upright that a display matrix can ask for (rotations by 90-degree steps,
+# optionally mirrored).
+Orientation = tuple[int, bool]
+UPRIGHT: Orientation = (0, False)
+_ORIENTATIONS: tuple[Orientation, ...] = tuple((turns, mirror) for mirror in (False, True) for turns in range(4))
+# A picture that each of the eight orientations changes differently: comparing where its entries land
+# tells orientations apart without any algebra that could get a sign wrong.
+_PROBE_PICTURE = np.arange(6).reshape(1, 2, 3, 1)
+
+
+def orient(frames: np.ndarray | torch.Tensor, orientation: Orientation) -> np.ndarray | torch.Tensor:
+    """Turn and mirror frames.
+
+    Args:
+        frames: (T,H,W,C), numpy or torch.
+        orientation: (quarter turns counter-clockwise, mirror left-right after the turn).
+
+    Returns:
+        The frames as shown, contiguous, of the input's type.
+    """
+    turns, mirror = orientation[0] % 4, orientation[1]
+    if (turns, mirror) == UPRIGHT:
+        return frames
+    if isinstance(frames, torch.Tensor):
+        frames = torch.rot90(frames, turns, dims=(1, 2)) if turns else frames
+        return torch.flip(frames, dims=(2,)) if mirror else frames.contiguous()
+    frames = np.rot90(frames, turns, axes=(1, 2))
+    # torch.as_tensor refuses the negative strides of numpy's views: copy
+    return np.ascontiguousarray(frames[:, :, ::-1] if mirror else frames)
+
+
+def correction(applied: Orientation, wanted: Orientation) -> Orientation:
+    """The orientation that turns frames a backend returned in `applied` into frames in `wanted`.
+
+    Args:
+        applied: what the backend did to the stored pictures.
+        wanted: how the pictures are meant to be shown.
+    """
+    start, target = orient(_PROBE_PICTURE, applied), orient(_PROBE_PICTURE, wanted)
+    for candidate in _ORIENTATIONS:
+        shown = orient(start, candidate)
+        if shown.shape == target.shape and np.array_equal(shown, target):
+            return candidate
+    raise AssertionError(f"no orientation turns {applied} into {wanted}")
+
+
+def shown_size(size: tuple[int, int], orientation: Orientation) -> tuple[int, int]:
+    """(height, width) of a picture of `size` once shown in `orientation`."""
+    return (size[1], size[0]) if orientation[0] % 2 else (size[0], size[1])
+
+
+def display_rotation(matrix: Sequence[int]) -> float:
+    """The counter-clockwise turn in degrees that FFmpeg reads from a display matrix
+    (av_display_rotation_get): what torchcodec and decord apply; it ignores any mirroring."""
+    scale_x, scale_y = math.hypot(matrix[0], matrix[3]), math.hypot(matrix[1], matrix[4])
+    if not scale_x or not scale_y:
+        return 0.0
+    return -math.degrees(math.atan2(matrix[1] / scale_y, matrix[0] / scale_x))
+
+
+def turned(degrees: float | None) -> Orientation:
+    """The orientation of a plain counter-clockwise turn, rounded to a multiple of 90 degrees (halves away
+    from zero, as FFmpeg and torchcodec round)."""
+    quarters = (degrees or 0.0) / 90
+    return (int(math.copysign(math.floor(abs(quarters) + 0.5), quarters)) % 4, False)
+
+
+@lru_cache(maxsize=64)
+def orientation_from_display_matrix(matrix: tuple[int, ...]) -> Orientation:
+    """How to show a picture whose display matrix is `matrix` (FFmpeg's AV_PKT_DATA_DISPLAYMATRIX).
+
+    The matrix maps a stored pixel (x, y) to the shown one, (x', y') = (x y) [[a, b], [c, d]] with
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]. A negative determinant means a mirror
+    image: negating the first column (mirroring x' back) leaves the plain turn. A turn that is not a
+    multiple of 90 degrees is rounded to the nearest one, as the FFmpeg-based decoders do.
+
+    Args:
+        matrix: the nine int32 entries.
+    """
+    a, b, c, d = (float(matrix[i]) for i in (0, 1, 3, 4))
+    mirror = a * d - b * c < 0
+    if mirror:
+        a, c = -a, -c
+    return (turned(display_rotation((a, b, 0, c, d)))[0], mirror)
+
+
+def _frame_display_matrix(frame) -> tuple[int, ...] | None:
+    """The display matrix a decoded PyAV frame carries (FFmpeg attaches the stream's to every frame)."""
+    for data in frame.side_data:
+        kind = getattr(data.type, "name", str(data.type))
+        if str(kind).upper().endswith("DISPLAYMATRIX"):
+            raw = bytes(data)
+            if len(raw) >= 36:
+                return struct.unpack("=9i", raw[:36])
+    return None
+
+
+@dataclass(frozen=True)
+class DisplayInfo:
+    """How a video file's stored pictures are meant to be shown, as FFmpeg (through PyAV) reads them.
+
+    Args:
+        stored_size: (height, width) of the stored pictures.
+        matrix: the display matrix, or None when the file has none.
+        demuxer: the container format's FFmpeg name.
+    """
+
+    stored_size: tuple[int, int]
+    matrix: tuple[int, ...] | None
+    demuxer: str
+
+    @property
+    def orientation(self) -> Orientation:
+        return orientation_from_display_matrix(self.matrix) if self.matrix else UPRIGHT
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) as shown."""
+        return shown_size(self.stored_size, self.orientation)
+
+    @property
+    def ffmpeg_turn(self) -> Orientation:
+        """The plain turn that FFmpeg-based decoders apply for this matrix (no mirroring)."""
+        return turned(display_rotation(self.matrix)) if self.matrix else UPRIGHT
+
+
+# Probes by (path, size, modification time): opening a large MP4 with PyAV and decoding its first frame
+# costs tens of milliseconds, and a dataset opens the same files every epoch.
+_DISPLAY_CACHE: dict[tuple[str, int, int], DisplayInfo | None] = {}
+_DISPLAY_CACHE_LIMIT = 65536
+
+
+def probe_display(path: str | os.PathLike) -> DisplayInfo | None:
+    """Read the display matrix of a video file's first video stream with PyAV (decodes one frame).
+
+    Returns:
+        The display information, or None when PyAV cannot read a frame of the file (the caller then
+        keeps its backend's own orientation).
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DISPLAY_CACHE:
+        if len(_DISPLAY_CACHE) >= _DISPLAY_CACHE_LIMIT:
+            _DISPLAY_CACHE.clear()
+        _DISPLAY_CACHE[key] = _read_display(path)
+    return _DISPLAY_CACHE[key]
+
+
+def _read_display(path: str | os.PathLike) -> DisplayInfo | None:
+    try:
+        av = _import_backend("pyav")
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            # one thread: frame threading would hold the first frame back for more packets
+            stream.codec_context.thread_count = 1
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                return None
+            return DisplayInfo((frame.height, frame.width), _frame_display_matrix(frame), container.format.name)
+    except Exception:  # a file PyAV cannot read: the backend's own error, if any, is the one to report
+        return None
+
+
 class PyAVReader(VideoReader):
     """PyAV (FFmpeg) reader: seeks to the keyframe before each run of wanted frames, decodes forward.
 
@@ -156,6 +332,9 @@ class PyAVReader(VideoReader):
             self._stream = self._container.streams.video[0]
             self._stream.codec_context.thread_count = max(0, int(num_threads))
             self._build_index()
+            # how to show the stored pictures: read from the first frame decoded (frames carry the
+            # display matrix; the stream's is not readable through PyAV without decoding)
+            self._orientation: Orientation | None = None
         except VideoDecodeError:
             self.close()
             raise
@@ -195,7 +374,10 @@ class PyAVReader(VideoReader):
 
     @property
     def size(self) -> tuple[int, int]:
-        return (self._stream.codec_context.height, self._stream.codec_context.width)
+        if self._orientation is None:
+            self.get_frames([0])  # learns the display orientation
+        stored = (self._stream.codec_context.height, self._stream.codec_context.width)
+        return shown_size(stored, self._orientation or UPRIGHT)
 
     def _keyframe_at_or_before(self, index: int) -> int:
         return self._keyframe_indices[bisect.bisect_right(self._keyframe_indices, index) - 1]
@@ -226,8 +408,11 @@ class PyAVReader(VideoReader):
                 raise VideoDecodeError(self.path, f"frame {target} could not be decoded (file truncated?)")
             if position != target:
                 raise VideoDecodeError(self.path, f"frame {target} is missing from the stream")
+            if self._orientation is None:
+                matrix = _frame_display_matrix(frame)
+                self._orientation = orientation_from_display_matrix(matrix) if matrix else UPRIGHT
             out.append(frame.to_ndarray(format="rgb24"))
-        return np.stack(out)
+        return orient(np.stack(out), self._orientation)
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
@@ -250,6 +435,8 @@ class DecordReader(VideoReader):
             raise VideoDecodeError(self.path, f"{type(err).__name__}: {err}") from err
         if self._num_frames == 0:
             raise VideoDecodeError(self.path, "no frames")
+        self._display = probe_display(self.path)
+        self._correction: Orientation | None = None if self._display else UPRIGHT
 
     @property
     def num_frames(self) -> int:
@@ -261,12 +448,30 @@ class DecordReader(VideoReader):
 
     @cached_property
     def size(self) -> tuple[int, int]:
+        if self._display is not None:
+            return self._display.size
         height, width, _ = self._reader[0].shape
         self._reader.seek(0)
         return (int(height), int(width))
 
+    def _applied(self, returned_size: tuple[int, int]) -> Orientation:
+        """The turn decord applied, given the (height, width) of the frames it returned.
+
+        decord applies the display matrix only where its bundled FFmpeg 4 exports it (the MP4/QuickTime
+        demuxer; not Matroska/WebM), as a plain turn that ignores mirroring. A quarter turn shows in the
+        frame size, which settles it; a half turn does not, and is told by the container.
+        """
+        display = self._display
+        turn = display.ffmpeg_turn
+        if turn[0] % 2 and display.stored_size[0] != display.stored_size[1]:
+            return turn if returned_size != display.stored_size else UPRIGHT
+        return turn if "mov" in display.demuxer.split(",") else UPRIGHT
+
     def _decode_sorted(self, indices: np.ndarray) -> np.ndarray:
-        return self._reader.get_batch(indices.tolist()).asnumpy()
+        frames = self._reader.get_batch(indices.tolist()).asnumpy()
+        if self._correction is None:
+            self._correction = correction(self._applied(tuple(frames.shape[1:3])), self._display.orientation)
+        return orient(frames, self._correction)
 
 
 class TorchCodecReader(VideoReader):
@@ -283,10 +488,16 @@ class TorchCodecReader(VideoReader):
             self._num_frames = int(meta.num_frames)
             self._fps = float(meta.average_fps)
             self._size = (int(meta.height), int(meta.width))
+            # torchcodec >= 0.11 turns frames by the rotation it reports (no mirroring); older ones do not
+            applied = turned(getattr(meta, "rotation", None))
         except Exception as err:
             raise VideoDecodeError(self.path, f"{type(err).__name__}: {err}") from err
         if self._num_frames == 0:
             raise VideoDecodeError(self.path, "no frames")
+        display = probe_display(self.path)
+        self._correction = correction(applied, display.orientation) if display else UPRIGHT
+        if display is not None:
+            self._size = display.size
 
     @property
     def num_frames(self) -> int:
@@ -301,7 +512,7 @@ class TorchCodecReader(VideoReader):
         return self._size
 
     def _decode_sorted(self, indices: np.ndarray) -> torch.Tensor:
-        return self._decoder.get_frames_at(indices=indices.tolist()).data
+        return orient(self._decoder.get_frames_at(indices=indices.tolist()).data, self._correction)
 
 
 class FrameFolderReader(VideoReader):

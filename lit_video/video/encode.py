@@ -22,6 +22,8 @@ def write_video(
     gop_size: int = 12,
     max_b_frames: int = 0,
     quality: str = "high",
+    display_rotation: float | None = None,
+    display_mirror: bool = False,
 ) -> None:
     """Encode uint8 (T,H,W,C) RGB frames to `path`; the codec is chosen by the file extension.
 
@@ -32,6 +34,10 @@ def write_video(
         gop_size: frames between keyframes (a long GOP makes random access hard: good for tests).
         max_b_frames: B-frames between references (reordering makes decode order != display order).
         quality: "high" (near-lossless, for frame-exact tests) or "normal" (dataset-like bit rates).
+        display_rotation: if given, a display matrix is stored that asks players to turn the frames this
+            many degrees counter-clockwise (what phones write for portrait video); the pixels are stored
+            as given. Not for .avi, which cannot carry one.
+        display_mirror: with `display_rotation`, also mirror left-right after the turn.
     """
     import av
 
@@ -43,6 +49,10 @@ def write_video(
     if extension not in _CODECS:
         raise ValueError(f"cannot choose a codec for '{extension}' (known: {', '.join(_CODECS)})")
     codec = _CODECS[extension]
+    if display_rotation is not None and extension == ".avi":
+        raise ValueError(f"{path}: an .avi file cannot carry a display rotation; use .mp4, .mkv or .webm")
+    if display_mirror and display_rotation is None:
+        raise ValueError("display_mirror needs a display_rotation (0 for a mirror alone)")
     rate = Fraction(fps).limit_denominator(1001)
     options: dict[str, str] = {}
     with av.open(str(path), mode="w") as container:
@@ -60,6 +70,10 @@ def write_video(
         else:  # mpeg4 ignores qscale through PyAV: quality is set by bit rate
             stream.bit_rate = int(pixels * (2.0 if quality == "high" else 0.25))
         stream.options = options
+        if display_rotation is not None:
+            if not hasattr(stream, "set_display_rotation"):
+                raise ValueError(f"writing a display rotation needs a newer PyAV than {av.__version__}")
+            stream.set_display_rotation(float(display_rotation), hflip=bool(display_mirror))
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             container.mux(stream.encode(frame))
