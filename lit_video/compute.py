@@ -54,6 +54,41 @@ class ComputeProfile:
         return {f"{prefix}{k}": v for k, v in asdict(self).items() if isinstance(v, int | float)}
 
 
+def resolve_device(name: str | None, what: str = "device") -> torch.device:
+    """The device called `name` (cpu, cuda, cuda:1, mps, ...), checked to exist and work here.
+
+    Args:
+        name: a torch device string; None picks cuda when a GPU is available, else cpu.
+        what: how to call the setting in an error (e.g. "--device").
+
+    Raises:
+        LitVideoError: not a device name, a GPU that is not there, or a device that cannot hold a tensor.
+    """
+    from lit_video.errors import LitVideoError
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise LitVideoError(f"{what} {name!r}: not a device (expected cpu, cuda, cuda:N or mps)") from None
+    if device.type == "meta":
+        raise LitVideoError(f"{what} {name!r}: the meta device holds no data to measure (use cpu or cuda)")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise LitVideoError(f"{what} {name!r}: no CUDA GPU is available here (use --device cpu)")
+        if device.index is not None and device.index >= count:
+            raise LitVideoError(f"{what} {name!r}: there are {count} CUDA GPUs here (cuda:0..cuda:{count - 1})")
+    try:
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as err:
+        # backends missing from this build explain at length: their first sentence says it
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise LitVideoError(f"{what} {name!r}: cannot be used here: {reason}") from None
+    return device
+
+
 def count_flops(model: nn.Module, clip: torch.Tensor) -> int:
     """Forward FLOPs of `model` on `clip` (B, C, T, H, W); counted on the meta device when the model
     allows it (no computation, no memory), on a copy of the clip's device otherwise."""

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from lit_video.errors import LitVideoError
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register `evaluate` and its subcommands on the top-level parser's `commands`."""
@@ -52,6 +54,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     captioning.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts a JVM, ~5 s)")
     captioning.add_argument("--out", default=None, metavar="DIR", help="folder for caption_metrics.json "
                             "(default: the folder of RESULTS.json)")
+    captioning.add_argument("--strict", action="store_true", help="fail when a video of the annotations (of "
+                            "--split) has no prediction (default: warn and score the predicted ones)")
     captioning.set_defaults(run=evaluate_captioning)
 
 
@@ -60,9 +64,10 @@ def evaluate_vos(args: argparse.Namespace) -> int:
     from lit_video.metrics.davis_folder import evaluate_folder, format_tables, write_csvs
 
     start = time.perf_counter()
+    out = _output_folder(args.out) if args.out else Path(args.pred)
     results = evaluate_folder(args.gt, args.pred, args.set, args.year, args.resolution, ignore_void=args.ignore_void,
                               official_decay_wrap=args.official_decay_wrap, progress=sys.stderr.isatty())
-    global_csv, sequence_csv = write_csvs(results, args.out or args.pred, args.set)
+    global_csv, sequence_csv = _written(lambda: write_csvs(results, out, args.set), out, args.out is not None)
     return _report(format_tables(results, args.set), f"{global_csv} and {sequence_csv}", start)
 
 
@@ -71,8 +76,9 @@ def evaluate_vis(args: argparse.Namespace) -> int:
     from lit_video.metrics.ytvis import evaluate_results, format_table, write_metrics
 
     start = time.perf_counter()
+    out = _output_folder(args.out) if args.out else Path(args.pred).parent
     stats = evaluate_results(args.gt, args.pred)
-    path = write_metrics(stats, args.out or Path(args.pred).parent)
+    path = _written(lambda: write_metrics(stats, out), out, args.out is not None)
     return _report(format_table(stats), path, start)
 
 
@@ -81,9 +87,37 @@ def evaluate_captioning(args: argparse.Namespace) -> int:
     from lit_video.metrics.captions import evaluate_files, format_table, write_metrics
 
     start = time.perf_counter()
-    stats = evaluate_files(args.gt, args.pred, args.split, meteor=not args.no_meteor)
-    path = write_metrics(stats, args.out or Path(args.pred).parent)
+    out = _output_folder(args.out) if args.out else Path(args.pred).parent
+    stats = evaluate_files(args.gt, args.pred, args.split, meteor=not args.no_meteor, strict=args.strict)
+    path = _written(lambda: write_metrics(stats, out), out, args.out is not None)
     return _report(format_table(stats), path, start)
+
+
+def _output_folder(out: str) -> Path:
+    """--out, checked before any scoring: a folder, or one can be made there.
+
+    Raises:
+        LitVideoError: `out`, or a folder above it, is a file.
+    """
+    out = Path(out)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == out else f"is inside {folder}, a file"
+                raise LitVideoError(f"--out {out}: {what}; expected a folder for the results (made when missing)")
+            break
+    return out
+
+
+def _written(write, out: Path, given: bool):
+    """`write()`, with a folder or file that cannot be written as one line naming `out` (`given`: set by
+    --out, else the default beside the predictions)."""
+    try:
+        return write()
+    except OSError as err:
+        name = f"--out {out}" if given else f"{out} (the default --out)"
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(out) else ""
+        raise LitVideoError(f"{name}: cannot write the results{where}: {err.strerror or err}") from None
 
 
 def _report(table: str, written: object, start: float) -> int:

@@ -42,14 +42,15 @@ def profile_config(args: argparse.Namespace) -> int:
     """`profile`: print a table of the config's task at each clip length and resolution; write it as CSV."""
     import csv
 
-    import torch
-
-    from lit_video.compute import profile_model, profiled_network
+    from lit_video.compute import profile_model, profiled_network, resolve_device
 
     path = Path(args.config)
     if not path.is_file():
         raise LitVideoError(f"config file {path} does not exist")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_config_file(path)
+    _check_options(args)
+    out = _output_file(args.out or f"outputs/profile/{path.stem}.csv")
+    device = resolve_device(args.device, "--device")
     builder = _TaskBuilder(path, args)
     clip_lens = args.clip_lens or [builder.default("clip_len")]
     resolutions = args.resolutions or [builder.default("resolution")]
@@ -60,19 +61,69 @@ def profile_config(args: argparse.Namespace) -> int:
     for clip_len in clip_lens:
         for resolution in resolutions:
             task = builder.build(clip_len, resolution)
-            p = profile_model(profiled_network(task), clip_len, resolution, batch_size=args.batch_size,
-                              steps=args.steps, device=device)
+            try:
+                p = profile_model(profiled_network(task), clip_len, resolution, batch_size=args.batch_size,
+                                  steps=args.steps, device=device)
+            except RuntimeError as err:
+                # most often a size the network cannot take (smaller than its kernels), or out of memory
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                raise LitVideoError(f"{path}: the model cannot run a clip of {clip_len} frames at resolution "
+                                    f"{resolution} (batch size {args.batch_size}) on {device}: {reason}") from None
             rows.append(p)
             print(f"{clip_len:>5} {str(resolution):>5} {p.params / 1e6:>10.2f} {p.gflops:>9.2f} {p.gmacs:>9.2f} "
                   f"{p.peak_memory_mb:>9.0f} {p.train_clips_per_s:>14.2f} {p.infer_clips_per_s:>14.2f}")
-    out = Path(args.out or f"outputs/profile/{path.stem}.csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0].__dict__))
-        writer.writeheader()
-        writer.writerows(r.__dict__ for r in rows)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=list(rows[0].__dict__))
+            writer.writeheader()
+            writer.writerows(r.__dict__ for r in rows)
+    except OSError as err:
+        raise LitVideoError(f"--out {out}: cannot write the CSV: {err.strerror or err}") from None
     print(f"wrote {out}")
     return 0
+
+
+def _check_config_file(path: Path) -> None:
+    """The config is plain YAML (no Python tags, no repeated key) holding a mapping of sections."""
+    from lit_video.yaml_files import load_yaml
+
+    config = load_yaml(path)
+    if not isinstance(config, dict):
+        found = "an empty file" if config is None else f"a {type(config).__name__}"
+        raise LitVideoError(f"{path}: an experiment config is a mapping of sections (model:, data:, trainer:), "
+                            f"found {found}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Sizes and counts of the command line, each checked before anything is built."""
+    from lit_video.data.tokenizer import SPECIALS
+
+    for option, values in (("--clip-lens", args.clip_lens), ("--resolutions", args.resolutions)):
+        if values is not None and (not values or min(values) < 1):
+            raise LitVideoError(f"{option}: expected positive integers such as 8,16, got "
+                                f"{','.join(map(str, values)) or 'none'}")
+    checks = (("--batch-size", args.batch_size, 1, "clips per timed step"),
+              ("--steps", args.steps, 0, "timed steps; 0 counts parameters and FLOPs only"),
+              ("--num-classes", args.num_classes, 1, "classes of the task's head"),
+              ("--vocab-size", args.vocab_size, len(SPECIALS) + 1, f"tokens, {len(SPECIALS)} of them special"))
+    for option, value, least, meaning in checks:
+        if value is not None and value < least:
+            raise LitVideoError(f"{option}: expected an integer >= {least} ({meaning}), got {value}")
+
+
+def _output_file(out: str) -> Path:
+    """The CSV path, checked before anything is measured: not a folder, and not below a file."""
+    out = Path(out)
+    if out.is_dir():
+        raise LitVideoError(f"--out {out}: is a folder; expected the path of the CSV file to write "
+                            f"(e.g. {out / 'profile.csv'})")
+    for folder in out.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise LitVideoError(f"--out {out}: {folder} is a file, not a folder")
+            break
+    return out
 
 
 class _TaskBuilder:
@@ -145,6 +196,11 @@ class _TaskBuilder:
             return build()
         except (ArgumentError, LitVideoError, ValueError) as err:
             message = explain_config_error(err)
+            cause = err.__cause__
+            if message is None and isinstance(err, ValueError) and isinstance(cause, ValueError | TypeError):
+                # jsonargparse wraps what a constructor refused (e.g. torchmetrics' "num_classes larger than
+                # 1") in a message of many lines: the constructor's own says which value
+                message = f"cannot build the task: {(str(cause).strip().splitlines() or [''])[0]}"
             if message is None:
                 raise
             raise LitVideoError(f"{self.path}: {message}") from None

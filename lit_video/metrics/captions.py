@@ -11,7 +11,8 @@ Python, `score_corpus(references, predictions)` scores {video_id: [reference, ..
 What is computed is COCOEvalCap's pipeline (pycocoevalcap/eval.py), with pycocoevalcap's own code:
 
 - The videos scored are those that have a prediction (COCOEvalCap's ids come from the results). A prediction
-  for a video without references, or whose reference list is empty, is skipped, counted and warned about.
+  for a video without references, or whose reference list is empty, is skipped, counted and warned about;
+  `evaluate_files` also warns about videos of the annotations without a prediction (an error when strict).
 - References and predictions are tokenized apart with the Stanford PTB tokenizer (lowercased, one caption a
   line) and the tokens in pycocoevalcap's PUNCTUATIONS are dropped; then Bleu(4), Meteor(), Rouge() and
   Cider() score the tokenized corpus. pycocoevalcap's Cider is CIDEr-D (clipped counts, length penalty,
@@ -367,20 +368,36 @@ def read_results(path: str | os.PathLike) -> dict[str, str]:
 
 
 def evaluate_files(gt_path: str | os.PathLike, pred_path: str | os.PathLike, split: str | None = None, *,
-                   meteor: bool = True) -> dict[str, float]:
+                   meteor: bool = True, strict: bool = False) -> dict[str, float]:
     """Score a results file against an annotation file.
+
+    Videos of the annotations (of `split`) without a prediction are not scored, as in COCOEvalCap; their
+    count is warned about, or is an error with `strict`.
 
     Args:
         gt_path: MSR-VTT videodatainfo or COCO caption annotations (`read_ground_truth`).
         pred_path: COCO caption results (`read_results`).
         split: MSR-VTT split of the references (e.g. "validate", "test").
         meteor: run METEOR (when Java runs).
+        strict: every video with references must have a prediction.
 
     Returns:
         the metrics (`score_corpus`'s keys) and "num_videos", the count of videos scored.
+
+    Raises:
+        LitVideoError: nothing to score, or (`strict`) a video with references but no prediction.
     """
     references = read_ground_truth(gt_path, split)
     predictions = read_results(pred_path)
+    # scoring a subset gives numbers that are not comparable with the full split's: never silently
+    missing = [video for video, refs in references.items() if refs and video not in predictions]
+    # with none predicted, evaluate_corpus says there is nothing to score
+    if missing and (strict or len(missing) < sum(1 for refs in references.values() if refs)):
+        where = f"the {len(references)} videos" + (f" of split {split!r}" if split is not None else "")
+        message = f"{pred_path}: no caption for {len(missing)} of {where} in {gt_path} (first: {missing[0]!r})"
+        if strict:
+            raise LitVideoError(f"{message}; every video needs a prediction")
+        warnings.warn(f"{message}; scored the others only", stacklevel=2)
     try:
         result = evaluate_corpus(references, predictions, meteor=meteor)
     except LitVideoError as err:

@@ -70,6 +70,8 @@ class MemoryFrame:
         mask_sum: (B, 1, Hp, Wp) sum of all objects' masks (the "other objects" of a joining object).
         key: (B, Ck, h, w).
         values: (B, K, Cv, h, w), one value map per object.
+        given: the frame holds a given (ground-truth) mask: it is the first memorized frame or an object
+            joined memory there. A bounded memory never evicts it.
     """
 
     frame: torch.Tensor
@@ -77,11 +79,12 @@ class MemoryFrame:
     mask_sum: torch.Tensor
     key: torch.Tensor
     values: torch.Tensor
+    given: bool = False
 
 
 @dataclass
 class STMMemory:
-    """Per-video state of an `STM`: the memorized frames, the first one always kept."""
+    """Per-video state of an `STM`: the memorized frames; those holding given masks are always kept."""
 
     frames: list[MemoryFrame] = field(default_factory=list)
     num_objects: int = 0
@@ -139,8 +142,11 @@ class STM(VOSModel):
         decoder_dim: channels of the decoder at stride 16 (halved at 8 and at 4).
         similarity: "l2" (STCN) or "dot" (STM).
         top_k: read only the k most similar memory positions per query position; None reads all.
-        max_memory_frames: the most frames memory holds: the first (it carries the given masks) and the
-            newest others; None = unbounded. At least 2.
+        max_memory_frames: the most frames memory holds; None = unbounded. At least 2. Frames that hold
+            given masks (the first memorized frame, and each frame where an object joins, e.g. mid-video in
+            YouTube-VOS) are never evicted: past the bound, the oldest frame of predicted masks goes. When
+            the given frames alone reach the bound, memory keeps them all plus the newest frame, so it can
+            hold more than `max_memory_frames` frames (an object's only given mask is never forgotten).
         memory_stride: stride of the keys, values and affinity read (16, 8 or 4). STM reads at 16 on 480p
             frames (a 30x54 grid); on small frames a finer stride keeps a comparable grid (8 or 4 for
             ~100-pixel frames), at the cost of an affinity that grows with the square of the positions.
@@ -171,7 +177,7 @@ class STM(VOSModel):
         if fine_skip_dim < 0:
             raise LitVideoError(f"stm: fine_skip_dim must be >= 0, got {fine_skip_dim}")
         if max_memory_frames is not None and max_memory_frames < 2:
-            # 1 would keep only the first frame, silently dropping the given mask of an object joining later
+            # memory needs room for the first frame (given masks) and the newest one beside it
             raise LitVideoError(f"stm: max_memory_frames must be >= 2 or None, got {max_memory_frames}")
         self.similarity = similarity
         self.top_k = top_k
@@ -233,12 +239,25 @@ class STM(VOSModel):
                 others = old.mask_sum.expand_as(empty)  # every object there before is "another object"
                 new_values = self._encode_values(old.frame, old.features, empty, others)
                 old.values = torch.cat([old.values, new_values], dim=1)
+        # the first frame carries the given masks of the first objects, a frame where objects join theirs
+        given = not memory.frames or num_objects > memory.num_objects
         mask_sum = masks.sum(dim=1, keepdim=True)  # (B,1,Hp,Wp)
         values = self._encode_values(x, features, masks, mask_sum - masks)  # (B,K,Cv,h,w)
-        memory.frames.append(MemoryFrame(x, features, mask_sum, self.key_proj(features), values))
+        memory.frames.append(MemoryFrame(x, features, mask_sum, self.key_proj(features), values, given))
         memory.num_objects = num_objects
         if self.max_memory_frames is not None and len(memory.frames) > self.max_memory_frames:
-            del memory.frames[1]  # the oldest after the first: the first holds the given masks
+            self._evict(memory)
+
+    @staticmethod
+    def _evict(memory: STMMemory) -> None:
+        """Drop the oldest frame of predicted masks, never a given one nor the newest frame; with none to
+        drop, memory stays over its bound."""
+        # an object that joins mid-video has one given mask: evicting it would leave only predictions of
+        # predictions of it, and the newest frame is what the next one looks most like
+        for index, frame in enumerate(memory.frames[:-1]):
+            if not frame.given:
+                del memory.frames[index]
+                return
 
     def _encode_values(self, x: torch.Tensor, features: torch.Tensor, masks: torch.Tensor,
                        others: torch.Tensor) -> torch.Tensor:
