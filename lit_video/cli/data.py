@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import shutil
+import tempfile
 import time
 import warnings
 from pathlib import Path
 
 from lit_video.cli.arguments import DECODERS, format_names, size
 from lit_video.errors import LitVideoError
+
+# Written last by `data synth` in the dataset root: the folder holds a complete dataset of this format.
+SYNTH_MARKER = ".lit-video-synth.json"
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +38,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="davis, youtube-vos, youtube-vis: hold out video index %% N == 1 (default 3; 0: none)")
     synth.add_argument("--category-colours", action="store_true",
                        help="youtube-vis: each category also has its own hue (default: the outline is the only cue)")
-    synth.add_argument("--skip-existing", action="store_true", help="do nothing if --out already has files")
+    synth.add_argument("--skip-existing", action="store_true",
+                       help="do nothing if --out already holds a complete dataset of --format")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace whatever --out holds (by default a folder that is not empty is refused)")
     synth.set_defaults(run=synthesize)
 
     check = data_commands.add_parser("check", help="count found / missing / unreadable videos per subset")
@@ -59,21 +69,40 @@ def synthesize(args: argparse.Namespace) -> int:
     """`data synth`: write a synthetic dataset of `--format` to `--out`."""
     from tqdm import tqdm
 
-    from lit_video.data.synthetic import SynthesisOptionError
+    from lit_video.data.synthetic import SynthesisOptionError, check_options
     from lit_video.data.synthetic import synthesize as write_dataset
-    from lit_video.data.synthetic.spec import SynthSpec
+    from lit_video.data.synthetic.spec import SynthSpec, SynthSpecError
 
     out = Path(args.out)
-    if args.skip_existing and out.is_dir() and any(out.iterdir()):
-        print(f"{out} exists; skipping synthesis (remove it or drop --skip-existing to regenerate)")
-        return 0
+    if out.exists() and not out.is_dir():
+        raise LitVideoError(f"--out {out} is a file, not a folder")
     try:
         spec = SynthSpec(args.num_classes, args.videos_per_class, args.num_frames, args.size, args.fps, args.seed)
         spec.motions  # noqa: B018 - validates num_classes before anything is written
+    except SynthSpecError as err:  # name the field as it is spelt on the command line
+        raise LitVideoError(f"--{err.field.replace('_', '-')} {err.problem}") from None
     except ValueError as err:
         raise LitVideoError(str(err)) from None
     # None leaves an option to the format's default; the generator refuses one it does not take
-    options = {"valid_every": args.valid_every, "category_colours": args.category_colours or None}
+    try:
+        options = check_options(args.format, valid_every=args.valid_every,
+                                category_colours=args.category_colours or None)
+    except SynthesisOptionError as err:
+        raise LitVideoError(_option_message(err)) from None
+    occupied = out.is_dir() and any(out.iterdir())
+    if occupied and args.skip_existing:
+        if holds_dataset(out, args.format):
+            print(f"{out} holds a {args.format} dataset; skipping synthesis (--overwrite without --skip-existing "
+                  "regenerates it)")
+            return 0
+        if not args.overwrite:
+            raise LitVideoError(f"--out {out} holds files but no complete {args.format} dataset, which is all that "
+                                "--skip-existing keeps; give --overwrite to replace them")
+    if occupied and not args.overwrite:
+        raise LitVideoError(f"--out {out} is not empty; give a new or empty folder, --overwrite to replace what it "
+                            "holds, or --skip-existing to keep a dataset already there")
+    if occupied:
+        check_replaceable(out)
     total = spec.num_classes * spec.videos_per_class
     bars: list[tqdm] = []  # opened at the first video, so that a refused option prints nothing else
 
@@ -82,24 +111,89 @@ def synthesize(args: argparse.Namespace) -> int:
             bars.append(tqdm(total=total, desc=f"writing {args.format}", unit="video"))
         bars[0].update()
 
+    # A folder being replaced is written beside it first: until the new dataset is complete, the old one
+    # stays as it was (a refused format-specific size, an interrupted run or a full disk loses nothing).
+    target = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent)) if occupied else out
+    replacing = False  # once the old contents are being deleted, the staged copy is all there is: keep it
     try:
-        write_dataset(args.format, out, spec, progress=progress, **options)
-    except SynthesisOptionError as err:  # name the option as it is spelt on the command line
-        flag = "--" + err.option.replace("_", "-")
-        raise LitVideoError(f"{flag} applies to {', '.join(err.takers)}, not {err.format_name}") from None
+        write_dataset(args.format, target, spec, progress=progress, **options)
+        marker = {"format": args.format, "spec": dataclasses.asdict(spec), **options}
+        (target / SYNTH_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+        if occupied:
+            replacing = True
+            replace_contents(out, target)
+    except SynthesisOptionError as err:
+        raise LitVideoError(_option_message(err)) from None
+    except OSError as err:
+        raise LitVideoError(f"--out {out}: cannot write the dataset ({err.strerror or err}: "
+                            f"{err.filename or out})") from None
     finally:
         for bar in bars:
             bar.close()
+        if occupied and not replacing and target.exists():
+            shutil.rmtree(target)
     motion_classes = args.format in ("ucf101", "kinetics")  # the other formats' videos have no class
     what = f"videos of {spec.num_classes} motion classes" if motion_classes else "videos"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
 
 
+def _option_message(err) -> str:
+    """A `SynthesisOptionError` with the option named as it is spelt on the command line."""
+    return f"--{err.option.replace('_', '-')} applies to {', '.join(err.takers)}, not {err.format_name}"
+
+
+def holds_dataset(folder: Path, format_name: str) -> bool:
+    """Whether `folder` holds a complete dataset of `format_name`: one that `data synth` finished (its
+    marker names the format) or, without a marker, one whose training list the format's reader reads."""
+    marker = folder / SYNTH_MARKER
+    if marker.is_file():
+        try:
+            return json.loads(marker.read_text(encoding="utf-8")).get("format") == format_name
+        except (OSError, ValueError, AttributeError):
+            return False
+    from lit_video.data.base import datamodule_class
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return len(datamodule_class(format_name)(root=str(folder), num_workers=0).list_records("train")) > 0
+    except LitVideoError:
+        return False
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse to empty a folder that is a link (its target would be emptied), the filesystem root, the home
+    folder, or the current folder or one above it.
+
+    Raises:
+        LitVideoError: one line naming the folder.
+    """
+    if folder.is_symlink():
+        raise LitVideoError(f"--out {folder} is a link; --overwrite replaces only a folder given as itself")
+    real, here = folder.resolve(), Path.cwd().resolve()
+    if real == Path(real.anchor) or real == Path.home().resolve() or real == here or real in here.parents:
+        raise LitVideoError(f"--overwrite refuses to empty {folder}: it is the filesystem root, the home folder "
+                            "or holds the current folder")
+
+
+def replace_contents(folder: Path, staged: Path) -> None:
+    """Delete what `folder` holds (links themselves, never what they point to), then move the contents of
+    `staged` into it and remove `staged`. The folder itself stays (it may be a mount point)."""
+    for entry in list(folder.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    for entry in list(staged.iterdir()):
+        shutil.move(str(entry), str(folder / entry.name))
+    staged.rmdir()
+
+
 def check_dataset(args: argparse.Namespace) -> int:
     """`data check`: count the found, missing and unreadable videos of each subset."""
     from lit_video.data.base import datamodule_class
-    from lit_video.data.check import check_datamodule, format_report
+    from lit_video.data.check import all_refused, check_datamodule, format_report
 
     options = {"split": args.split} if args.split is not None else {}
     datamodule = datamodule_class(args.format)(root=args.root, decoder=args.decoder, num_workers=0, **options)
@@ -107,6 +201,11 @@ def check_dataset(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore")  # the report below lists what the warnings would
         reports = check_datamodule(datamodule)
     print(format_report(reports))
+    refused = all_refused(reports)
+    if refused:  # a list that reaches outside the dataset is a broken (or hostile) list, not a missing video
+        raise LitVideoError(f"{len(refused)} listed {'entry leads' if len(refused) == 1 else 'entries lead'} "
+                            f"outside the dataset and {'was' if len(refused) == 1 else 'were'} not read (first: "
+                            f"{refused[0]}); fix or remove {'it' if len(refused) == 1 else 'them'}")
     bad = sum(len(r.missing) + len(r.unreadable) for r in reports.values())
     return 1 if (bad and args.strict) else 0
 

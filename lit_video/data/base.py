@@ -11,6 +11,8 @@ light `lit_video.data.records` (no torch).
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -23,10 +25,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_video.data import keys
-from lit_video.data.records import VideoRecord, split_existing
+from lit_video.data.records import VideoRecord, refused_entries, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
-from lit_video.video.sampling import ClipSampler
+from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
 from lit_video.video.transforms import ClipTransform, normalize_clips
 
 SUBSETS = ("train", "val", "test")
@@ -75,6 +77,54 @@ def datamodule_names() -> list[str]:
     """Every registered format name, sorted."""
     _import_formats()
     return sorted(_DATAMODULES)
+
+
+def check_integer(name: str, value: object, least: int = 1, optional: bool = False) -> None:
+    """Stop with one line naming `name` unless `value` is an integer (not a bool) >= `least`.
+
+    Args:
+        name: the argument, as the configuration spells it.
+        value: its value.
+        least: the smallest value allowed.
+        optional: None is allowed too (and `least` is 1).
+    """
+    if optional and value is None:
+        return
+    if not is_integer(value) or value < least:
+        wanted = "a positive integer or null" if optional else f"an integer >= {least}"
+        raise LitVideoError(f"{name} must be {wanted}, got {value!r}")
+
+
+def check_clip_arguments(clip_len: object, stride: object, num_clips: object, num_crops: object, resolution: object,
+                         short_side: object, train_short_side_range: object, target_fps: object,
+                         frame_sampling: object, batch_size: object, num_workers: object) -> None:
+    """The checks of `VideoDataModule`'s clip, transform and loader arguments, each naming the argument
+    (`fit --data.init_args.batch_size 0` and `data iterate --batch-size 0` alike stop with one line).
+
+    Raises:
+        LitVideoError: the first argument out of range.
+    """
+    for name, value, least in (("clip_len", clip_len, 1), ("stride", stride, 1), ("num_clips", num_clips, 1),
+                               ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+        check_integer(name, value, least)
+    if num_crops not in (1, 3) or not is_integer(num_crops):
+        raise LitVideoError(f"num_crops must be 1 or 3, got {num_crops!r}")
+    sides = [resolution, resolution] if is_integer(resolution) else resolution
+    if not (isinstance(sides, list | tuple) and len(sides) == 2 and all(is_integer(v) and v >= 1 for v in sides)):
+        raise LitVideoError(f"resolution must be a positive integer or [height, width] of positive integers, "
+                            f"got {resolution!r}")
+    check_integer("short_side", short_side, optional=True)
+    if train_short_side_range is not None and not (
+            isinstance(train_short_side_range, list | tuple) and len(train_short_side_range) == 2
+            and all(is_integer(v) and v >= 1 for v in train_short_side_range)
+            and train_short_side_range[0] <= train_short_side_range[1]):
+        raise LitVideoError(f"train_short_side_range must be [min, max] with 1 <= min <= max, "
+                            f"got {train_short_side_range!r}")
+    if target_fps is not None and (isinstance(target_fps, bool) or not isinstance(target_fps, int | float)
+                                   or not math.isfinite(target_fps) or target_fps <= 0):
+        raise LitVideoError(f"target_fps must be a positive number or null, got {target_fps!r}")
+    if frame_sampling not in SAMPLING_MODES:
+        raise LitVideoError(f"frame_sampling must be one of {', '.join(SAMPLING_MODES)}, got {frame_sampling!r}")
 
 
 def probe_video(path: str, decoder: str) -> str | None:
@@ -235,6 +285,8 @@ class VideoDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        check_clip_arguments(clip_len, stride, num_clips, num_crops, resolution, short_side, train_short_side_range,
+                             target_fps, frame_sampling, batch_size, num_workers)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"dataset root {self.root} does not exist or is not a folder")
@@ -280,8 +332,16 @@ class VideoDataModule(L.LightningDataModule):
             raise LitVideoError(f"data.init_args: {err}") from None
 
     def records(self, subset: str) -> list[VideoRecord]:
-        """The listed videos of `subset` whose files exist (missing ones are counted and reported)."""
-        return split_existing(self.list_records(subset), f"{self.format_name} {self.root} {subset}")
+        """The listed videos of `subset` whose files exist (missing ones are counted and reported), without
+        the entries that lead outside the dataset (skipped, counted in one warning)."""
+        listed = self.list_records(subset)
+        what = f"{self.format_name} {self.root} {subset}"
+        refused = refused_entries(listed)
+        if refused:
+            warnings.warn(f"{what}: {len(refused)} listed {'entry leads' if len(refused) == 1 else 'entries lead'} "
+                          f"outside the dataset and {'is' if len(refused) == 1 else 'are'} skipped (first: "
+                          f"{refused[0]}); `lit-video data check` lists them", stacklevel=2)
+        return split_existing(listed, what)
 
     def probe(self, record: VideoRecord) -> str | None:
         """Why a listed video cannot be read, or None (`lit-video data check`; the file exists).

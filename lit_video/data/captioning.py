@@ -25,7 +25,7 @@ from torch.utils.data import default_collate
 
 from lit_video.data import keys
 from lit_video.data.base import ClipDataset, VideoDataModule
-from lit_video.data.records import VideoRecord
+from lit_video.data.records import Listing, RefusedEntry, VideoRecord
 from lit_video.data.tokenizer import CaptionTokenizer, WordTokenizer, load_tokenizer
 from lit_video.errors import LitVideoError
 
@@ -57,12 +57,14 @@ class CaptionListing:
         source: the annotation file(s), named in warnings.
         problems: counts of skipped entries, by kind (UNKNOWN_VIDEO_ID, EMPTY_CAPTION, NO_CAPTION).
         examples: the first offending entry of each kind.
+        refused: listed videos whose file would lead outside the dataset's video folder (never read).
     """
 
     records: list[CaptionRecord]
     source: str
     problems: Counter = field(default_factory=Counter)
     examples: dict[str, str] = field(default_factory=dict)
+    refused: list[RefusedEntry] = field(default_factory=list)
 
 
 def build_listing(source: str, videos: Iterable[tuple[str, str]], captions: Iterable[tuple[str, str]],
@@ -211,10 +213,11 @@ class CaptioningDataModule(VideoDataModule):
         warnings.warn(f"{listing.source}: {count} {what}; {outcome} (first: {listing.examples[kind]})",
                       stacklevel=3)
 
-    def list_records(self, subset: str) -> list[VideoRecord]:
-        records = self.listing(subset).records
+    def list_records(self, subset: str) -> Listing:
+        listing = self.listing(subset)
         # nothing to learn from a video without a caption; evaluation still predicts one for it
-        return [r for r in records if r.captions] if subset == "train" else list(records)
+        records = [r for r in listing.records if r.captions] if subset == "train" else listing.records
+        return Listing(records, listing.refused)
 
     def annotation_problems(self, subset: str) -> dict[str, int]:
         """Entries skipped while reading `subset`, by kind: unknown_video_id, empty_caption, no_caption,

@@ -1,7 +1,8 @@
 """`lit-video data check`: which listed videos are missing or unreadable, per subset.
 
 Each DataModule says why one of its videos cannot be read (`VideoDataModule.probe`: a video file's
-first, middle and last frames by default; frames and masks for the segmentation formats).
+first, middle and last frames by default; frames and masks for the segmentation formats). Entries
+that lead outside the dataset are never read: each is listed with its file and line (`refused`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from lit_video.data.base import SUBSETS, VideoDataModule
+from lit_video.data.records import RefusedEntry, refused_entries
 
 
 @dataclass
@@ -21,6 +23,7 @@ class SubsetReport:
     listed: int = 0
     missing: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)  # path -> reason
+    refused: list[RefusedEntry] = field(default_factory=list)  # entries leading outside the dataset, not read
 
     @property
     def readable(self) -> int:
@@ -38,7 +41,7 @@ def check_datamodule(datamodule: VideoDataModule, show_progress: bool = True) ->
         problems[path] = "missing" if not os.path.exists(path) else datamodule.probe(by_path[path])
     reports = {}
     for subset, records in listings.items():
-        report = SubsetReport(listed=len(records))
+        report = SubsetReport(listed=len(records), refused=refused_entries(records))
         for record in records:
             reason = problems[record.path]
             if reason == "missing":
@@ -64,4 +67,13 @@ def format_report(reports: dict[str, SubsetReport]) -> str:
         lines += [f"  {p}" for p in missing[:50]]
         if len(missing) > 50:
             lines.append(f"  ... and {len(missing) - 50} more")
+    refused = all_refused(reports)
+    if refused:
+        lines.append(f"entries leading outside the dataset, not read ({len(refused)}):")
+        lines += [f"  {entry}" for entry in refused]
     return "\n".join(lines)
+
+
+def all_refused(reports: dict[str, SubsetReport]) -> list[RefusedEntry]:
+    """The refused entries of every subset, each once (UCF101's val and test read one list), in order."""
+    return list(dict.fromkeys(entry for r in reports.values() for entry in r.refused))

@@ -18,6 +18,36 @@ import numpy as np
 from lit_video.errors import DatasetLayoutError
 
 
+def read_text_file(path: str | os.PathLike, missing: str | None = None) -> str:
+    """The text of a dataset's list, CSV or JSON file: UTF-8, a leading byte-order mark dropped.
+
+    Every reader of an annotation file goes through here, so that a file in another encoding stops
+    with one line naming the file and the line of the first byte that is not UTF-8.
+
+    Args:
+        path: the file.
+        missing: what the message says when the file is not there; None: the caller checked already.
+
+    Raises:
+        DatasetLayoutError: the file is missing, cannot be read, or is not UTF-8 text.
+    """
+    path = Path(path)
+    if missing is not None and not path.is_file():
+        raise DatasetLayoutError(f"{path}: {missing}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DatasetLayoutError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DatasetLayoutError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); "
+                                 "save the file as UTF-8") from None
+    return text.removeprefix("\ufeff")
+
+
 def read_json_file(path: str | os.PathLike, missing: str) -> object:
     """Read a dataset's (or a results') JSON file, or stop with one line naming it.
 
@@ -26,14 +56,12 @@ def read_json_file(path: str | os.PathLike, missing: str) -> object:
         missing: what the message says when the file is not there (e.g. "missing YouTube-VOS meta.json").
 
     Raises:
-        DatasetLayoutError: the file is missing or not valid JSON.
+        DatasetLayoutError: the file is missing, not UTF-8 or not valid JSON.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: {missing}")
+    text = read_text_file(path, missing)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
         raise DatasetLayoutError(f"{path}: not valid JSON ({str(err).splitlines()[0]})") from None
 
 
@@ -65,6 +93,70 @@ class VideoRecord:
     path: str
     label: int
     video_id: str
+
+
+@dataclass(frozen=True)
+class RefusedEntry:
+    """A listed video that leads outside the folder its listing is relative to; it is never read.
+
+    Args:
+        where: the listing and the entry's place in it ("trainlist01.txt:12", 'meta.json: videos["x"]').
+        entry: the entry as listed.
+        reason: why it is refused.
+    """
+
+    where: str
+    entry: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.entry!r} {self.reason}"
+
+
+class Listing(list):
+    """The records a listing gives (a plain list of them) and the entries refused while reading it.
+
+    Args:
+        records: the records.
+        refused: the `RefusedEntry`s left out of `records`.
+    """
+
+    def __init__(self, records: Sequence[VideoRecord] = (), refused: Sequence[RefusedEntry] = ()):
+        super().__init__(records)
+        self.refused = list(refused)
+
+
+def refused_entries(records: Sequence[VideoRecord]) -> list[RefusedEntry]:
+    """The entries refused while listing `records` (none for a plain list)."""
+    return list(getattr(records, "refused", []))
+
+
+def outside_reason(base: str | os.PathLike, path: str | os.PathLike) -> str | None:
+    """Why `path` (a listed file or folder) is not inside `base`, or None when it is.
+
+    An absolute entry or one whose `..` climb out of `base` leads outside it as written; a link (the file
+    or a folder on the way) that resolves outside the resolved `base` does too. `base` itself may be a
+    link: a dataset's video folder is often one, to a bigger disk.
+
+    Args:
+        base: the folder the listing is relative to.
+        path: the entry joined to `base`.
+    """
+    base, path = os.path.abspath(base), os.path.abspath(path)  # normalised: `..` taken as written
+    if path == base:
+        return f"names {base} itself, not a file in it"
+    if os.path.commonpath([base, path]) != base:
+        return f"leads outside {base}"
+    real_base, real = os.path.realpath(base), os.path.realpath(path)
+    if os.path.commonpath([real_base, real]) != real_base:
+        return f"is a link to {real}, outside {base}"
+    return None
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether `name` is a file name without folders (no `/`, `\\`, `..` or `.`): a frame name that a list
+    gives and that becomes part of a path read or written."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def split_existing(records: Sequence[VideoRecord], what: str) -> list[VideoRecord]:
@@ -105,7 +197,7 @@ def select_heldout(videos: Sequence[str], val_fraction: float, val_list: str | o
         if not path.is_file():
             raise DatasetLayoutError(f"{path}: val_list file not found")
         ids = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for number, line in enumerate(read_text_file(path).splitlines(), start=1):
             vid = line.strip()
             if vid and vid not in known:
                 raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {listing}")

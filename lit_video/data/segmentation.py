@@ -26,30 +26,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
-from lit_video.data.base import ClipDataset, DecodeFailureCounter, VideoDataModule
+from lit_video.data.base import ClipDataset, DecodeFailureCounter, VideoDataModule, check_integer
 from lit_video.data.records import VideoRecord
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
-from lit_video.video.sampling import ClipSampler, is_integer
+from lit_video.video.sampling import ClipSampler
 from lit_video.video.transforms import ClipTransform, normalize_clips
 
 log = logging.getLogger(__name__)
-
-
-def check_integer(name: str, value: object, least: int = 1, optional: bool = False) -> None:
-    """Stop with one line naming `name` unless `value` is an integer (not a bool) >= `least`.
-
-    Args:
-        name: the argument, as the configuration spells it.
-        value: its value.
-        least: the smallest value allowed.
-        optional: None is allowed too (and `least` is 1).
-    """
-    if optional and value is None:
-        return
-    if not is_integer(value) or value < least:
-        wanted = "a positive integer or null" if optional else f"an integer >= {least}"
-        raise LitVideoError(f"{name} must be {wanted}, got {value!r}")
 
 
 def resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lit_video.data.records import read_text_file
 from lit_video.errors import DatasetLayoutError, LitVideoError
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -142,7 +143,7 @@ class WordTokenizer(CaptionTokenizer):
             raise DatasetLayoutError(f"{path}: tokenizer vocabulary file not found")
         tokens: list[str] = []
         seen: set[str] = set()
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        for number, line in enumerate(read_text_file(path).splitlines(), start=1):
             token = line.strip()
             if not token:
                 continue
@@ -200,7 +201,7 @@ class HuggingFacePretrainedTokenizer(CaptionTokenizer):
         path = Path(path)
         if not path.is_file():
             raise DatasetLayoutError(f"{path}: tokenizer.json not found")
-        return cls(path.read_text(encoding="utf-8"), source=str(path))
+        return cls(read_text_file(path), source=str(path))
 
     def _ids(self, caption: str) -> list[int]:
         return list(self.backend.encode(caption, add_special_tokens=False).ids)

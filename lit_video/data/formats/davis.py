@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from lit_video.data.base import register_datamodule
+from lit_video.data.records import Listing, RefusedEntry, outside_reason, read_text_file
 from lit_video.data.vos import VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
 from lit_video.video.decode import FRAME_EXTENSIONS
@@ -55,32 +56,44 @@ class DAVISDataModule(VOSDataModule):
         return self.root / "Annotations" / self.quality
 
     def image_set(self, name: str) -> list[str]:
-        """Sequence names of `ImageSets/<year>/<name>.txt`, checked against the frame and mask folders."""
+        """Sequence names of `ImageSets/<year>/<name>.txt`, checked against the frame and mask folders
+        (a name that leads outside them is left out: see `read_image_set`)."""
+        return list(self.read_image_set(name))
+
+    def read_image_set(self, name: str) -> Listing:
+        """`image_set`, with the names that lead outside the frame or mask folder (`..`, an absolute
+        path, a link out) in the result's `refused`."""
         path = self.root / "ImageSets" / str(self.year) / f"{name}.txt"
         if not path.is_file():
             raise DatasetLayoutError(
                 f"{path}: no such DAVIS image set (expected ImageSets/{self.year}/{name}.txt, one sequence a line, "
                 f"beside JPEGImages/{self.quality}/ and Annotations/{self.quality}/)"
             )
-        sequences = []
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+        sequences = Listing()
+        for number, line in enumerate(read_text_file(path).splitlines(), start=1):
             parts = line.split()
             if not parts:
                 continue
             if len(parts) > 1:
                 raise DatasetLayoutError(f"{path}:{number}: expected one sequence name, got {line.strip()!r}")
+            reason = next(filter(None, (outside_reason(folder, folder / parts[0])
+                                        for folder in (self.frames_dir, self.annotations_dir))), None)
+            if reason:
+                sequences.refused.append(RefusedEntry(f"{path}:{number}", parts[0], reason))
+                continue
             for folder in (self.frames_dir, self.annotations_dir):
                 if not (folder / parts[0]).is_dir():
                     raise DatasetLayoutError(f"{path}:{number}: unknown sequence {parts[0]!r}: no folder {folder / parts[0]}")
             sequences.append(parts[0])
         return sequences
 
-    def list_records(self, subset: str) -> list[VOSRecord]:
-        return [
+    def list_records(self, subset: str) -> Listing:
+        sequences = self.read_image_set(self.subsets[subset])
+        return Listing([
             VOSRecord(str(self.frames_dir / seq), -1, seq, annotations=str(self.annotations_dir / seq),
                       merge_objects=self.year == 2016)
-            for seq in self.image_set(self.subsets[subset])
-        ]
+            for seq in sequences
+        ], sequences.refused)
 
     def annotation_folders(self) -> list[Path]:
         return [self.annotations_dir]

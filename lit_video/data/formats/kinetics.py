@@ -11,11 +11,19 @@ listed but not downloaded (5-10% of any real copy) are skipped and counted.
 from __future__ import annotations
 
 import csv
+import io
 from functools import cached_property
 from pathlib import Path
 
 from lit_video.data.base import VideoDataModule, register_datamodule
-from lit_video.data.records import VideoRecord, index_video_files
+from lit_video.data.records import (
+    Listing,
+    RefusedEntry,
+    VideoRecord,
+    index_video_files,
+    outside_reason,
+    read_text_file,
+)
 from lit_video.errors import DatasetLayoutError
 
 CSV_NAMES = {
@@ -32,9 +40,13 @@ def clip_stem(youtube_id: str, time_start: int, time_end: int) -> str:
 
 
 def read_annotations(path: Path) -> list[dict[str, str]]:
-    """Rows of a Kinetics CSV, checked for the required columns."""
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        reader = csv.DictReader(file)
+    """Rows of a Kinetics CSV, checked for the required columns.
+
+    Raises:
+        DatasetLayoutError: the file is not UTF-8, not a CSV, or lacks a required column.
+    """
+    reader = csv.DictReader(io.StringIO(read_text_file(path), newline=""))
+    try:
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
@@ -44,6 +56,8 @@ def read_annotations(path: Path) -> list[dict[str, str]]:
             )
         reader.fieldnames = header
         return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except csv.Error as err:
+        raise DatasetLayoutError(f"{path}:{reader.line_num}: not a readable CSV row ({err})") from None
 
 
 @register_datamodule("kinetics")
@@ -87,14 +101,14 @@ class KineticsDataModule(VideoDataModule):
             raise DatasetLayoutError(f"{path}: no labels in the training annotations")
         return sorted(labels)
 
-    def list_records(self, subset: str) -> list[VideoRecord]:
+    def list_records(self, subset: str) -> Listing:
         if subset == "test":
             subset = self.split
         path = self.annotation_file(subset)
         folder = self.videos_dir(subset)
         files = index_video_files(folder) if folder.is_dir() else {}
         index_of = {name: i for i, name in enumerate(self.classes)}
-        records = []
+        records = Listing()
         for line, row in enumerate(read_annotations(path), start=2):
             try:
                 stem = clip_stem(row["youtube_id"], int(float(row["time_start"])), int(float(row["time_end"])))
@@ -104,5 +118,10 @@ class KineticsDataModule(VideoDataModule):
             if label_name and label_name not in index_of:
                 raise DatasetLayoutError(f"{path}:{line}: label {label_name!r} does not occur in the training CSV")
             label = index_of[label_name] if label_name else -1
-            records.append(VideoRecord(files.get(stem, str(folder / f"{stem}.mp4")), label, stem))
+            video = files.get(stem, str(folder / f"{stem}.mp4"))
+            reason = outside_reason(folder, video)  # the id is part of the file name: `..` or `/` in it
+            if reason:
+                records.refused.append(RefusedEntry(f"{path}:{line}", row["youtube_id"], reason))
+                continue
+            records.append(VideoRecord(video, label, stem))
         return records

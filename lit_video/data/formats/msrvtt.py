@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lit_video.data.base import register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
-from lit_video.data.records import index_video_files, read_json_file
+from lit_video.data.records import RefusedEntry, index_video_files, outside_reason, read_json_file
 from lit_video.errors import DatasetLayoutError
 
 # the released annotation files: train + validate videos and their sentences, and test's
@@ -76,12 +76,13 @@ class MSRVTTDataModule(CaptioningDataModule):
         raise DatasetLayoutError(f"{self.root} is not an MSR-VTT root: no {name} in it or in annotations/")
 
     @cached_property
-    def video_files(self) -> dict[str, str]:
-        """video id -> file, over every known video folder (scanned once; the first folder wins)."""
-        found: dict[str, str] = {}
+    def video_files(self) -> dict[str, tuple[str, Path]]:
+        """video id -> (file, the video folder it was found in), over every known video folder (scanned
+        once; the first folder wins)."""
+        found: dict[str, tuple[str, Path]] = {}
         for folder in VIDEO_DIRS:
             for stem, path in index_video_files(self.root / folder).items():
-                found.setdefault(stem, path)
+                found.setdefault(stem, (path, self.root / folder))
         return found
 
     def read_listing(self, subset: str) -> CaptionListing:
@@ -91,6 +92,17 @@ class MSRVTTDataModule(CaptioningDataModule):
         videos, captions = self._parsed[path]
         files = self.video_files
         split = SUBSET_SPLITS[subset]
-        wanted = [(v["video_id"], files.get(v["video_id"], str(self.root / "videos" / f"{v['video_id']}.mp4")))
-                  for v in videos if v["split"] == split]
-        return build_listing(str(path), wanted, captions, {v["video_id"] for v in videos})
+        wanted, refused = [], []
+        for index, video in enumerate(videos):
+            if video["split"] != split:
+                continue
+            vid = video["video_id"]
+            file, folder = files.get(vid, (str(self.root / "videos" / f"{vid}.mp4"), self.root / "videos"))
+            reason = outside_reason(folder, file)  # the id is the file name: `..` or `/` in it reads elsewhere
+            if reason:
+                refused.append(RefusedEntry(f'{path}: videos[{index}]["video_id"]', vid, reason))
+            else:
+                wanted.append((vid, file))
+        listing = build_listing(str(path), wanted, captions, {v["video_id"] for v in videos})
+        listing.refused = refused
+        return listing

@@ -15,12 +15,13 @@ are the `train_end`, `val_end`, `test_end` arguments, so a small copy (such as `
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 from lit_video.data.base import register_datamodule
 from lit_video.data.captioning import CaptioningDataModule, CaptionListing, build_listing
-from lit_video.data.records import index_video_files
+from lit_video.data.records import RefusedEntry, index_video_files, outside_reason, read_text_file
 from lit_video.errors import DatasetLayoutError
 
 # the released file names and corpus header
@@ -37,23 +38,22 @@ def read_corpus(path: Path) -> list[tuple[str, str]]:
     Raises:
         DatasetLayoutError: the file is not a corpus CSV.
     """
+    reader = csv.DictReader(io.StringIO(read_text_file(path), newline=""))
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
-            reader = csv.DictReader(file)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in REQUIRED_COLUMNS if c not in header]
-            if missing:
-                raise DatasetLayoutError(f"{path}: not an MSVD corpus file (missing column(s) {', '.join(missing)}; "
-                                         f"expected header {','.join(MSVD_COLUMNS)})")
-            reader.fieldnames = header
-            rows = []
-            for row in reader:
-                if (row.get("Language") or "").strip() == "English":
-                    key = f"{row['VideoID'].strip()}_{row['Start'].strip()}_{row['End'].strip()}"
-                    rows.append((key, row.get("Description") or ""))
-            return rows
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise DatasetLayoutError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise DatasetLayoutError(f"{path}: not an MSVD corpus file (missing column(s) {', '.join(missing)}; "
+                                     f"expected header {','.join(MSVD_COLUMNS)})")
+        reader.fieldnames = header
+        rows = []
+        for row in reader:
+            if (row.get("Language") or "").strip() == "English":
+                key = f"{(row['VideoID'] or '').strip()}_{(row['Start'] or '').strip()}_{(row['End'] or '').strip()}"
+                rows.append((key, row.get("Description") or ""))
+        return rows
+    except csv.Error as err:
+        raise DatasetLayoutError(f"{path}:{reader.line_num}: not a readable CSV ({str(err).splitlines()[0]})") from None
 
 
 def read_mapping(path: Path) -> dict[str, int]:
@@ -62,17 +62,23 @@ def read_mapping(path: Path) -> dict[str, int]:
     Raises:
         DatasetLayoutError: the file is missing or a line is not `<key> vid<N>`.
     """
-    if not path.is_file():
-        raise DatasetLayoutError(f"{path}: missing MSVD youtube_mapping.txt (lines '<key> vid<N>')")
+    return read_mapping_lines(path)[0]
+
+
+def read_mapping_lines(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(`read_mapping`, clip key -> its line number in the file)."""
+    text = read_text_file(path, "missing MSVD youtube_mapping.txt (lines '<key> vid<N>')")
     mapping: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2 or not re.fullmatch(r"vid\d+", fields[1]):
             raise DatasetLayoutError(f"{path}:{number}: expected '<key> vid<N>', got {line.strip()[:80]!r}")
         mapping[fields[0]] = int(fields[1][3:])
-    return mapping
+        lines[fields[0]] = number
+    return mapping, lines
 
 
 @register_datamodule("msvd")
@@ -93,7 +99,7 @@ class MSVDDataModule(CaptioningDataModule):
             raise DatasetLayoutError(f"MSVD split boundaries must satisfy 0 < train_end < val_end < test_end, "
                                      f"got {train_end}, {val_end}, {test_end}")
         self.bounds = {"train": (1, train_end), "val": (train_end + 1, val_end), "test": (val_end + 1, test_end)}
-        self._parsed: tuple[dict[str, int], list[tuple[str, str]], str] | None = None
+        self._parsed: tuple[dict[str, int], list[tuple[str, str]], str, Path, dict[str, int]] | None = None
 
     def corpus_file(self) -> Path:
         for folder in (self.root, self.root / "annotations"):
@@ -103,21 +109,31 @@ class MSVDDataModule(CaptioningDataModule):
         raise DatasetLayoutError(f"{self.root} is not an MSVD root: no {' or '.join(CSV_NAMES)} in it "
                                  "or in annotations/")
 
-    def _annotations(self) -> tuple[dict[str, int], list[tuple[str, str]], str]:
+    def _annotations(self) -> tuple[dict[str, int], list[tuple[str, str]], str, Path, dict[str, int]]:
+        """(key -> N, English (key, description) rows, the corpus file, the mapping file, key -> its line)."""
         if self._parsed is None:
             corpus = self.corpus_file()
-            mapping = read_mapping(corpus.parent / MSVD_MAPPING if (corpus.parent / MSVD_MAPPING).is_file()
-                                   else self.root / MSVD_MAPPING)
-            self._parsed = mapping, read_corpus(corpus), str(corpus)
+            mapping_path = (corpus.parent / MSVD_MAPPING if (corpus.parent / MSVD_MAPPING).is_file()
+                            else self.root / MSVD_MAPPING)
+            mapping, lines = read_mapping_lines(mapping_path)
+            self._parsed = mapping, read_corpus(corpus), str(corpus), mapping_path, lines
         return self._parsed
 
     def read_listing(self, subset: str) -> CaptionListing:
-        mapping, rows, source = self._annotations()
+        mapping, rows, source, mapping_path, lines = self._annotations()
         folder = self.root / "YouTubeClips"
         files = index_video_files(folder)
         first, last = self.bounds[subset]
-        keys_of = sorted(((n, key) for key, n in mapping.items() if first <= n <= last))
-        videos = [(f"vid{n}", files.get(key, str(folder / f"{key}.avi"))) for n, key in keys_of]
+        videos, refused = [], []
+        for n, key in sorted(((n, key) for key, n in mapping.items() if first <= n <= last)):
+            file = files.get(key, str(folder / f"{key}.avi"))
+            reason = outside_reason(folder, file)  # the key is the file name: `..` or `/` in it reads elsewhere
+            if reason:
+                refused.append(RefusedEntry(f"{mapping_path}:{lines[key]}", key, reason))
+            else:
+                videos.append((f"vid{n}", file))
         # unmapped keys stay as they are: not a listed id, so counted as unknown
         captions = [(f"vid{mapping[key]}" if key in mapping else key, text) for key, text in rows]
-        return build_listing(source, videos, captions, {f"vid{n}" for n in mapping.values()})
+        listing = build_listing(source, videos, captions, {f"vid{n}" for n in mapping.values()})
+        listing.refused = refused
+        return listing

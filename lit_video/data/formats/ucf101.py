@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from lit_video.data.base import VideoDataModule, register_datamodule
-from lit_video.data.records import VideoRecord
+from lit_video.data.records import Listing, RefusedEntry, VideoRecord, outside_reason, read_text_file
 from lit_video.errors import DatasetLayoutError
 
 LISTS_DIR = "ucfTrainTestlist"
@@ -27,7 +27,7 @@ def _lines(path: Path) -> list[tuple[int, str]]:
     """(line number, stripped text) of the non-empty lines; tolerates \\r\\n and a UTF-8 BOM."""
     if not path.is_file():
         raise DatasetLayoutError(f"missing UCF101 list file {path}")
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text_file(path)
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
@@ -44,16 +44,23 @@ def parse_class_index(path: Path) -> list[str]:
     return [by_number[i] for i in range(1, len(by_number) + 1)]
 
 
-def parse_split_list(path: Path, classes: list[str], videos_dir: Path) -> list[VideoRecord]:
-    """A trainlist (path + 1-based label) or testlist (path only) -> records with 0-based labels."""
+def parse_split_list(path: Path, classes: list[str], videos_dir: Path) -> Listing:
+    """A trainlist (path + 1-based label) or testlist (path only) -> records with 0-based labels.
+
+    An entry that leads outside `videos_dir` (`..`, an absolute path, a link out) is left out and
+    listed in the result's `refused`."""
     index_of = {name.lower(): i for i, name in enumerate(classes)}
-    records = []
+    records = Listing()
     for n, line in _lines(path):
         parts = line.split()
         relative = parts[0].replace("\\", "/")
         folder = relative.split("/")[0]
         if len(parts) > 2 or "/" not in relative:
             raise DatasetLayoutError(f"{path}:{n}: expected '<Class>/<video>.avi [label]', got {line!r}")
+        reason = outside_reason(videos_dir, videos_dir / relative)
+        if reason:
+            records.refused.append(RefusedEntry(f"{path}:{n}", parts[0], reason))
+            continue
         if len(parts) == 2:
             if not parts[1].isdigit() or not 1 <= int(parts[1]) <= len(classes):
                 raise DatasetLayoutError(f"{path}:{n}: label {parts[1]!r} is not in 1..{len(classes)}")
@@ -104,6 +111,6 @@ class UCF101DataModule(VideoDataModule):
     def classes(self) -> list[str]:
         return parse_class_index(self.lists_dir / "classInd.txt")
 
-    def list_records(self, subset: str) -> list[VideoRecord]:
+    def list_records(self, subset: str) -> Listing:
         kind = "trainlist" if subset == "train" else "testlist"
         return parse_split_list(self.lists_dir / f"{kind}{self.split:02d}.txt", self.classes, self.videos_dir)

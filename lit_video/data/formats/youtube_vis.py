@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_video.data.base import register_datamodule
-from lit_video.data.records import read_json_file, select_heldout
+from lit_video.data.records import Listing, RefusedEntry, outside_reason, read_json_file, select_heldout
 from lit_video.data.rle import segmentation_to_rle
 from lit_video.data.segmentation import SegmentationDataModule, check_integer
 from lit_video.data.vis import VISClipDataset, VISInstance, VISRecord, VISVideoDataset
@@ -251,7 +251,7 @@ class YouTubeVISDataModule(SegmentationDataModule):
 
     # --- records ---------------------------------------------------------------------------------
 
-    def list_records(self, subset: str) -> list[VISRecord]:
+    def list_records(self, subset: str) -> Listing:
         split = self.subsets[subset]
         path, data = self.annotation_file(split)
         labels = {c: k for k, c in enumerate(self.category_ids)}
@@ -266,10 +266,15 @@ class YouTubeVISDataModule(SegmentationDataModule):
             instance = VISInstance(ann["id"], ann["category_id"], labels[ann["category_id"]], segmentations,
                                    where)
             by_video.setdefault(ann["video_id"], []).append(instance)
-        records = []
-        for video in sorted(data["videos"], key=lambda v: v["id"]):
+        records = Listing()
+        for index, video in sorted(enumerate(data["videos"]), key=lambda item: item[1]["id"]):
             folder = posixpath.dirname(video["file_names"][0])
             if split == "train" and (folder in self.heldout) != (subset != "train"):
+                continue
+            # the folder comes from the file: one with `..`, an absolute one or a link out reads elsewhere
+            reason = outside_reason(self.frames_dir(split), self.frames_dir(split) / folder)
+            if reason:
+                records.refused.append(RefusedEntry(f'{path}: videos[{index}]["file_names"]', folder, reason))
                 continue
             records.append(VISRecord(
                 str(self.frames_dir(split) / folder), -1, folder, annotation_video_id=video["id"],

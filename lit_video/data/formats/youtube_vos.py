@@ -19,7 +19,14 @@ from functools import cached_property
 from pathlib import Path
 
 from lit_video.data.base import register_datamodule
-from lit_video.data.records import read_json_file, select_heldout
+from lit_video.data.records import (
+    Listing,
+    RefusedEntry,
+    is_plain_name,
+    outside_reason,
+    read_json_file,
+    select_heldout,
+)
 from lit_video.data.vos import MASK_EXTENSION, VOSDataModule, VOSRecord, file_stems
 from lit_video.errors import DatasetLayoutError
 
@@ -116,7 +123,7 @@ class YouTubeVOSDataModule(VOSDataModule):
         return select_heldout(list(self.meta("train")), self.val_fraction, self.val_list, self.split_seed,
                               self.meta_path("train"))
 
-    def list_records(self, subset: str) -> list[VOSRecord]:
+    def list_records(self, subset: str) -> Listing:
         split = self.subsets[subset]
         meta = self.meta(split)
         videos = sorted(meta)
@@ -128,9 +135,19 @@ class YouTubeVOSDataModule(VOSDataModule):
                     f"YouTube-VOS {subset} reads held-out train videos, but none are held out: set val_fraction > 0 "
                     f"or val_list, or {subset}_subset to 'valid'"
                 )
-        records = []
+        records = Listing()
         for vid in videos:
             frames, annotations = self.frames_dir(split) / vid, self.annotations_dir(split) / vid
+            # the id is a folder name: one with `..` or `/`, or a link out, would read another folder
+            reason = outside_reason(self.frames_dir(split), frames) or outside_reason(self.annotations_dir(split),
+                                                                                      annotations)
+            # frame names become mask and prediction file names: a `/` or `..` in one reads or writes elsewhere
+            bad = next((s for stems in meta[vid].values() for s in stems if not is_plain_name(s)), None)
+            if reason or bad is not None:
+                entry = vid if reason else bad
+                reason = reason or "is not a frame name (a file name without folders)"
+                records.refused.append(RefusedEntry(f'{self.meta_path(split)}: videos["{vid}"]', entry, reason))
+                continue
             for folder in (frames, annotations):
                 if not folder.is_dir():
                     raise DatasetLayoutError(f'{self.meta_path(split)}: videos["{vid}"]: no folder {folder}')

@@ -155,9 +155,21 @@ def synthesize(format_name: str, out: str | Path, spec: SynthSpec, progress: Cal
         SynthesisOptionError: an option the format's generator does not take (one line naming both).
     """
     generator = generator_of(format_name)
+    options = check_options(format_name, **options)
+    generator(Path(out), spec, progress, **options)
+
+
+def check_options(format_name: str, **options) -> dict:
+    """The options that are set (not None), once the generator of `format_name` is known to take each.
+
+    Raises:
+        LitVideoError: an unknown format.
+        SynthesisOptionError: an option the format's generator does not take.
+    """
+    generator_of(format_name)
     options = {name: value for name, value in options.items() if value is not None}
     accepted = generator_options(format_name)
     for name in options:
         if name not in accepted:
             raise SynthesisOptionError(name, format_name, [f for f in GENERATORS if name in generator_options(f)])
-    generator(Path(out), spec, progress, **options)
+    return options

@@ -105,6 +105,8 @@ class CaptionSynthSpec:
 
     def __post_init__(self):
         check_video_fields(self, "captioning", min_videos=3)
+        if not self.fps > 0:  # write_video would fall back to its default rate, not the one asked for
+            raise LitVideoError(f"fps must be a positive number, got {self.fps!r}")
         if self.captions_per_video < 1:
             raise LitVideoError(f"captions_per_video must be at least 1, got {self.captions_per_video}")
         if not (0 < self.train_fraction and 0 < self.val_fraction and self.train_fraction + self.val_fraction < 1):

@@ -133,6 +133,26 @@ def random_youtube_id(rng: np.random.Generator) -> str:
     return "".join(rng.choice(list(YOUTUBE_ID_CHARS), 11))
 
 
+class SynthSpecError(LitVideoError):
+    """A `SynthSpec` field out of range.
+
+    Args:
+        field: the field, e.g. "num_frames" (the command line spells it `--num-frames`).
+        problem: what is wrong, e.g. "must be an integer >= 1, got 0".
+    """
+
+    def __init__(self, field: str, problem: str):
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {problem}")
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+MIN_SIDE = 16  # pixels; smaller frames leave the shapes a few pixels wide
+
+
 @dataclass(frozen=True)
 class SynthSpec:
     """What `lit-video data synth` writes.
@@ -152,6 +172,19 @@ class SynthSpec:
     size: tuple[int, int] = (120, 160)
     fps: float = 25.0
     seed: int = 0
+
+    def __post_init__(self):
+        for name in ("videos_per_class", "num_frames"):
+            value = getattr(self, name)
+            if not _is_integer(value) or value < 1:
+                raise SynthSpecError(name, f"must be an integer >= 1, got {value!r}")
+        sides = tuple(self.size) if isinstance(self.size, list | tuple) else ()
+        if len(sides) != 2 or not all(_is_integer(v) and v >= MIN_SIDE and v % 2 == 0 for v in sides):
+            shown = "x".join(map(str, sides)) if len(sides) == 2 else repr(self.size)
+            raise SynthSpecError("size", f"must be HEIGHTxWIDTH of even numbers >= {MIN_SIDE}, got {shown}")
+        if isinstance(self.fps, bool) or not isinstance(self.fps, int | float) or not math.isfinite(self.fps) \
+                or self.fps <= 0:
+            raise SynthSpecError("fps", f"must be a positive number, got {self.fps!r}")
 
     @property
     def motions(self) -> tuple[Motion, ...]:
