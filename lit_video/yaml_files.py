@@ -68,16 +68,12 @@ def load_yaml(path: str | Path) -> Any:
     Raises:
         YamlFileError: the file is missing, unreadable, not UTF-8, or not valid YAML (see parse_yaml).
     """
-    path = Path(path)
+    from lit_video.data.records import read_text_file  # the one reader of user text files
+
     try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise YamlFileError(f"{path}: cannot be read: {err.strerror or err}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[:err.start].count(b"\n") + 1
-        raise YamlFileError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x})") from None
+        text = read_text_file(path, missing="no such file")
+    except LitVideoError as err:
+        raise YamlFileError(str(err)) from None
     return parse_yaml(text, str(path))
 
 

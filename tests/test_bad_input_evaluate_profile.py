@@ -51,6 +51,14 @@ def test_evaluate_vos_out_a_file_or_below_one_is_one_line_and_the_file_is_kept(d
     assert (tmp_path / "scores" / "global_results-one.csv").is_file()
 
 
+def test_evaluate_vos_image_set_not_utf8_names_file_and_line(davis_one_sequence):
+    root, results = davis_one_sequence
+    image_set = root / "ImageSets" / "2017" / "latin1.txt"
+    image_set.write_bytes(b"\n".join([(root / "ImageSets" / "2017" / "one.txt").read_bytes().strip(), b"caf\xe9"]))
+    result = run_lit_video("evaluate", "vos", "--gt", root, "--pred", results, "--set", "latin1")
+    assert_one_line_error(result, f"{image_set}:2: not UTF-8")
+
+
 def test_evaluate_vis_and_captioning_out_an_existing_file_is_one_line(ytvis_root, msrvtt_root, tmp_path):
     taken = tmp_path / "metrics.json"
     taken.write_text("{}\n")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lit_video.data.masks import VOID, read_mask
+from lit_video.data.records import read_text_file
 from lit_video.errors import LitVideoError
 from lit_video.metrics.davis import GLOBAL_COLUMNS, JFAccumulator, evaluate_sequence
 
@@ -32,7 +33,7 @@ def _read_subset(root: Path, subset: str, year: int) -> list[str]:
     if not path.is_file():
         raise LitVideoError(f"{path}: no such file (a DAVIS root has ImageSets/{year}/{subset}.txt listing the "
                             f"sequences of the '{subset}' set)")
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
 
 
 def _read_masks(paths: Iterable[Path], shape: tuple[int, int] | None) -> np.ndarray:
