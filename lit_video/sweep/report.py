@@ -30,7 +30,14 @@ import optuna
 
 from lit_video.errors import LitVideoError
 from lit_video.sweep.spec import SEED_KEY, short_name
-from lit_video.sweep.storage import open_storage, redact
+from lit_video.sweep.storage import (
+    check_storage,
+    is_journal,
+    open_storage,
+    parse_storage_url,
+    show_storage,
+    storage_error,
+)
 
 GFLOPS = "compute/gflops"
 TIME_ATTRS = ("setup_time_s", "profile_time_s", "fit_time_s", "wall_time_s")
@@ -40,17 +47,44 @@ MAX_SERIES = 6  # more settings of the other parameters than this: one pooled li
 def study_names(storage: str) -> list[str]:
     """The studies in a storage; a storage that cannot be opened is a one-line error naming it
     (without its password)."""
-    shown = redact(storage)
-    if "://" not in storage and not Path(storage).is_file():
+    shown = show_storage(storage)
+    local_file = is_journal(storage) or ("://" not in storage and "@" not in storage)
+    if local_file and not Path(storage).is_file():
         raise LitVideoError(f"Optuna storage {shown} does not exist (expected a URL such as sqlite:///x.db "
                             "or postgresql://..., or a journal file)")
-    if storage.startswith("sqlite:///") and not Path(storage.removeprefix("sqlite:///")).is_file():
-        # SQLAlchemy would create an empty database instead of failing
-        raise LitVideoError(f"Optuna storage {shown}: no such SQLite file")
+    check_storage(storage)  # a URL that does not parse entirely: one line, its password masked
+    parsed = parse_storage_url(storage)
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = (parsed.database or "").removeprefix("file:")
+        if database and database != ":memory:" and not Path(database).is_file():
+            # SQLAlchemy would create an empty database instead of failing
+            raise LitVideoError(f"Optuna storage {shown}: no such SQLite file")
     try:
         return optuna.get_all_study_names(open_storage(storage))
-    except Exception as err:  # a URL SQLAlchemy cannot parse, a server that does not answer
-        raise LitVideoError(f"cannot open Optuna storage {shown}: {redact(' '.join(str(err).split()))[:200]}") from None
+    except LitVideoError:
+        raise
+    except Exception as err:  # a server that does not answer, a wrong password, a missing driver
+        raise LitVideoError(f"cannot open Optuna storage {shown}: {storage_error(err)[:200]}") from None
+
+
+def report_folder(out_dir: str | Path, create: bool = True) -> Path:
+    """`out_dir`, created if missing; one line when it cannot be (an existing file, no permission).
+
+    Args:
+        out_dir: the report's folder.
+        create: False only checks that it is not an existing file (before a slow study is loaded).
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LitVideoError(f"--out {out_dir}: is an existing file; expected a folder for the report "
+                            "(new, or an earlier report's)")
+    if not create:
+        return out_dir
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LitVideoError(f"--out {out_dir}: cannot create the report folder: {err.strerror or err}") from None
+    return out_dir
 
 
 def load_existing_study(storage: str, study_name: str | None = None) -> optuna.Study:
@@ -59,10 +93,10 @@ def load_existing_study(storage: str, study_name: str | None = None) -> optuna.S
     if study_name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise LitVideoError(f"{redact(storage)} holds {len(names)} studies ({listed}): choose one with --study-name")
+            raise LitVideoError(f"{show_storage(storage)} holds {len(names)} studies ({listed}): choose one with --study-name")
         study_name = names[0]
     if study_name not in names:
-        raise LitVideoError(f"no study '{study_name}' in {redact(storage)} (studies: {', '.join(names) or 'none'})")
+        raise LitVideoError(f"no study '{study_name}' in {show_storage(storage)} (studies: {', '.join(names) or 'none'})")
     return optuna.load_study(study_name=study_name, storage=open_storage(storage))
 
 
@@ -248,8 +282,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None =
         out_dir: created if missing; existing report files are replaced.
         storage: the storage URL, only to name it in the summary.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = report_folder(out_dir)
     names = objective_names(study)
     primary, maximize = primary_objective(study)
     primary_name = names[primary]
@@ -382,7 +415,7 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     for trial in trials:
         counts[trial.state.name.lower()] += 1
     _, maximize = primary_objective(study)
-    lines = [f"study '{study.study_name}'" + (f" in {redact(storage)}" if storage else "") + f": {len(trials)} trials ("
+    lines = [f"study '{study.study_name}'" + (f" in {show_storage(storage)}" if storage else "") + f": {len(trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
     lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
     table = sorted(configuration_table(complete, primary), key=lambda r: r["mean"], reverse=maximize)
@@ -424,3 +457,79 @@ def _write_index(path: Path, study_name: str, figures: list[Figure], summary: st
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study_name)}</title></head>"
         f"<body style='font-family:sans-serif;max-width:60em;margin:auto'><h1>Sweep {html.escape(study_name)}</h1>"
         f"<pre>{html.escape(summary)}</pre><p><a href='trials.csv'>trials.csv</a></p>{sections}</body></html>\n")
+
+
+# Requests a read-only dashboard lets through: viewing studies, plots and the CSV download. Everything else
+# (POST, PUT, DELETE: create, rename or delete a study, tell a trial, notes, artifacts) is refused.
+READ_METHODS = ("GET", "HEAD")
+
+
+def read_only(app: Callable) -> Callable:
+    """A WSGI app that answers only GET and HEAD requests, refusing any other with 403 Forbidden.
+
+    optuna-dashboard's own API lets anyone who reaches it delete studies and change trials.
+    """
+    import json
+
+    def guarded(environ: dict, start_response: Callable):
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        # {"reason": ...} is how optuna-dashboard's own API reports an error (its pages show the reason)
+        body = json.dumps({"reason": "this dashboard is read-only (lit-video dashboard --allow-writes lets "
+                                     "it change the storage)"}).encode()
+        start_response("403 Forbidden", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    return guarded
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) reaches this machine only from itself."""
+    import ipaddress
+    import socket
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def exposure_warnings(host: str, port: int, allow_writes: bool) -> list[str]:
+    """Warnings for a dashboard served on `host`: none on a loopback address."""
+    if is_loopback(host):
+        return []
+    lines = [f"warning: --host {host} serves the dashboard to anyone who can reach this machine on port {port}, "
+             "without a password",
+             f"warning: keep the default --host 127.0.0.1 and open an ssh tunnel from your own machine instead: "
+             f"ssh -N -L {port}:127.0.0.1:{port} USER@THIS_MACHINE, then browse http://127.0.0.1:{port}"]
+    if allow_writes:
+        lines.append("warning: with --allow-writes anyone who reaches it can also delete studies and change trials")
+    return lines
+
+
+def dashboard_server(app: Callable, host: str, port: int):
+    """A threaded wsgiref server for `app` bound to host:port; a port in use or a host that cannot be
+    bound is a one-line error."""
+    import errno
+    import socket
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True  # Ctrl-C does not wait for open browser connections
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    if not 1 <= port <= 65535:
+        raise LitVideoError(f"--port: expected a TCP port from 1 to 65535, got {port}")
+    try:
+        return make_server(host, port, app, server_class=Server)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise LitVideoError(f"--port {port}: already in use on {host} (another dashboard?): choose another "
+                                "--port") from None
+        raise LitVideoError(f"--host {host} --port {port}: cannot listen there: {err.strerror or err}") from None

@@ -10,12 +10,15 @@ uploads them later. WANDB_MODE, when set, always wins.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import netrc
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -54,15 +57,44 @@ def trial_logger(settings: WandbSettings, study_name: str, trial_number: int, sa
     mode = resolve_mode(settings)
     if mode == "disabled":
         return None
-    from lightning.pytorch.loggers import WandbLogger
-
     save_dir.mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    return _logger_class()(
         name=str(trial_number), save_dir=str(save_dir), project=settings.project, entity=settings.entity,
         group=study_name, job_type="trial", tags=[study_name, *settings.tags], mode=mode,
         # The sweep prints its own summary; W&B's start and sync banners would bury it.
         settings={"silent": True},
     )
+
+
+@functools.cache
+def _logger_class() -> type:
+    """Lightning's `WandbLogger`, but the run records the command line without a password.
+
+    W&B copies sys.argv into the run's metadata when the run starts; `lit-video sweep --storage URL`
+    would put the storage's password there."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    class RedactedArgvWandbLogger(WandbLogger):
+        @property
+        def experiment(self):
+            with redacted_argv():
+                return super().experiment
+
+    return RedactedArgvWandbLogger
+
+
+@contextlib.contextmanager
+def redacted_argv() -> Iterator[None]:
+    """sys.argv with every password replaced by *** while the block runs (restored after it: DDP
+    starts its other ranks with the real command line)."""
+    from lit_video.sweep.storage import redact
+
+    saved = list(sys.argv)
+    sys.argv[:] = [redact(arg) for arg in saved]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
 
 
 def finish_run(logger, summary: dict[str, Any], exit_code: int) -> None:
