@@ -6,23 +6,37 @@ classes, clip length and resolution flow from the DataModule to the task by link
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import logging
 import os
+import re
 import sys
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any
 
 import torch
 from jsonargparse import ArgumentParser, Namespace
 from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 
-from lit_video.checkpoint import AtomicCheckpointIO
+from lit_video.checkpoint import AtomicCheckpointIO, fetch_checkpoint, is_url, read_checkpoint
 from lit_video.compute import ComputeProfileCallback
+from lit_video.errors import LitVideoError
 from lit_video.yaml_files import install_config_loader
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# --ckpt_path values the Trainer resolves itself, to a checkpoint its callbacks wrote
+CKPT_KEYWORDS = ("best", "last", "hpc")
+_STAGES = {"fit": TrainerFn.FITTING, "validate": TrainerFn.VALIDATING, "test": TrainerFn.TESTING,
+           "predict": TrainerFn.PREDICTING}
 
 
 def _not_a_product_tip(record: logging.LogRecord) -> bool:
@@ -60,10 +74,213 @@ class VideoCLI(LightningCLI):
             # with one task (a sweep worker of a job array, `sbatch` without --ntasks-per-node) it would
             # wait forever for ranks nobody starts. Lightning starts them itself, as on a workstation.
             kwargs["plugins"] = [LightningEnvironment()]
-        trainer = super().instantiate_trainer(**kwargs)
+        check_trainer_arguments(config)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as err:  # Lightning's checks of the trainer's arguments
+            raise LitVideoError(f"trainer: {' '.join(str(err).split())}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
+
+    # ------------------------------------------------------------ checkpoints
+    def _parse_ckpt_path(self) -> None:
+        """Read `--ckpt_path` as data (never running code pickled in it) and let its hyperparameters complete
+        the model's config, as LightningCLI does; an argument given explicitly that disagrees with them is an
+        error. A URL is downloaded once; the Trainer loads the local copy."""
+        self._checkpoint_file: str | None = None
+        self._checkpoint_hparams: dict[str, Any] = {}
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        arguments = self.config[subcommand]
+        if arguments.get("weights_only") is False:
+            raise LitVideoError("--weights_only false is refused: lit-video reads checkpoints as data only "
+                                "(weights_only=true), never running code stored in them")
+        ckpt_path = arguments.get("ckpt_path")
+        if ckpt_path is None or str(ckpt_path) in CKPT_KEYWORDS:
+            return  # keywords name checkpoints the Trainer finds once it is built (_prepare_subcommand_kwargs)
+        ckpt_path = str(ckpt_path)
+        local = ckpt_path
+        if is_url(ckpt_path):
+            self._downloads = tempfile.TemporaryDirectory(prefix="lit-video-ckpt-")  # removed with the CLI
+            local = str(fetch_checkpoint(ckpt_path, self._downloads.name))
+        checkpoint = read_checkpoint(local, name=ckpt_path)
+        self._checkpoint_file = local
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        self._checkpoint_hparams = dict(hparams)
+        self._check_explicit_arguments(subcommand, ckpt_path, hparams)
+        hparams = _accepted_hparams(hparams)
+        if "_class_path" in hparams:
+            # as init_args (LightningCLI: dict_kwargs), so that jsonargparse checks each against the arguments
+            hparams = {"class_path": hparams.pop("_class_path"), "init_args": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _check_explicit_arguments(self, subcommand: str, ckpt_path: str, hparams: dict[str, Any]) -> None:
+        """Raise LitVideoError when the config or command line sets a model argument to a value other than
+        the checkpoint's (LightningCLI would silently take the checkpoint's). A value equal to the
+        argument's default counts as not given. Linked arguments follow the data and are checked once built.
+        """
+        model = self.config[subcommand].get("model")
+        if not isinstance(model, Namespace) or not model.get("class_path"):
+            return
+        saved_class = hparams.get("_class_path")
+        if saved_class and saved_class != model.class_path:
+            raise LitVideoError(f"--ckpt_path {ckpt_path}: model.class_path is {model.class_path} in the config but "
+                                f"the checkpoint holds a {saved_class}")
+        try:
+            task_class = _import(model.class_path)
+            parameters = inspect.signature(task_class.__init__).parameters
+        except Exception:  # noqa: BLE001 - a class jsonargparse could not import has been reported already
+            return
+        hints = _type_hints(task_class.__init__)
+        linked = {target.rpartition(".")[2] for _, target, _ in self.LINKS if target.startswith("model.init_args.")}
+        given = model.get("init_args")
+        given = given.as_dict() if isinstance(given, Namespace) else dict(given or {})
+        for key, saved in hparams.items():
+            if key.startswith("_") or key in linked or key not in parameters or key not in given:
+                continue
+            default = parameters[key].default
+            default = None if default is inspect.Parameter.empty else default
+            for where, value, stored in _disagreements(f"model.init_args.{key}", _plain(given[key]), _plain(saved),
+                                                       _plain(default), hints.get(key)):
+                raise LitVideoError(f"--ckpt_path {ckpt_path}: {where} is {value!r} in the config or command line "
+                                    f"but {stored!r} in the checkpoint; leave it out or give the checkpoint's value")
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = True  # whatever CheckpointIO the config chose reads data only
+        ckpt_path = kwargs.get("ckpt_path")
+        if ckpt_path is not None and str(ckpt_path) in CKPT_KEYWORDS:
+            kwargs["ckpt_path"] = self._resolve_ckpt_keyword(subcommand, str(ckpt_path))
+            if kwargs["ckpt_path"] is not None:
+                read_checkpoint(kwargs["ckpt_path"])  # one line for a damaged or refused file
+        elif self._checkpoint_file is not None:
+            kwargs["ckpt_path"] = self._checkpoint_file
+            self._check_linked_hparams(str(ckpt_path))
+        return kwargs
+
+    def _resolve_ckpt_keyword(self, subcommand: str, keyword: str) -> str | None:
+        """The checkpoint `best`, `last` or `hpc` names, as the Trainer would find it; None for `fit --ckpt_path
+        last` with no last checkpoint yet (training starts afresh, as in Lightning)."""
+        callback = self.trainer.checkpoint_callback
+        if keyword == "best" and not getattr(callback, "best_model_path", None):
+            raise LitVideoError("--ckpt_path best: no checkpoint exists yet ('best' is the best checkpoint of a fit "
+                                "in this same run); give the path of a .ckpt file")
+        try:
+            path = self.trainer._checkpoint_connector._parse_ckpt_path(
+                _STAGES[subcommand], keyword, model_provided=True, model_connected=False)
+        except (MisconfigurationException, ValueError) as err:
+            raise LitVideoError(f"--ckpt_path {keyword}: {' '.join(str(err).split())}") from None
+        if path is None and subcommand != "fit":
+            raise LitVideoError(f"--ckpt_path {keyword}: no checkpoint exists yet (no ModelCheckpoint folder holds a "
+                                f"last checkpoint); give the path of a .ckpt file")
+        return None if path is None else str(path)
+
+    def _check_linked_hparams(self, ckpt_path: str) -> None:
+        """The arguments linked from the data when the classes are built (the number of classes, a captioner's
+        vocabulary) replace the checkpoint's: they must agree with them, or its weights do not fit."""
+        built = getattr(self.model, "hparams", {})
+        for source, target, apply_on in self.LINKS:
+            key = target.rpartition(".")[2]
+            if apply_on != "instantiate" or key not in self._checkpoint_hparams or key not in built:
+                continue
+            saved, value = _plain(self._checkpoint_hparams[key]), _plain(built[key])
+            if saved != value:
+                raise LitVideoError(f"--ckpt_path {ckpt_path}: the checkpoint's model has {key} {_short(saved)} but "
+                                    f"the data gives {_short(value)} ({source}); evaluate it on the data it was "
+                                    f"trained for")
+
+
+def check_trainer_arguments(config: Any) -> None:
+    """The trainer arguments Lightning accepts but cannot use (a negative epoch count, a log folder that is a
+    file), each an error naming the argument.
+
+    Raises:
+        LitVideoError: the first argument out of range.
+    """
+    def value(key: str) -> Any:
+        return config.get(key) if hasattr(config, "get") else None
+
+    for key, least in (("max_epochs", -1), ("max_steps", -1), ("min_epochs", 0), ("min_steps", 0)):
+        number = value(key)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int) or number < least):
+            meaning = " (-1: no limit)" if least < 0 else ""
+            raise LitVideoError(f"trainer.{key} must be an integer >= {least}{meaning}, got {number!r}")
+    root = value("default_root_dir")
+    if root is not None and not is_url(root):
+        for folder in (Path(root), *Path(root).parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    what = "is a file" if folder == Path(root) else f"is inside {folder}, a file"
+                    raise LitVideoError(f"trainer.default_root_dir {root} {what}, not a folder")
+                break
+
+
+def _accepted_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's hyperparameters that its task's constructor takes. LightningCLI also records the
+    instantiation links it applied, those whose target the task lacks among them (a VOS task's
+    `num_classes`, linked from every DataModule): given back to the task, they would be rejected."""
+    try:
+        parameters = inspect.signature(_import(hparams["_class_path"]).__init__).parameters
+    except Exception:  # noqa: BLE001 - no class to ask: jsonargparse reports what it cannot use
+        return hparams
+    if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+        return hparams
+    return {key: value for key, value in hparams.items() if key.startswith("_") or key in parameters}
+
+
+def _import(class_path: str) -> Any:
+    module_name, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def _type_hints(function: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve only loses the nested defaults
+        return {}
+
+
+def _plain(value: Any) -> Any:
+    """`value` as plain data: Namespaces and dataclasses as dicts, tuples as lists."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _dataclass_defaults(annotation: Any) -> dict[str, Any]:
+    """The field defaults of the dataclass `annotation` names (alone or in a union), else {}."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if dataclasses.is_dataclass(candidate):
+            return {field.name: field.default for field in dataclasses.fields(candidate)
+                    if field.default is not dataclasses.MISSING}
+    return {}
+
+
+def _disagreements(where: str, given: Any, saved: Any, default: Any, annotation: Any = None):
+    """(key, given value, saved value) of each leaf where `given` differs from both `saved` and `default`."""
+    if isinstance(given, dict) and isinstance(saved, dict):
+        defaults = default if isinstance(default, dict) else _dataclass_defaults(annotation)
+        for key in given:
+            yield from _disagreements(f"{where}.{key}", given[key], saved.get(key), defaults.get(key))
+    elif given != saved and given != default:
+        yield where, given, saved
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _one_slurm_task_for_many_devices(trainer_config: dict) -> bool:
@@ -123,19 +340,65 @@ def parse_config(args: list[str], data_required: bool = True) -> tuple[ArgumentP
 
 def config_error_reason(err: BaseException) -> tuple[str, str]:
     """(where, reason) of a jsonargparse error, whose message spans many lines: `where` names the key
-    and class (e.g. 'Parser key "data" (lit_video.data.formats.ucf101.UCF101DataModule)'), `reason` is
-    the line that says why (for a class_path that does not import: 'X cannot be imported: why')."""
+    and class (e.g. 'Parser key "data" (lit_video.data.formats.ucf101.UCF101DataModule)', or
+    'Parser key "model.init_args.optimizer.name" (lit_video.tasks.optim.OptimizerConfig)' for a key nested
+    in a class's arguments), `reason` is the line that says why (for a class_path that does not import:
+    'X cannot be imported: why'; for a value out of a set: 'expected one of 'a', 'b', got c')."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
     marker = "- Problem with given class_path"
     for index, line in enumerate(lines):
         if line.startswith(marker) and index + 1 < len(lines):
             class_path = line[len(marker):].strip().rstrip(":").strip("'\"")
-            reason = lines[index + 1]
             if not _importable(class_path):
-                return key, f"{class_path} cannot be imported: {reason}"
-            return (f"{key} ({class_path})" if key else class_path), reason
+                return key, f"{class_path} cannot be imported: {lines[index + 1]}"
+    # Descend through the nested keys and classes to the first line that says why.
+    keys: list[str] = []
+    class_path = ""
+    noise = ("Does not validate against any of the Union subtypes", "Subtypes:", "Errors:", "Given value type:",
+             "Given value:", "Expected a <class 'NoneType'>")
+    for index, line in enumerate(lines):
+        text = line.removeprefix("- ").strip()
+        nested_key = re.fullmatch(r'Parser key "([^"]+)":?', text)
+        if nested_key:
+            keys.append(nested_key[1])
+            continue
+        if line.startswith(marker):
+            class_path = line[len(marker):].strip().rstrip(":").strip("'\"")
+            if keys and not _is_dataclass_path(class_path):
+                keys.append("init_args")  # a subclass's arguments are its init_args on the command line
+            continue
+        if text.startswith(noise):
+            continue
+        given = next((rest.removeprefix("Given value:").strip() for rest in lines[index + 1:]
+                      if rest.startswith("Given value:")), None)
+        reason = _expected_reason(text, given)
+        dotted = ".".join(keys).replace("init_args.init_args", "init_args")
+        where = f'Parser key "{dotted}"' if dotted else key
+        if dotted and dotted.endswith(".init_args"):
+            where = f'Parser key "{dotted.removesuffix(".init_args")}"'
+        return (f"{where} ({class_path})" if class_path and where else where or class_path), reason
     return key, " ".join(lines[:2])
+
+
+def _expected_reason(text: str, given: str | None) -> str:
+    """jsonargparse's 'Expected a typing.Literal['a', 'b']. Got value: c' as 'expected one of 'a', 'b', got c'
+    (and 'Expected a <class 'int'>' as 'expected int, got VALUE' with the union's given value)."""
+    literal = re.fullmatch(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)", text)
+    if literal:
+        return f"expected one of {literal[1]}, got {literal[2]}"
+    expected = re.fullmatch(r"Expected a <class '([\w.]+)'>(?:\. Got value: (.*))?", text)
+    if expected:
+        got = expected[2] if expected[2] is not None else given
+        return f"expected {expected[1]}" + (f", got {got}" if got is not None else "")
+    return text
+
+
+def _is_dataclass_path(class_path: str) -> bool:
+    try:
+        return dataclasses.is_dataclass(_import(class_path))
+    except Exception:  # noqa: BLE001 - not importable: not a dataclass
+        return False
 
 
 def _importable(class_path: str) -> bool:

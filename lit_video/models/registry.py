@@ -154,7 +154,16 @@ def build_task_model(
         for name, value in (("clip_len", clip_len), ("resolution", resolution)):
             if value is not None and name in accepted:
                 model_kwargs.setdefault(name, value)
-        return create_model(model, num_classes, task=task, **fixed, **model_kwargs)
+        try:
+            return create_model(model, num_classes, task=task, **fixed, **model_kwargs)
+        except LitVideoError:
+            raise
+        except (TypeError, ValueError, AssertionError, IndexError, KeyError, RuntimeError) as err:
+            if not model_kwargs:
+                raise  # no argument the config chose (model_kwargs, the linked clip size): a bug of the model
+            # the architecture's own check of an argument the config chose (e.g. a list of the wrong length)
+            reason = " ".join(str(err).split()) or type(err).__name__
+            raise LitVideoError(f"model '{model}' rejects its arguments {model_kwargs}: {reason}") from None
     if model_kwargs:
         raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
     if not callable(model):

@@ -15,10 +15,17 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
 from torch import nn
 from torchmetrics import MaxMetric
 
-from lit_video.tasks.optim import OptimizerConfig, optimizer_and_schedule, weight_decay_groups
+from lit_video.tasks.checks import check_clip_size
+from lit_video.tasks.optim import (
+    OptimizerConfig,
+    as_optimizer_config,
+    optimizer_and_schedule,
+    weight_decay_groups,
+)
 
 # Checkpoints written while VOS, VIS and captioning registered their compute-profile wrapper as a submodule
 # hold every weight a second time under this prefix.
@@ -76,6 +83,8 @@ class VideoTask(L.LightningModule):
         optimizer: OptimizerConfig | None,
         predictions_path: str | None,
     ):
+        check_clip_size(clip_len, resolution)
+        optimizer = as_optimizer_config(optimizer)
         super().__init__()
         # The hyperparameters are the arguments of the task's own __init__ (the frame that called this one),
         # so that `load_from_checkpoint` rebuilds the task from them. Where predictions go is the choice of
@@ -172,6 +181,16 @@ class VideoTask(L.LightningModule):
         return path
 
     # ------------------------------------------------------------ checkpoints
+    @_restricted_classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only: bool | None = True, **kwargs: Any):
+        """Lightning's `load_from_checkpoint`, reading the checkpoint as data (`weights_only=True`) unless the
+        caller passes `weights_only=False` for a file it trusts: Lightning would run code pickled in a
+        checkpoint given by URL."""
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                            strict=strict, weights_only=True if weights_only is None else weights_only,
+                                            **kwargs)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Older checkpoints of VOS, VIS and captioning stored the model twice; its `model.*` copy is the one.
         state = checkpoint.get("state_dict") or {}

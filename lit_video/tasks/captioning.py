@@ -26,6 +26,7 @@ from lit_video.data.tokenizer import CaptionTokenizer, tokenizer_from_config
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
 from lit_video.tasks.base import VideoTask
+from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
 
 
@@ -86,6 +87,8 @@ class VideoCaptioning(VideoTask, monitor="CIDEr", predictions="results.json",
         if beam_size < 1 or max_caption_len < 2:
             raise LitVideoError(f"model.init_args: beam_size must be >= 1 and max_caption_len >= 2, got "
                                 f"{beam_size} and {max_caption_len}")
+        check_number("label_smoothing", label_smoothing, 0, 1, high_open=True)
+        check_number("length_penalty", length_penalty)
         super().__init__(model, clip_len, resolution, optimizer, predictions_path)
         self.tokenizer: CaptionTokenizer = tokenizer_from_config(tokenizer)
         special = {"vocab_size": self.tokenizer.vocab_size, "pad_id": self.tokenizer.pad_id,

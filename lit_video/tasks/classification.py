@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lit_video.data import keys
 from lit_video.models.registry import build_task_model
 from lit_video.tasks.base import VideoTask
+from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
 
 ModelFactory = Callable[[int], nn.Module]
@@ -60,6 +61,8 @@ class VideoClassifier(VideoTask, monitor="acc_video", predictions="predictions.j
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
     ):
+        check_number("num_classes", num_classes, 2, integer=True)  # linked from the DataModule
+        check_number("label_smoothing", label_smoothing, 0, 1, high_open=True)
         super().__init__(model, clip_len, resolution, optimizer, predictions_path)
         self.model = build_task_model(model, "classification", model_kwargs, num_classes=num_classes,
                                       clip_len=clip_len, resolution=resolution)

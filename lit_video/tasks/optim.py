@@ -3,6 +3,7 @@ biases and norm scales, and a per-step warm-up followed by a cosine (or constant
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -10,6 +11,9 @@ from typing import Literal
 import lightning as L
 import torch
 from torch import nn
+
+from lit_video.errors import LitVideoError
+from lit_video.tasks.checks import check_number
 
 
 @dataclass
@@ -31,6 +35,35 @@ class OptimizerConfig:
     momentum: float = 0.9
     warmup_epochs: float = 0.0
     schedule: Literal["cosine", "constant"] = "cosine"
+
+
+def as_optimizer_config(config: OptimizerConfig | dict | None) -> OptimizerConfig | None:
+    """`config` checked (a dict, as a checkpoint's hyperparameters hold it, becomes an OptimizerConfig).
+
+    Raises:
+        LitVideoError: an unknown field, name or schedule, or a value out of range (naming
+            `model.init_args.optimizer.<field>`).
+    """
+
+    if config is None:
+        return None
+    where = "model.init_args.optimizer"
+    if isinstance(config, dict):
+        fields = {field.name for field in dataclasses.fields(OptimizerConfig)}
+        unknown = sorted(set(map(str, config)) - fields)
+        if unknown:
+            raise LitVideoError(f"{where}: unknown field '{unknown[0]}'; fields: {', '.join(sorted(fields))}")
+        config = OptimizerConfig(**config)
+    if not isinstance(config, OptimizerConfig):
+        raise LitVideoError(f"{where} must be an OptimizerConfig or a dict of its fields, got {config!r}")
+    for field, choices in (("name", ("adamw", "sgd")), ("schedule", ("cosine", "constant"))):
+        if getattr(config, field) not in choices:
+            raise LitVideoError(f"{where}.{field} must be one of {', '.join(choices)}, got {getattr(config, field)!r}")
+    check_number("optimizer.lr", config.lr, 0, low_open=True)
+    check_number("optimizer.weight_decay", config.weight_decay, 0)
+    check_number("optimizer.momentum", config.momentum, 0, 1, high_open=True)
+    check_number("optimizer.warmup_epochs", config.warmup_epochs, 0)
+    return config
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str = "cosine") -> float:

@@ -25,6 +25,7 @@ from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
 from lit_video.models.vis_criterion import HungarianMatcher, SetCriterion
 from lit_video.tasks.base import VideoTask
+from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
 
 MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution unless they say otherwise
@@ -122,6 +123,13 @@ class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.js
             raise LitVideoError(f"model.init_args.absent_threshold must be in (0, 1) or null, got {absent_threshold}")
         if max_detections < 1:
             raise LitVideoError(f"model.init_args.max_detections must be >= 1, got {max_detections}")
+        for name, weight in (("class_weight", class_weight), ("dice_weight", dice_weight),
+                             ("mask_weight", mask_weight), ("semantic_weight", semantic_weight),
+                             ("track_weight", track_weight)):
+            check_number(name, weight, 0)
+        check_number("eos_coef", eos_coef, 0, 1, low_open=True)
+        check_number("num_points", num_points, 1, integer=True, optional=True)
+        check_number("eval_window", eval_window, 1, integer=True, optional=True)
         super().__init__(model, clip_len, resolution, optimizer, predictions_path)
         model_kwargs = dict(model_kwargs or {})
         if mode is not None:

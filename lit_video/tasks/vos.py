@@ -27,6 +27,7 @@ from lit_video.errors import LitVideoError
 from lit_video.models.losses import segmentation_loss
 from lit_video.models.registry import build_task_model
 from lit_video.tasks.base import VideoTask
+from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
 
 _EPS = 1e-7
@@ -125,6 +126,10 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             raise LitVideoError(f"model.init_args.mem_every must be >= 1, got {mem_every}")
         if clip_len < 2:
             raise LitVideoError(f"data.init_args.clip_len must be >= 2 for VOS training, got {clip_len}")
+        check_number("dice_weight", dice_weight, 0)
+        check_number("bootstrap", bootstrap, 0, 1, low_open=True, optional=True)
+        check_number("online_steps", online_steps, 0, integer=True)
+        check_number("online_lr", online_lr, 0, low_open=True)
         super().__init__(model, clip_len, resolution, optimizer or OptimizerConfig(weight_decay=0.0),
                          predictions_path)
         self.model = build_task_model(model, "vos", model_kwargs)
