@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import signal
 import socket
 import time
 import warnings
@@ -25,6 +26,7 @@ from lightning.pytorch.callbacks import Callback
 from lit_video.compute import ComputeProfileCallback
 from lit_video.errors import LitVideoError
 from lit_video.sweep.spec import SEED_KEY, SweepSpec
+from lit_video.sweep.storage import redact
 from lit_video.sweep.tracking import finish_run, trial_logger
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
@@ -36,8 +38,9 @@ class TrialPreempted(Exception):
 
 
 def failure_reason(err: BaseException) -> str:
-    """'infeasible: ...' for out-of-memory, 'failed: ...' for anything else, one line."""
-    message = " ".join(str(err).split())[:300]
+    """'infeasible: ...' for out-of-memory, 'failed: ...' for anything else, one line; a storage password
+    the message quotes is masked (it is stored in the study and the W&B summary)."""
+    message = redact(" ".join(str(err).split()))[:300]
     if isinstance(err, torch.OutOfMemoryError) or "out of memory" in message.lower():
         return f"infeasible: out of memory ({message})"
     if isinstance(err, FloatingPointError):
@@ -56,7 +59,10 @@ class TrialRunner:
     def __init__(self, spec: SweepSpec, study_name: str | None = None):
         self.spec = spec
         self.study_name = study_name or spec.study_name
-        self.trainer = None  # the running trial's, for the signal handlers
+        self.trainer = None  # the running trial's while it fits, for the signal handlers
+        # Set by Ctrl-C (the worker's SIGINT handler): the running trial stops at the end of its step with
+        # a checkpoint, is queued again, and no other trial starts.
+        self.interrupted = False
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -89,7 +95,7 @@ class TrialRunner:
             cli = run_cli(spec.config_args(values, seed, trial_dir), run=False)
             logger = self._attach_wandb(cli, trial, values, seed)
             callbacks: list = [ResumeCheckpoint(trial_dir / "checkpoints", spec.checkpoint_every_n_steps),
-                                         _RecordStartStep(trial)]
+                               _RecordStartStep(trial), _StopWhenInterrupted(self)]
             pruning = None
             if spec.pruner != "none":
                 pruning = PyTorchLightningPruningCallback(trial, monitor=spec.objectives[0].metric)
@@ -99,11 +105,16 @@ class TrialRunner:
                 trial.set_user_attr("resumed_from", str(resume))
             trial.set_user_attr("setup_time_s", time.perf_counter() - start)
             fit_start = time.perf_counter()
+            if self.interrupted:  # Ctrl-C while the trial was being set up: nothing to save
+                raise KeyboardInterrupt
             self.trainer = cli.trainer
             # DDP on one node: Lightning starts ranks 1.. by running this command again; they take the
             # trial to join from here instead of claiming one (see `lit_video.sweep.study.run_sweep`).
             os.environ[DDP_TRIAL_ENV] = str(trial._trial_id)
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+            try:
+                cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+            finally:
+                self.trainer = None
             trial.set_user_attr("fit_time_s", time.perf_counter() - fit_start)
             if pruning is not None:
                 with warnings.catch_warnings():  # it reports rank 0's values to the trial a second time
@@ -124,17 +135,27 @@ class TrialRunner:
             summary["trial/state"], exit_code = "complete", 0
             return results if spec.multi_objective else results[0]
         except SIGTERMException:  # a SystemExit: before the clause below
-            # Preempted (SIGTERM / SIGUSR1): ResumeCheckpoint has saved last.ckpt; the worker queues a retry.
+            # Preempted (SIGTERM / SIGUSR1), or Ctrl-C turned into a stop at the step's end: ResumeCheckpoint
+            # has saved last.ckpt; the worker queues a retry.
             step = cli.trainer.global_step if cli is not None else None
+            if self.interrupted:
+                self._record_interrupt(trial, summary, step)
+                raise KeyboardInterrupt from None
             trial.set_user_attr("preempted_at_step", step)
             summary.update({"trial/state": "preempted", "trial/preempted_at_step": step})
             raise TrialPreempted(f"trial {trial.number} preempted at step {step}") from None
         except SystemExit as stop:
-            # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1); Optuna would leave the
-            # trial RUNNING forever. Re-raise it as the interrupt it was: the trial is marked failed
-            # without a reason, and the next run of the sweep redoes it.
-            summary["trial/state"] = "interrupted"
+            # Lightning answers a KeyboardInterrupt (a second Ctrl-C, or Python's own handler where the
+            # worker's is not installed) with a graceful shutdown, ResumeCheckpoint's save included, and
+            # sys.exit(1); Optuna would leave the trial RUNNING forever. Re-raise it as the interrupt it
+            # was: the trial is marked failed without a reason and queued again.
+            self.interrupted = True
+            self._record_interrupt(trial, summary, cli.trainer.global_step if cli is not None else None)
             raise KeyboardInterrupt from stop
+        except KeyboardInterrupt:
+            self.interrupted = True
+            summary["trial/state"] = "interrupted"
+            raise
         except optuna.TrialPruned:
             # The last reported epoch: under DDP the trainer has already moved on to the next one.
             reported = trial.study._storage.get_trial(trial._trial_id).intermediate_values
@@ -144,6 +165,11 @@ class TrialRunner:
             exit_code = 0
             raise
         except Exception as err:
+            if self.interrupted:
+                # An error caused by the Ctrl-C (a data loader's worker process got it too, say) is no
+                # reason to give up on the configuration: the trial is queued again.
+                summary["trial/state"] = "interrupted"
+                raise KeyboardInterrupt from err
             reason = failure_reason(err)
             trial.set_user_attr("failure", reason)
             summary.update({"trial/state": reason.split(":")[0], "trial/failure": reason})
@@ -156,13 +182,19 @@ class TrialRunner:
                     logger.log_hyperparams({"compute": _compute_attrs(trial.user_attrs)})
                 finish_run(logger, summary, exit_code)
             trial.set_user_attr("wall_time_s", time.perf_counter() - start)
-            self.trainer = None
             os.environ.pop(DDP_TRIAL_ENV, None)
             # Free this trial's model, loaders and workers before the next one starts.
             del cli, logger
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    @staticmethod
+    def _record_interrupt(trial: optuna.Trial, summary: dict, step: int | None) -> None:
+        """`interrupted_at_step`: the optimizer steps done when Ctrl-C stopped the trial (those of the
+        checkpoint its retry resumes from, unless Ctrl-C came during an optimizer's update)."""
+        trial.set_user_attr("interrupted_at_step", step)
+        summary.update({"trial/state": "interrupted", "trial/interrupted_at_step": step})
 
     def _attach_wandb(self, cli, trial: optuna.Trial, values: dict, seed: int):
         """Add the trial's W&B run to the trainer's loggers, with the resolved config as its config."""
@@ -210,6 +242,19 @@ class _RecordStartStep(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
             self.trial.set_user_attr("start_step", trainer.global_step)
+
+
+class _StopWhenInterrupted(Callback):
+    """A Ctrl-C that came while the trial was being set up, before Lightning's SIGTERM handler was in
+    place: passed on to it as training starts, so that the trial stops at once the way a Ctrl-C during
+    training does (see `lit_video.sweep.worker`)."""
+
+    def __init__(self, runner: TrialRunner):
+        self.runner = runner
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.runner.interrupted and not trainer.received_sigterm:
+            signal.raise_signal(signal.SIGTERM)
 
 
 def resolved_config(cli) -> dict:

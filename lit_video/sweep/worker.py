@@ -8,7 +8,12 @@ Many workers (processes, nodes) may run one study at once:
   another worker after the grace period and queued again with the same parameters;
 - SIGTERM / SIGUSR1 (preemption) stops the trial at the end of its current step with a checkpoint;
   it is queued again and the worker exits (under SLURM its job is requeued);
-- an interrupted trial (Ctrl-C) is queued again too.
+- Ctrl-C (SIGINT) stops the sweep whenever it comes: during training the trial stops at the end of
+  its current step with a checkpoint (a second Ctrl-C stops it at once) and is queued again; a trial
+  whose result is already known is recorded; no new trial starts, and the worker raises
+  KeyboardInterrupt (exit status 130). The signal only sets a flag, checked at every step and between
+  the worker's storage operations: an exception raised in library code (a storage write, a W&B
+  finish, a garbage-collected connection) could be swallowed there.
 Under DDP, rank 0 claims trials and ranks > 0 join each one it announces (`join_ddp_trials`).
 """
 
@@ -72,19 +77,32 @@ class Worker:
         self.spec, self.study, self.target, self.callbacks = spec, study, target, callbacks
         self.runner = TrialRunner(spec, study.study_name)
         self.heartbeat = _heartbeat_interval(study)
-        self.stop_signal: int | None = None
+        self.stop_signal: int | None = None  # SIGTERM / SIGUSR1 received
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl-C was pressed: the worker stops and raises KeyboardInterrupt."""
+        return self.runner.interrupted
+
+    def _stopping(self) -> bool:
+        return self.stop_signal is not None or self.interrupted
 
     def run(self) -> None:
+        """Run trials until the target, the timeout, a stop signal or Ctrl-C.
+
+        Raises:
+            KeyboardInterrupt: after Ctrl-C, once the running trial is recorded (or queued again).
+        """
         deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
         with _StopSignals(self):
-            while self.stop_signal is None and (deadline is None or time.monotonic() < deadline):
+            while not self._stopping() and (deadline is None or time.monotonic() < deadline):
                 if self.heartbeat is not None:
                     with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
                         optuna.storages.fail_stale_trials(self.study)  # dead workers' trials: failed and queued
                 trial = self._next_trial()
                 if trial is None:
                     if self.heartbeat is not None and self._others_running():
-                        time.sleep(min(self.heartbeat, 5))  # a running trial may yet come back as a retry
+                        _sleep_unless(self._stopping, min(self.heartbeat, 5))  # a running trial may come back
                         continue
                     break
                 if not self._run(trial):
@@ -93,6 +111,8 @@ class Worker:
             announce_ddp_trial(-1)
         except RuntimeError:  # the other ranks were preempted with this one and are gone
             pass
+        if self.interrupted:
+            raise KeyboardInterrupt
         if self.stop_signal is not None:
             _requeue_slurm_job()
 
@@ -122,29 +142,31 @@ class Worker:
         return any(t.state == RUNNING for t in self.study.get_trials(deepcopy=False))
 
     def _run(self, trial: optuna.Trial) -> bool:
-        """Run one claimed trial and record its outcome; False when the worker must stop."""
-        values, state, carry_on = None, None, True
-        with _HeartbeatThread(self.study, trial, self.heartbeat):
-            try:
-                values = self.runner(trial)
-            except optuna.TrialPruned:
-                state = optuna.trial.TrialState.PRUNED
-            except TrialPreempted:
-                state, carry_on = optuna.trial.TrialState.FAIL, False
-            except KeyboardInterrupt:
-                self._tell_and_retry(trial)
-                raise
-            except Exception as err:
-                state = optuna.trial.TrialState.FAIL
-                if "failure" not in trial.user_attrs:  # raised before the runner could record why
-                    trial.set_user_attr("failure", failure_reason(err))
-        if state == optuna.trial.TrialState.FAIL and not carry_on:
-            frozen = self._tell_and_retry(trial)
-        else:
-            frozen = self.study.tell(trial, values, state=state)
+        """Run one claimed trial and record its outcome; False when the worker must stop.
+
+        A trial stopped by preemption or Ctrl-C (also one claimed just as Ctrl-C came) is marked failed
+        and queued again; one whose result is known (complete, pruned, failed for a reason) is recorded."""
+        values, state, stopped = None, None, self.interrupted
+        if not stopped:
+            with _HeartbeatThread(self.study, trial, self.heartbeat):
+                try:
+                    values = self.runner(trial)
+                except optuna.TrialPruned:
+                    state = optuna.trial.TrialState.PRUNED
+                except TrialPreempted:
+                    stopped = True
+                except KeyboardInterrupt:  # Ctrl-C: by the flag, or raised where the handler is not ours
+                    stopped = self.runner.interrupted = True
+                except Exception as err:
+                    state = optuna.trial.TrialState.FAIL
+                    if self.interrupted:  # an error the Ctrl-C caused is no verdict on the configuration
+                        stopped = True
+                    elif "failure" not in trial.user_attrs:  # raised before the runner could record why
+                        trial.set_user_attr("failure", failure_reason(err))
+        frozen = self._tell_and_retry(trial) if stopped else self.study.tell(trial, values, state=state)
         for callback in self.callbacks:
             callback(self.study, frozen)
-        return carry_on
+        return not (stopped or self._stopping())
 
     def _tell_and_retry(self, trial: optuna.Trial) -> optuna.trial.FrozenTrial:
         """Mark an interrupted or preempted trial failed and queue it again (Optuna's retry callback, so
@@ -197,23 +219,45 @@ class _HeartbeatThread:
 
 
 class _StopSignals:
-    """SIGTERM and SIGUSR1 (preemption): the running trial stops at the end of its step with a
-    checkpoint and is queued again, and the worker takes no new trial.
+    """SIGTERM and SIGUSR1 (preemption), and SIGINT (Ctrl-C): the running trial stops at the end of its
+    step with a checkpoint and is queued again, and the worker takes no new trial.
 
     Lightning handles SIGTERM during `fit` (it stops at the step's end and raises SIGTERMException) and
-    calls this handler too; SIGUSR1 is turned into SIGTERM for it. Only the main thread can set handlers."""
+    calls this handler too; SIGUSR1 and Ctrl-C are turned into SIGTERM for it. Ctrl-C outside `fit` only
+    sets the runner's `interrupted` flag, which the worker checks: no exception that library code could
+    swallow. A second Ctrl-C during `fit` raises KeyboardInterrupt, which Lightning answers at once
+    (with a checkpoint, see `ResumeCheckpoint`). Only the main thread can set handlers."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
     def __init__(self, worker: Worker):
         self.worker = worker
         self.previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame) -> None:
+        runner = self.worker.runner
+        if signum == signal.SIGINT:
+            self._interrupt()
+            return
+        if self.worker.interrupted:  # the SIGTERM that a Ctrl-C was turned into: not a preemption
+            return
         first = self.worker.stop_signal is None
         self.worker.stop_signal = signum
-        if signum == signal.SIGUSR1 and first and self.worker.runner.trainer is not None:
+        if signum == signal.SIGUSR1 and first and runner.trainer is not None:
             signal.raise_signal(signal.SIGTERM)
+
+    def _interrupt(self) -> None:
+        runner = self.worker.runner
+        if runner.interrupted:
+            if runner.trainer is not None:
+                raise KeyboardInterrupt  # pressed again during training: do not wait for the step's end
+            return
+        runner.interrupted = True
+        # os.write, not print: a handler that prints while the interrupted code prints fails
+        os.write(2, b"\nCtrl-C: stopping the sweep; the running trial is queued again unless finished "
+                    b"(Ctrl-C again to stop training at once)\n")
+        if runner.trainer is not None:
+            signal.raise_signal(signal.SIGTERM)  # Lightning stops at the end of the step, with a checkpoint
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -224,6 +268,13 @@ class _StopSignals:
     def __exit__(self, *exc) -> None:
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def _sleep_unless(stop: Callable[[], bool], seconds: float) -> None:
+    """Sleep up to `seconds`, waking early once `stop()` is true (a signal handler sets it)."""
+    deadline = time.monotonic() + seconds
+    while not stop() and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
 def _requeue_slurm_job() -> None:
@@ -242,10 +293,12 @@ def print_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     if trial.values is not None:
         outcome = ", ".join(f"{name}={value:.4g}" for name, value in zip(study.metric_names or [], trial.values))
     else:
-        outcome = trial.user_attrs.get("failure") or (
-            f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch')}" if trial.state.name == "PRUNED"
-            else f"preempted at step {trial.user_attrs['preempted_at_step']}, queued again"
-            if "preempted_at_step" in trial.user_attrs else "interrupted, queued again")
+        attrs = trial.user_attrs
+        outcome = attrs.get("failure") or (
+            f"pruned at epoch {attrs.get('pruned_at_epoch')}" if trial.state.name == "PRUNED"
+            else f"preempted at step {attrs['preempted_at_step']}, queued again" if "preempted_at_step" in attrs
+            else f"interrupted at step {attrs['interrupted_at_step']}, queued again"
+            if attrs.get("interrupted_at_step") is not None else "interrupted, queued again")
     seconds = trial.user_attrs.get("wall_time_s", 0.0)
     print(f"trial {trial.number} {trial.state.name.lower()}: {outcome} ({params}) in {seconds:.0f} s", flush=True)
 
