@@ -15,8 +15,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("spec", help="a sweep spec, e.g. sweeps/demo.yaml")
     sweep.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: "
                        "$LIT_VIDEO_STORAGE, else the spec's, else SQLite in out_dir)")
-    sweep.add_argument("--study-name", default=None)
+    sweep.add_argument("--study-name", default=None, help="the study to run or resume (default: the spec's "
+                       "study_name); also the name of its folder in out_dir")
     sweep.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach")
+    sweep.add_argument("--force-spec", action="store_true", help="run the spec in a study created from a different "
+                       "one: the study records this spec, and its queued trials outside the new search space are "
+                       "skipped")
     sweep.add_argument("--workers", type=int, default=1, help="workers sharing the study: local processes, "
                        "or SLURM jobs with --launcher slurm")
     sweep.add_argument("--launcher", choices=["local", "slurm"], default="local",
@@ -42,24 +46,37 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--out", default=None, help="output folder (default outputs/reports/<study name>)")
     report.set_defaults(run=report_study)
 
-    dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard for a storage on 127.0.0.1")
+    dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard (read-only) for a storage on 127.0.0.1")
     dashboard.add_argument("--storage", required=True, help="the study's storage URL or journal file")
-    dashboard.add_argument("--port", type=int, default=8080)
-    dashboard.add_argument("--host", default="127.0.0.1", help="keep 127.0.0.1 and reach it over an ssh tunnel")
+    dashboard.add_argument("--port", type=int, default=8080, help="TCP port, 1-65535 (default 8080)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="keep 127.0.0.1 and reach it over an ssh tunnel; any "
+                           "other address serves the studies to everyone who reaches it")
+    dashboard.add_argument("--allow-writes", action="store_true", help="let the dashboard change the storage (delete "
+                           "or rename studies, tell trials, notes); it is read-only by default")
     dashboard.set_defaults(run=serve_dashboard)
 
 
 def sweep_study(args: argparse.Namespace) -> int:
-    """`sweep`: run (or resume) a study here, or submit its workers to SLURM."""
-    import optuna
+    """`sweep`: run (or resume) a study here, or submit its workers to SLURM.
 
-    from lit_video.sweep.spec import SweepSpec
-    from lit_video.sweep.storage import redact, resolve_storage
-    from lit_video.sweep.study import FINISHED, default_storage, load_study, run_sweep
+    Exits with status 1 (one `lit-video: error:` line) when the study is over without a complete trial."""
+    import sys
+
+    from lit_video.sweep.spec import SweepSpec, check_study_name
 
     if args.workers < 1:
         raise LitVideoError(f"--workers: expected a positive number of workers, got {args.workers}")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise LitVideoError(f"--n-trials: expected a positive number of trials, got {args.n_trials}")
+    if args.study_name is not None:
+        check_study_name(args.study_name, "--study-name")
     spec = SweepSpec.load(args.spec)
+    # Torch, Lightning and Optuna only now: a mistake in the arguments or the spec file is told at once.
+    import optuna
+
+    from lit_video.sweep.storage import redact, resolve_storage
+    from lit_video.sweep.study import FINISHED, default_storage, load_study, run_sweep
+
     storage = resolve_storage(args.storage, spec.storage, default_storage(spec))
     study_name = args.study_name or spec.study_name
     if args.launcher == "slurm":
@@ -67,42 +84,58 @@ def sweep_study(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from lit_video.sweep.launch import local_workers
 
-        spec.validate()  # once, before any worker starts
+        spec.validate(check_paths=True)  # once, before any worker starts
+        # The study is created (its grid queued, its spec recorded) or its spec checked here, once: the
+        # workers then find this spec recorded and need no --force-spec.
+        load_study(spec, storage, study_name, check_spec=not args.force_spec)
         codes = local_workers(args.spec, storage, study_name, args.workers, args.n_trials)
         if any(codes):
             print(f"warning: {sum(1 for c in codes if c)} of {args.workers} workers exited with an error")
         study = load_study(spec, storage, study_name)
     else:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = run_sweep(spec, storage, study_name, args.n_trials, verbose=True)
+        study = run_sweep(spec, storage, study_name, args.n_trials, verbose=True, check_spec=not args.force_spec)
     if args.quiet:
         return 0
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     states = {state.name.lower(): sum(t.state == state for t in trials) for state in FINISHED}
-    print(f"study '{study_name}' in {redact(storage)}: " + ", ".join(f"{n} {s}" for s, n in states.items()))
+    counts = ", ".join(f"{n} {s}" for s, n in states.items())
+    print(f"study '{study_name}' in {redact(storage)}: {counts}")
     for trial in trials:
         if "failure" in trial.user_attrs:
             print(f"  trial {trial.number} {trial.params}: {trial.user_attrs['failure']}")
     if states["complete"]:
         for best in study.best_trials if spec.multi_objective else [study.best_trial]:
             print(f"best trial {best.number}: {best.values} with {best.params}")
-    _print_wandb_location(spec)
+    _print_wandb_location(spec, study_name)
     print(f"report: lit-video report --storage {redact(storage)} --study-name {study_name} "
           f"--out outputs/reports/{study_name}")
+    unfinished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,
+                                                          optuna.trial.TrialState.RUNNING))
+    if not states["complete"] and not unfinished:
+        # The sweep is over (not stopped by a signal, nor still running elsewhere) and every trial failed
+        # or was pruned, often on the same mistake: not a successful sweep.
+        print(f"lit-video: error: study '{study_name}' has no complete trial ({counts}); the reasons are "
+              f"listed above", file=sys.stderr)
+        return 1
     return 0
 
 
 def _submit_slurm(args: argparse.Namespace, spec, storage: str, study_name: str) -> int:
     """`lit-video sweep --launcher slurm`: submit the workers as a job array and return."""
     from lit_video.sweep.launch import merge_settings, submit_slurm
+    from lit_video.sweep.spec import study_folder
     from lit_video.sweep.storage import redact
 
     settings = merge_settings(spec.slurm, partition=args.partition, time_min=args.time,
                               gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                               mem_gb=args.mem_gb, sbatch=dict(args.sbatch) if args.sbatch else None)
-    folder = Path(args.submitit_folder or spec.out_dir / study_name / "submitit")
-    spec.validate()  # a mistake in the spec fails here, not in every job of the array
-    jobs = submit_slurm(args.spec, storage, study_name, args.workers, args.n_trials, settings, folder)
+    folder = Path(args.submitit_folder or study_folder(spec, study_name) / "submitit")
+    spec.validate(check_paths=True)  # a mistake in the spec fails here, not in every job of the array
+    # The workers check the study's spec (the storage may be out of this machine's reach); --force-spec
+    # travels to them.
+    forced = {"force_spec": True} if args.force_spec else {}
+    jobs = submit_slurm(args.spec, storage, study_name, args.workers, args.n_trials, settings, folder, **forced)
     print(f"submitted {len(jobs)} workers of study '{study_name}' ({redact(storage)}): "
           f"job ids {', '.join(job.job_id for job in jobs)}")
     print(f"logs: {folder.resolve()}/<job id>_0_log.out and .err (squeue --me shows the jobs; scancel stops them)")
@@ -111,23 +144,30 @@ def _submit_slurm(args: argparse.Namespace, spec, storage: str, study_name: str)
     return 0
 
 
-def _print_wandb_location(spec) -> None:
+def _print_wandb_location(spec, study_name: str) -> None:
+    from lit_video.sweep.spec import study_folder
     from lit_video.sweep.tracking import offline_runs, resolve_mode
 
-    save_dir = spec.out_dir / spec.study_name
+    save_dir = study_folder(spec, study_name)  # where the trials put their runs (the study's folder)
     mode = resolve_mode(spec.wandb)
     if mode == "offline":
         print(f"W&B: {len(offline_runs(save_dir))} offline runs in {save_dir / 'wandb'} "
               f"(upload: wandb sync {save_dir / 'wandb'}/offline-run-*)")
     elif mode == "online":
-        print(f"W&B: runs in project '{spec.wandb.project}', group '{spec.study_name}'")
+        print(f"W&B: runs in project '{spec.wandb.project}', group '{study_name}'")
 
 
 def report_study(args: argparse.Namespace) -> int:
     """`report`: trials.csv, plots and a summary of a study."""
-    from lit_video.sweep.report import load_existing_study, write_report
+    from lit_video.sweep.report import load_existing_study, report_folder, write_report
 
+    if args.out:
+        report_folder(args.out, create=False)  # an existing file fails before the study is loaded
     study = load_existing_study(args.storage, args.study_name)
+    if not args.out:  # the study's name becomes a folder: one made by an older version may not be a safe one
+        from lit_video.sweep.spec import check_study_name
+
+        check_study_name(study.study_name, "the study's name (give --out)")
     report = write_report(study, args.out or f"outputs/reports/{study.study_name}", storage=args.storage)
     print(report.summary, end="")
     print(f"\nreport: {report.out_dir}/index.html ({len(report.files)} files: trials.csv, plots as PNG and HTML)")
@@ -135,16 +175,32 @@ def report_study(args: argparse.Namespace) -> int:
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:
-    """`dashboard`: serve optuna-dashboard for a storage."""
+    """`dashboard`: serve optuna-dashboard for a storage, read-only unless --allow-writes."""
+    import sys
+
     try:
-        from optuna_dashboard import run_server
+        from optuna_dashboard import wsgi
     except ImportError:
         raise LitVideoError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
-    from lit_video.sweep.report import study_names
-    from lit_video.sweep.storage import open_storage
+    from lit_video.sweep.report import dashboard_server, exposure_warnings, read_only, study_names
+    from lit_video.sweep.storage import open_storage, storage_error
 
+    if not 1 <= args.port <= 65535:
+        raise LitVideoError(f"--port: expected a TCP port from 1 to 65535, got {args.port}")
     names = study_names(args.storage)  # fails with one line on a storage that cannot be opened
-    print(f"optuna-dashboard for {len(names)} studies ({', '.join(names) or 'none yet'}) on "
-          f"http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    run_server(open_storage(args.storage), host=args.host, port=args.port)
+    try:
+        app = wsgi(open_storage(args.storage))
+    except Exception as err:  # e.g. a database left by an older Optuna
+        raise LitVideoError(f"optuna-dashboard cannot open the storage: {storage_error(err)[:200]}") from None
+    server = dashboard_server(app if args.allow_writes else read_only(app), args.host, args.port)
+    try:
+        for line in exposure_warnings(args.host, args.port, args.allow_writes):
+            print(line, file=sys.stderr)
+        mode = "read and write" if args.allow_writes else "read-only"
+        print(f"optuna-dashboard ({mode}) for {len(names)} studies ({', '.join(names) or 'none yet'}) on "
+              f"http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+        sys.stderr.flush()
+        server.serve_forever()
+    finally:
+        server.server_close()
     return 0

@@ -71,13 +71,15 @@ class SweepWorker(submitit.helpers.Checkpointable):
     environment, so it is never pickled into the job's files.
     """
 
-    def __call__(self, spec_path: str, study_name: str, n_trials: int | None = None) -> int:
+    def __call__(self, spec_path: str, study_name: str, n_trials: int | None = None, force_spec: bool = False) -> int:
         """Run the worker; returns the study's finished trials when it stops.
 
         Args:
             spec_path: the sweep spec.
             study_name: the study all workers share.
             n_trials: finished trials the study should reach (default: the spec's, or the grid's size).
+            force_spec: run the spec in a study created from another spec (`lit-video sweep --force-spec`);
+                otherwise such a study is refused.
         """
         import optuna
 
@@ -89,15 +91,17 @@ class SweepWorker(submitit.helpers.Checkpointable):
             raise LitVideoError(f"{STORAGE_ENV} is not set in the worker's environment (with SLURM, sbatch must "
                                 f"export it: --export=ALL, the default)")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = run_sweep(SweepSpec.load(spec_path), storage, study_name, n_trials, verbose=True)
+        study = run_sweep(SweepSpec.load(spec_path), storage, study_name, n_trials, verbose=True,
+                          check_spec=not force_spec)
         return len(finished_trials(study))
 
-    def checkpoint(self, spec_path: str, study_name: str, n_trials: int | None = None
+    def checkpoint(self, spec_path: str, study_name: str, n_trials: int | None = None, force_spec: bool = False
                    ) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on a timeout or preemption signal: requeue the same worker.
 
         Nothing needs saving here: finished trials live in the storage, a stopped trial is queued again
         there with its checkpoint in its trial folder, and the requeued worker simply continues the study.
+        The requeued worker is not forced: the study records the spec once this worker has started.
         """
         return submitit.helpers.DelayedSubmission(self, spec_path, study_name, n_trials)
 
@@ -163,7 +167,8 @@ def local_workers(spec_path: str | Path, storage: str, study_name: str, n_worker
 
 
 def submit_slurm(spec_path: str | Path, storage: str, study_name: str, n_workers: int, n_trials: int | None,
-                 settings: SlurmSettings, folder: str | Path, cluster: str | None = None) -> list[submitit.Job]:
+                 settings: SlurmSettings, folder: str | Path, cluster: str | None = None,
+                 force_spec: bool = False) -> list[submitit.Job]:
     """Submit `n_workers` sweep workers as one SLURM job array (submitit); returns the jobs at once.
 
     Args:
@@ -177,6 +182,7 @@ def submit_slurm(spec_path: str | Path, storage: str, study_name: str, n_workers
         folder: submitit's folder: the pickled jobs, the sbatch file and the jobs' logs.
         cluster: None: SLURM, which must be found on this machine; "local" runs the jobs as processes
             on this machine (tests).
+        force_spec: the workers run the spec in a study created from another spec (see `SweepWorker`).
     """
     if cluster is None:
         if submitit.AutoExecutor.which() != "slurm":
@@ -200,4 +206,4 @@ def submit_slurm(spec_path: str | Path, storage: str, study_name: str, n_workers
     # controller starts, and is restored after; submitit's handler in the job listens to the same signal.
     with submitit.helpers.environment_variables(**{STORAGE_ENV: storage, "SUBMITIT_PREEMPT_SIGNAL": STOP_SIGNAL}):
         return executor.map_array(SweepWorker(), [spec_path] * n_workers, [study_name] * n_workers,
-                                  [n_trials] * n_workers)
+                                  [n_trials] * n_workers, [force_spec] * n_workers)

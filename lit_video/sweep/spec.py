@@ -23,18 +23,24 @@
 
 Everything is checked by `SweepSpec.load` (spec keys, types; the `wandb:`, `heartbeat:` and `slurm:`
 sections by `lit_video.sweep.settings`) and `validate` (every swept and fixed key against the real
-config parser, at the extremes of its range) before any trial starts.
+config parser, at the extremes of its range; with `check_paths`, the dataset root too) before any
+trial starts. The file is read by `lit_video.yaml_files.load_yaml`: a key given twice (in
+`search_space`, say) or a document of nested aliases is refused.
+
+A study name is also a folder name (`<out_dir>/<study_name>/`, `<out_dir>/<study_name>.db`): it may not
+hold a path separator or a control character, nor be `.` or `..` (`check_study_name`, `study_folder`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lit_video.sweep.settings import (
     HeartbeatSettings,
@@ -45,6 +51,7 @@ from lit_video.sweep.settings import (
     slurm_section,
     wandb_settings,
 )
+from lit_video.yaml_files import YamlFileError, load_yaml
 
 SAMPLERS = ("tpe", "grid", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
@@ -52,6 +59,49 @@ SPEC_KEYS = {"experiment", "study_name", "storage", "out_dir", "overrides", "sea
              "sampler", "pruner", "budget", "n_trials", "timeout", "wandb", "heartbeat", "checkpoint_every_n_steps",
              "slurm"}
 SEED_KEY = "seed_everything"
+DATA_ROOT_KEY = "data.init_args.root"  # the dataset folder of every DataModule: checked to exist before a sweep
+# A study name becomes a folder and a database file name: well under the usual 255-byte file name limit
+STUDY_NAME_MAX_BYTES = 200
+
+
+def check_study_name(name: Any, where: str) -> str:
+    """`name` when it can name the study's folder and files, else a SweepSpecError naming `where`.
+
+    Args:
+        name: the study name (from the spec's `study_name`, its file name or --study-name).
+        where: what to call its source in the error, e.g. "spec.yaml: study_name" or "--study-name".
+    """
+    problem = None
+    if not isinstance(name, str) or not name:
+        problem = "expected a non-empty name"
+    elif name in (".", ".."):
+        problem = "it would name the folder above or the output folder itself"
+    elif "/" in name or "\\" in name:
+        problem = "it holds a path separator"
+    elif any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
+        problem = "it holds a control character"
+    elif name.startswith("-"):
+        problem = "a leading '-' reads as an option on a command line"
+    elif len(name.encode()) > STUDY_NAME_MAX_BYTES:
+        problem = f"longer than {STUDY_NAME_MAX_BYTES} bytes"
+    if problem:
+        raise SweepSpecError(f"{where}: {name!r} cannot name the study's folder ({problem}); use a name of letters, "
+                             f"digits, '_', '-' and '.'")
+    return name
+
+
+def study_folder(spec: SweepSpec, study_name: str | None = None) -> Path:
+    """`<out_dir>/<study_name>`: the trial folders, W&B runs and SLURM logs of a study.
+
+    Args:
+        spec: the loaded sweep spec.
+        study_name: default: the spec's.
+
+    Raises:
+        SweepSpecError: a study name that would point outside out_dir (see `check_study_name`).
+    """
+    name = spec.study_name if study_name is None else study_name
+    return spec.out_dir / check_study_name(name, "study name")
 
 
 def short_name(key: str) -> str:
@@ -94,6 +144,28 @@ class Param:
         if self.type == "int":
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         raise SweepSpecError(f"search_space.{self.key}: a grid needs categorical or int parameters, not float")
+
+    def distribution(self):
+        """The Optuna distribution `suggest` samples from (a study holds one per parameter name)."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.type == "categorical":
+            return CategoricalDistribution(list(self.choices))
+        if self.type == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value` is one this parameter can take (a choice, or a number in its range on its step)."""
+        if self.type == "categorical":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if not _number(value) or (self.type == "int" and not float(value).is_integer()):
+            return False
+        if self.step:
+            steps = (value - self.low) / self.step
+            if abs(steps - round(steps)) > 1e-9:
+                return False
+        return self.low <= value <= self.high
 
     def extremes(self) -> list:
         """The values that bound the range: each is checked against the config parser."""
@@ -143,9 +215,10 @@ class SweepSpec:
         if not path.is_file():
             raise SweepSpecError(f"sweep spec {path} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise SweepSpecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+            raw = load_yaml(path)  # a repeated key or a document of nested aliases: one line
+        except YamlFileError as err:
+            raise SweepSpecError(str(err)) from None
+        raw = {} if raw is None else raw
         if not isinstance(raw, dict):
             raise SweepSpecError(f"{path}: expected a mapping of spec keys")
         unknown = sorted(set(raw) - SPEC_KEYS)
@@ -157,16 +230,34 @@ class SweepSpec:
                 raise SweepSpecError(f"{path}: '{key}' is required")
             return raw[key]
 
+        for key in ("experiment", "storage", "out_dir"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                raise SweepSpecError(f"{path}: {key}: expected a path or URL as text, got {raw[key]!r}")
         experiment = Path(need("experiment"))
         if not experiment.is_file() and (path.parent / experiment).is_file():
             experiment = path.parent / experiment
         if not experiment.is_file():
             raise SweepSpecError(f"{path}: experiment: config file {raw['experiment']} does not exist")
-        params = [_param(path, key, value) for key, value in (need("search_space") or {}).items()]
+        study_name = raw.get("study_name")
+        if study_name is not None and (isinstance(study_name, bool) or not isinstance(study_name, str | int)):
+            raise SweepSpecError(f"{path}: study_name: expected a name, got {study_name!r}")
+        study_name = check_study_name(str(study_name) if study_name is not None else path.stem, f"{path}: study_name")
+        space = need("search_space")
+        if not isinstance(space, dict):
+            raise SweepSpecError(f"{path}: search_space: expected a mapping of config keys to {{type: int|float|"
+                                 f"categorical, ...}}, got a {type(space).__name__}")
+        params = [_param(path, str(key), value) for key, value in space.items()]
         seeds = raw.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
             raise SweepSpecError(f"{path}: seeds: expected a list of integers, got {seeds!r}")
-        objectives = [_objective(path, i, o) for i, o in enumerate(need("objectives"))]
+        if len(set(seeds)) < len(seeds):
+            raise SweepSpecError(f"{path}: seeds: {next(s for s in seeds if seeds.count(s) > 1)} is given twice")
+        objectives = need("objectives")
+        if not isinstance(objectives, list):
+            raise SweepSpecError(f"{path}: objectives: expected a list of {{metric: ..., direction: "
+                                 f"maximize|minimize}}, got {objectives!r}")
+        objectives = [_objective(path, i, o) for i, o in enumerate(objectives)]
         sampler = raw.get("sampler", "tpe")
         if sampler not in SAMPLERS:
             raise SweepSpecError(f"{path}: sampler: '{sampler}' is not one of {', '.join(SAMPLERS)}")
@@ -186,14 +277,15 @@ class SweepSpec:
         for name, mapping in (("budget", budget), ("overrides", overrides)):
             if not isinstance(mapping, dict):
                 raise SweepSpecError(f"{path}: {name}: expected a mapping of config keys to values")
-        n_trials = raw.get("n_trials")
-        if n_trials is not None and (not isinstance(n_trials, int) or n_trials < 1):
-            raise SweepSpecError(f"{path}: n_trials: expected a positive integer, got {n_trials!r}")
+        n_trials = positive_int(path, "n_trials", raw.get("n_trials"))
+        timeout = raw.get("timeout")
+        if timeout is not None and not (_number(timeout) and 0 < timeout < math.inf):
+            raise SweepSpecError(f"{path}: timeout: expected a positive number of seconds (or null), got {timeout!r}")
         return cls(
-            path=path, experiment=experiment, study_name=str(raw.get("study_name") or path.stem),
+            path=path, experiment=experiment, study_name=study_name,
             storage=raw.get("storage"), out_dir=Path(raw.get("out_dir") or "outputs/sweeps"), overrides=overrides,
             params=params, seeds=seeds, objectives=objectives, sampler=sampler, pruner=pruner, budget=budget,
-            n_trials=n_trials, timeout=raw.get("timeout"), wandb=wandb_settings(path, raw.get("wandb")),
+            n_trials=n_trials, timeout=timeout, wandb=wandb_settings(path, raw.get("wandb")),
             heartbeat=heartbeat_settings(path, raw.get("heartbeat")),
             checkpoint_every_n_steps=positive_int(path, "checkpoint_every_n_steps", raw.get("checkpoint_every_n_steps")),
             slurm=slurm_section(path, raw.get("slurm")),
@@ -219,22 +311,74 @@ class SweepSpec:
             args += ["--trainer.default_root_dir", str(trial_dir)]
         return args
 
-    def validate(self) -> None:
-        """Check every fixed and swept key, at the ends of its range, against the config parser."""
+    def hashes(self) -> dict[str, str]:
+        """Short hashes of what makes a study's trials comparable: the search space (seeds included), the
+        base experiment's content, the fixed overrides (budget included) and the objectives."""
+        experiment = load_yaml(self.experiment)
+        parts = {
+            "search_space": {"params": {p.key: {k: v for k, v in asdict(p).items() if k != "key"}
+                                        for p in self.params}, "seeds": self.seeds},
+            "experiment": experiment,
+            "overrides": {**self.overrides, **{f"trainer.{k}": v for k, v in self.budget.items()}},
+            "objectives": [asdict(o) for o in self.objectives],
+        }
+        return {part: hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+                for part, value in parts.items()}
+
+    def validate(self, check_paths: bool = False) -> None:
+        """Check every fixed and swept key, at the ends of its range, against the config parser.
+
+        Args:
+            check_paths: also check that the dataset root (`data.init_args.root`, fixed or swept) is a
+                folder, read from the working folder as the trials will; otherwise every trial would
+                fail on it.
+        """
         from jsonargparse import ArgumentError
 
-        from lit_video.training import config_error_reason, validate_config
+        from lit_video.training import parse_config
 
         checks = [({}, "overrides / budget")]
         for p in self.params:
             checks += [({p.key: v}, f"search_space.{p.key}") for v in p.extremes()]
+        checked_roots: set[str] = set()
         for values, where in checks:
+            value = f" = {next(iter(values.values()))!r}" if values else ""
             try:
-                validate_config(self.config_args(values, self.seeds[0]))
+                _, config = parse_config(self.config_args(values, self.seeds[0]))
             except ArgumentError as err:
-                _, reason = config_error_reason(err)
-                value = f" = {next(iter(values.values()))!r}" if values else ""
-                raise SweepSpecError(f"{self.path}: {where}{value}: {reason}") from None
+                raise SweepSpecError(f"{self.path}: {where}{value}: {_parser_reason(err)}") from None
+            root = config.get(DATA_ROOT_KEY)
+            if check_paths and isinstance(root, str) and root not in checked_roots:
+                checked_roots.add(root)
+                if not Path(root).is_dir():
+                    source = (f"{where}{value}" if DATA_ROOT_KEY in values
+                              else f"overrides.{DATA_ROOT_KEY}" if DATA_ROOT_KEY in self.overrides
+                              else f"experiment {self.experiment}: {DATA_ROOT_KEY}")
+                    relative = "" if Path(root).is_absolute() else f" (relative to the working folder {Path.cwd()})"
+                    raise SweepSpecError(f"{self.path}: {source}: dataset root {root} does not exist or is not a "
+                                         f"folder{relative}")
+
+
+def _parser_reason(err: BaseException) -> str:
+    """The line of a jsonargparse error that says why a value does not parse, however deeply the key is
+    nested (e.g. "expected int, got abc" for `data.init_args.clip_len: abc`)."""
+    from lit_video.training import config_error_reason
+
+    _, reason = config_error_reason(err)
+    if reason and not reason.startswith("Parser key"):
+        return reason
+    noise = ("Parser key", "Problem with given class_path", "Does not validate against any of the Union subtypes",
+             "Subtypes:", "Errors:", "Given value type:", "Given value:", "Expected a <class 'NoneType'>")
+    for line in str(err).splitlines():
+        text = line.strip().removeprefix("- ").strip()
+        if text and not text.startswith(noise):
+            expected = re.fullmatch(r"Expected a <class '([\w.]+)'>\. Got value: (.*)", text)
+            return f"expected {expected[1]}, got {expected[2]}" if expected else text
+    return reason or " ".join(str(err).split())[:300]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _param(path: Path, key: str, value: Any) -> Param:
@@ -242,23 +386,43 @@ def _param(path: Path, key: str, value: Any) -> Param:
     if not isinstance(value, dict) or "type" not in value:
         raise SweepSpecError(f"{where}: expected {{type: int|float|categorical, ...}}")
     kind = value["type"]
+    known = {"categorical": {"type", "choices"}}.get(kind, {"type", "low", "high", "log", "step"})
+    unknown = set(value) - known
     if kind == "categorical":
+        if unknown:
+            raise SweepSpecError(f"{where}: unknown field '{sorted(map(str, unknown))[0]}' (categorical takes "
+                                 f"'choices')")
         choices = value.get("choices")
         if not isinstance(choices, list) or not choices:
             raise SweepSpecError(f"{where}: categorical needs a non-empty 'choices' list")
+        repeated = [c for i, c in enumerate(choices) if c in choices[:i]]
+        if repeated:
+            raise SweepSpecError(f"{where}: choices: {repeated[0]!r} is given twice")
         return Param(key, kind, choices=tuple(choices))
     if kind not in ("int", "float"):
         raise SweepSpecError(f"{where}: type '{kind}' is not int, float or categorical")
-    try:
-        low, high = float(value["low"]), float(value["high"])
-    except (KeyError, TypeError, ValueError):
-        raise SweepSpecError(f"{where}: {kind} needs numeric 'low' and 'high'") from None
-    if low > high or (value.get("log") and low <= 0):
-        raise SweepSpecError(f"{where}: need low <= high (and low > 0 with log: true)")
-    unknown = set(value) - {"type", "low", "high", "log", "step"}
     if unknown:
-        raise SweepSpecError(f"{where}: unknown field '{sorted(unknown)[0]}'")
-    return Param(key, kind, low, high, bool(value.get("log", False)), value.get("step"))
+        raise SweepSpecError(f"{where}: unknown field '{sorted(map(str, unknown))[0]}'")
+    if not all(_number(value.get(end)) for end in ("low", "high")):
+        raise SweepSpecError(f"{where}: {kind} needs numeric 'low' and 'high'")
+    low, high = float(value["low"]), float(value["high"])
+    if kind == "int" and not (low.is_integer() and high.is_integer()):
+        raise SweepSpecError(f"{where}: int needs whole numbers for 'low' and 'high', got {value['low']!r} and "
+                             f"{value['high']!r}")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise SweepSpecError(f"{where}.log: expected true or false, got {log!r}")
+    if low > high or (log and low <= 0):
+        raise SweepSpecError(f"{where}: need low <= high (and low > 0 with log: true)")
+    step = value.get("step")
+    if step is not None:
+        if not _number(step) or step <= 0 or (kind == "int" and not float(step).is_integer()):
+            expected = "a positive integer" if kind == "int" else "a positive number"
+            raise SweepSpecError(f"{where}.step: expected {expected}, got {step!r}")
+        if log:
+            raise SweepSpecError(f"{where}: step and log: true cannot be combined (Optuna samples a log range "
+                                 f"without a step)")
+    return Param(key, kind, low, high, log, step)
 
 
 def _objective(path: Path, index: int, value: Any) -> Objective:

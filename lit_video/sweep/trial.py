@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import Callback
 
 from lit_video.compute import ComputeProfileCallback
 from lit_video.errors import LitVideoError
-from lit_video.sweep.spec import SEED_KEY, SweepSpec
+from lit_video.sweep.spec import SEED_KEY, SweepSpec, study_folder
 from lit_video.sweep.storage import redact
 from lit_video.sweep.tracking import finish_run, trial_logger
 
@@ -201,7 +201,7 @@ class TrialRunner:
         spec = self.spec
         if not cli.trainer.is_global_zero:  # under DDP only rank 0 has a run
             return None
-        logger = trial_logger(spec.wandb, self.study_name, trial.number, spec.out_dir / self.study_name)
+        logger = trial_logger(spec.wandb, self.study_name, trial.number, study_folder(spec, self.study_name))
         if logger is None:
             return None
         cli.trainer.loggers = [*cli.trainer.loggers, logger]
@@ -219,7 +219,7 @@ class TrialRunner:
 
 
 def trial_folder(spec: SweepSpec, study_name: str, number: int) -> Path:
-    return spec.out_dir / study_name / f"trial_{number:04d}"
+    return study_folder(spec, study_name) / f"trial_{number:04d}"
 
 
 def resume_checkpoint(spec: SweepSpec, study_name: str, trial: optuna.Trial) -> Path | None:
