@@ -27,7 +27,7 @@ import optuna
 
 from lit_video.errors import LitVideoError
 from lit_video.sweep.spec import SEED_KEY, SweepSpec, check_study_name
-from lit_video.sweep.storage import open_storage, redact, resolve_storage
+from lit_video.sweep.storage import open_storage, redact, resolve_storage, storage_error
 from lit_video.sweep.trial import DDP_TRIAL_ENV, FINISHED, interrupted
 from lit_video.sweep.worker import Worker, join_ddp_trials, print_trial
 
@@ -94,7 +94,7 @@ def load_study(spec: SweepSpec, storage: str | None = None, study_name: str | No
             created = False
     except Exception as err:  # e.g. a database that cannot be reached: one line, no password
         raise LitVideoError(f"cannot open the study '{name}' in {redact(url)}: "
-                            f"{redact(' '.join(str(err).split()))[:300]}") from None
+                            f"{storage_error(err)[:300]}") from None
     _match_spec(study, spec, created, check_spec, redact(url))
     names = [o.metric for o in spec.objectives]
     if created or study.metric_names != names:
