@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import shutil
 import tempfile
@@ -50,6 +51,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check.add_argument("--split", default=None, help="dataset-specific split (UCF101: 1-3; Kinetics: val/test)")
     check.add_argument("--decoder", default="auto", choices=DECODERS)
     check.add_argument("--strict", action="store_true", help="exit 1 when any video is missing or unreadable")
+    check.add_argument("--val-fraction", type=float, default=None,
+                       help="count the subsets with this fraction of the training list held out for validation "
+                            "(as data.init_args.val_fraction does)")
+    check.add_argument("--split-seed", type=int, default=None, help="seed of the held-out draw (default 0)")
     check.set_defaults(run=check_dataset)
 
     iterate = data_commands.add_parser("iterate", help="iterate one epoch of a DataLoader and print clips/s")
@@ -195,12 +200,19 @@ def check_dataset(args: argparse.Namespace) -> int:
     from lit_video.data.base import datamodule_class
     from lit_video.data.check import all_refused, check_datamodule, format_report
 
+    cls = datamodule_class(args.format)
     options = {"split": args.split} if args.split is not None else {}
-    datamodule = datamodule_class(args.format)(root=args.root, decoder=args.decoder, num_workers=0, **options)
+    heldout = {key: value for key, value in (("val_fraction", args.val_fraction), ("split_seed", args.split_seed))
+               if value is not None}
+    if heldout and not cls.draws_heldout and "val_fraction" not in inspect.signature(cls.__init__).parameters:
+        raise LitVideoError(f"--val-fraction / --split-seed: {args.format} validates on its own list, it holds out "
+                            "no training videos")
+    datamodule = cls(root=args.root, decoder=args.decoder, num_workers=0, **options, **heldout)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the report below lists what the warnings would
-        reports = check_datamodule(datamodule)
+        reports = check_datamodule(_AsRead(datamodule))
     print(format_report(reports))
+    print(f"validation reads: {datamodule.validation_source}")
     refused = all_refused(reports)
     if refused:  # a list that reaches outside the dataset is a broken (or hostile) list, not a missing video
         raise LitVideoError(f"{len(refused)} listed {'entry leads' if len(refused) == 1 else 'entries lead'} "
@@ -208,6 +220,20 @@ def check_dataset(args: argparse.Namespace) -> int:
                             f"{refused[0]}); fix or remove {'it' if len(refused) == 1 else 'them'}")
     bad = sum(len(r.missing) + len(r.unreadable) for r in reports.values())
     return 1 if (bad and args.strict) else 0
+
+
+class _AsRead:
+    """A DataModule seen by `check_datamodule` through the videos each subset reads (`listed_records`: with
+    a held-out validation split, train without the held-out videos and val = them), not the raw lists."""
+
+    def __init__(self, datamodule):
+        self.datamodule = datamodule
+
+    def list_records(self, subset: str):
+        return self.datamodule.listed_records(subset)
+
+    def probe(self, record):
+        return self.datamodule.probe(record)
 
 
 def iterate_dataset(args: argparse.Namespace) -> int:

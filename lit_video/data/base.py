@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lit_video.data import keys
-from lit_video.data.records import VideoRecord, refused_entries, split_existing
+from lit_video.data.records import Listing, VideoRecord, refused_entries, select_heldout, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
 from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
@@ -125,6 +125,22 @@ def check_clip_arguments(clip_len: object, stride: object, num_clips: object, nu
         raise LitVideoError(f"target_fps must be a positive number or null, got {target_fps!r}")
     if frame_sampling not in SAMPLING_MODES:
         raise LitVideoError(f"frame_sampling must be one of {', '.join(SAMPLING_MODES)}, got {frame_sampling!r}")
+
+
+def check_heldout_arguments(val_fraction: object, split_seed: object, val_list: object) -> None:
+    """The checks of the held-out validation arguments, each naming the argument.
+
+    Raises:
+        LitVideoError: the first argument that is not what it must be.
+    """
+    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, int | float) or not math.isfinite(val_fraction)
+            or not 0 <= val_fraction < 1):
+        raise LitVideoError(f"val_fraction must be a number in [0, 1) (the fraction of the training list held out "
+                            f"for validation; 0 validates on the format's own list), got {val_fraction!r}")
+    check_integer("split_seed", split_seed, least=0)
+    if val_list is not None and not (isinstance(val_list, str | Path) and Path(val_list).is_file()):
+        raise LitVideoError(f"val_list must be a file of held-out training video ids, one a line; "
+                            f"{str(val_list)!r} is not a file")
 
 
 def probe_video(path: str, decoder: str) -> str | None:
@@ -260,9 +276,22 @@ class VideoDataModule(L.LightningDataModule):
         normalize_on_device: workers return uint8 clips and the batch is normalized after it reaches
             the device (in a Trainer): a quarter of the bytes through worker queues and to the GPU.
             Outside a Trainer the loaders then yield uint8 (B,C,T,H,W).
+        val_fraction: > 0: validate on this fraction of the TRAINING list, held out of training (drawn in
+            each class, by `heldout_key`: a video, or a format's group of related videos); `test` still reads
+            the format's test list. 0 validates on the format's own validation list (for a format without one,
+            such as UCF101, its test list: see `validation_source`).
+        split_seed: seed of the held-out draw: the same videos in every process, worker and machine.
+        val_list: a file of held-out training video ids, one a line; replaces val_fraction.
     """
 
     format_name: ClassVar[str] = ""
+    # The base draws the held-out validation split (val_fraction / val_list) from the training list. False
+    # where a format family reads its validation videos its own way (the segmentation formats).
+    draws_heldout: ClassVar[bool] = True
+    # The held-out fraction is drawn in each class separately (False where videos have no class).
+    stratify_heldout: ClassVar[bool] = True
+    # What `heldout_key` returns, for `validation_source`.
+    heldout_unit: ClassVar[str] = "videos"
 
     def __init__(
         self,
@@ -282,11 +311,15 @@ class VideoDataModule(L.LightningDataModule):
         decoder: str = DEFAULT_BACKEND,
         pin_memory: bool = True,
         normalize_on_device: bool = False,
+        val_fraction: float = 0.0,
+        split_seed: int = 0,
+        val_list: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         check_clip_arguments(clip_len, stride, num_clips, num_crops, resolution, short_side, train_short_side_range,
                              target_fps, frame_sampling, batch_size, num_workers)
+        check_heldout_arguments(val_fraction, split_seed, val_list)
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"dataset root {self.root} does not exist or is not a folder")
@@ -302,6 +335,7 @@ class VideoDataModule(L.LightningDataModule):
         self.decoder = resolve_backend(decoder)
         self.pin_memory = pin_memory
         self.normalize_on_device = normalize_on_device
+        self.val_fraction, self.split_seed, self.val_list = val_fraction, split_seed, val_list
         self.decode_failures = DecodeFailureCounter()
         self.datasets: dict[str, ClipDataset] = {}
 
@@ -318,11 +352,84 @@ class VideoDataModule(L.LightningDataModule):
 
         Raises DatasetLayoutError when the annotation files are missing or malformed."""
 
+    def listing_name(self, subset: str) -> str:
+        """The annotation file (or part of one) that lists `subset`, for people: "trainlist01.txt".
+
+        Formats override it; two subsets read the same list exactly when their names are equal."""
+        return f"the {self.format_name} {subset} list"
+
+    def heldout_key(self, record: VideoRecord) -> str:
+        """The unit a held-out split keeps whole: the video itself by default; a format whose videos come
+        in groups that share content (UCF101's recording groups) returns the group, so no group is in
+        both training and validation."""
+        return record.video_id
+
     # --- shared --------------------------------------------------------------------------------
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def holds_out_validation(self) -> bool:
+        """Whether validation reads videos held out of the training list (val_fraction > 0 or a val_list)."""
+        return self.draws_heldout and (self.val_fraction > 0 or self.val_list is not None)
+
+    @cached_property
+    def heldout(self) -> frozenset[str]:
+        """Ids of the training videos held out for validation (empty without val_fraction / val_list).
+
+        Drawn from the LISTED training videos, present or not, so that copies missing different files
+        still agree on the split."""
+        if not self.holds_out_validation:
+            return frozenset()
+        listed = self.list_records("train")
+        ids = [r.video_id for r in listed]
+        held = select_heldout(ids, self.val_fraction, self.val_list, self.split_seed, self.listing_name("train"),
+                              groups={r.video_id: self.heldout_key(r) for r in listed},
+                              strata={r.video_id: r.label for r in listed} if self.stratify_heldout else None)
+        if not held:
+            raise DatasetLayoutError(f"{self.val_list or self.listing_name('train')}: no training video is held out "
+                                     "for validation; give a val_list that names some, or a larger val_fraction")
+        return held
+
+    def listed_records(self, subset: str) -> list[VideoRecord]:
+        """Every video `subset` reads, present or not: the format's own listing, or, when validation holds
+        out training videos, train = the training list without them, val = them, test = the test list.
+
+        Args:
+            subset: train, val or test.
+        """
+        if subset == "test" or not self.holds_out_validation:
+            return self.list_records(subset)
+        listed, held, validating = self.list_records("train"), self.heldout, subset == "val"
+        # the training listing's refused entries belong to the training subset only: warned about once
+        return Listing([r for r in listed if (r.video_id in held) == validating],
+                       () if validating else refused_entries(listed))
+
+    @property
+    def validates_on_test(self) -> bool:
+        """Whether validation reads the list that `test` reads (model selection on the test set)."""
+        return not self.holds_out_validation and self.listing_name("val") == self.listing_name("test")
+
+    @property
+    def validation_source(self) -> str:
+        """One line saying where `val/*` metrics come from."""
+        if self.holds_out_validation:
+            return self.heldout_source(self.listing_name("train"))
+        if self.validates_on_test:
+            hint = "; set val_fraction to hold out training videos instead" if self.draws_heldout else ""
+            return f"{self.listing_name('val')}: the list `test` reads too{hint}"
+        return self.listing_name("val")
+
+    def heldout_source(self, training_list: str) -> str:
+        """`validation_source` of a held-out split of `training_list`."""
+        if self.val_list is not None:
+            what = "the videos" if self.heldout_unit == "videos" else f"the {self.heldout_unit} of the videos"
+            return f"{what} listed in {self.val_list}, held out of {training_list}"
+        per_class = ", per class" if self.stratify_heldout else ""
+        return (f"held-out {100 * self.val_fraction:g}% of the {self.heldout_unit} of {training_list}{per_class} "
+                f"(split_seed {self.split_seed})")
 
     @cached_property
     def sampler(self) -> ClipSampler:
@@ -332,9 +439,9 @@ class VideoDataModule(L.LightningDataModule):
             raise LitVideoError(f"data.init_args: {err}") from None
 
     def records(self, subset: str) -> list[VideoRecord]:
-        """The listed videos of `subset` whose files exist (missing ones are counted and reported), without
+        """The listed videos of `subset` (`listed_records`) whose files exist (missing ones are counted and reported), without
         the entries that lead outside the dataset (skipped, counted in one warning)."""
-        listed = self.list_records(subset)
+        listed = self.listed_records(subset)
         what = f"{self.format_name} {self.root} {subset}"
         refused = refused_entries(listed)
         if refused:

@@ -154,8 +154,11 @@ class CaptioningDataModule(VideoDataModule):
         frame_sampling: "uniform" (frames spread over the whole video, as captioning models see it) or
             "strided".
         flip: random horizontal flips for training; off by default, captions may say "left" or "right".
-        **kwargs: clip, loader and decoder arguments of `VideoDataModule`.
+        **kwargs: clip, loader, decoder and held-out split (val_fraction, split_seed, val_list) arguments
+            of `VideoDataModule`.
     """
+
+    stratify_heldout = False  # captioned videos have no class
 
     def __init__(
         self,
@@ -229,11 +232,11 @@ class CaptioningDataModule(VideoDataModule):
 
     @cached_property
     def tokenizer(self) -> CaptionTokenizer:
-        """The tokenizer file's, or words of the training captions (listed videos, present or not, so
-        that every copy of a dataset gets the same vocabulary)."""
+        """The tokenizer file's, or words of the training subset's captions (listed videos, present or not,
+        so that every copy of a dataset gets the same vocabulary; held-out validation videos left out)."""
         if self.tokenizer_path is not None:
             return load_tokenizer(self.tokenizer_path)
-        captions = (c for record in self.list_records("train") for c in record.captions)
+        captions = (c for record in self.listed_records("train") for c in record.captions)
         return WordTokenizer.build(captions, min_count=self.min_word_count)
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,20 +178,62 @@ def split_existing(records: Sequence[VideoRecord], what: str) -> list[VideoRecor
 
 
 def select_heldout(videos: Sequence[str], val_fraction: float, val_list: str | os.PathLike | None,
-                   split_seed: int, listing: str | os.PathLike) -> frozenset[str]:
-    """Training videos held out for validation (datasets whose validation split has no ground truth).
+                   split_seed: int, listing: str | os.PathLike, groups: Mapping[str, str] | None = None,
+                   strata: Mapping[str, object] | None = None) -> frozenset[str]:
+    """Training videos held out for validation (datasets whose validation split has no ground truth, or
+    whose only other list is the test list).
+
+    The draw is a seeded permutation of the SORTED units (videos, or their groups), so the same ids come
+    out for every run, worker and machine that reads the same listing.
 
     Args:
         videos: ids of the training videos.
-        val_fraction: fraction held out, at least one and at most all but one when > 0.
-        val_list: a file of held-out ids, one a line; replaces val_fraction.
-        split_seed: seed of the draw: the same ids for every run, worker and machine.
+        val_fraction: fraction held out, at least one and at most all but one unit (per stratum) when > 0.
+        val_list: a file of held-out video ids, one a line; replaces val_fraction. With `groups`, the
+            whole group of each listed video is held out.
+        split_seed: seed of the draw.
         listing: the annotation file listing `videos`, named in errors.
+        groups: video id -> the unit held out whole (e.g. UCF101's recording group, whose clips share actor
+            and background); None: each video is its own unit.
+        strata: video id -> its stratum (e.g. its class): the fraction is drawn in each stratum separately,
+            strata in sorted order; None: over all units at once.
 
     Raises:
         DatasetLayoutError: val_list is missing or names a video that `listing` does not list.
     """
     videos = sorted(videos)
+    if groups is None and strata is None:
+        return _select_units(videos, val_fraction, val_list, split_seed, listing)
+    group_of = groups or {v: v for v in videos}
+    members: dict[str, list[str]] = {}
+    for video in videos:
+        members.setdefault(group_of[video], []).append(video)
+    if val_list is not None:
+        listed = _select_units(videos, val_fraction, val_list, split_seed, listing)
+        return frozenset(v for video in listed for v in members[group_of[video]])
+    by_stratum: dict[object, list[str]] = {}
+    for unit, unit_videos in members.items():
+        by_stratum.setdefault(strata[unit_videos[0]] if strata else None, []).append(unit)
+    rng = np.random.default_rng(split_seed)  # one generator, strata in sorted order: reproducible
+    held: set[str] = set()
+    for stratum in sorted(by_stratum, key=repr) if strata else [None]:
+        units = sorted(by_stratum[stratum])
+        order = rng.permutation(len(units))
+        held.update(v for i in order[:_heldout_count(val_fraction, len(units))] for v in members[units[i]])
+    return frozenset(held)
+
+
+def _heldout_count(val_fraction: float, units: int) -> int:
+    """How many of `units` a fraction holds out: at least one and at most all but one when > 0."""
+    count = int(round(val_fraction * units))
+    if val_fraction > 0 and units > 1:
+        count = min(max(count, 1), units - 1)  # a small copy still validates and still trains
+    return count
+
+
+def _select_units(videos: list[str], val_fraction: float, val_list: str | os.PathLike | None, split_seed: int,
+                  listing: str | os.PathLike) -> frozenset[str]:
+    """`select_heldout` over single videos: the ids of `val_list`, or a seeded draw of the sorted `videos`."""
     if val_list is not None:
         path, known = Path(val_list), set(videos)
         if not path.is_file():
@@ -203,9 +245,6 @@ def select_heldout(videos: Sequence[str], val_fraction: float, val_list: str | o
                 raise DatasetLayoutError(f"{path}:{number}: video {vid!r} is not in {listing}")
             ids += [vid] if vid else []
         return frozenset(ids)
-    count = int(round(val_fraction * len(videos)))
-    if val_fraction > 0 and len(videos) > 1:
-        count = min(max(count, 1), len(videos) - 1)  # a small copy still validates and still trains
     # A permutation of the SORTED ids: the same videos for every run, worker and machine.
     order = np.random.default_rng(split_seed).permutation(len(videos))
-    return frozenset(videos[i] for i in order[:count])
+    return frozenset(videos[i] for i in order[:_heldout_count(val_fraction, len(videos))])

@@ -167,6 +167,9 @@ class SegmentationDataModule(VideoDataModule):
     """
 
     video_dataset_class: ClassVar[type[SegmentationVideoDataset]]
+    # the formats that validate on held-out training videos (YouTube-VOS, YouTube-VIS) draw them themselves
+    draws_heldout = False
+    stratify_heldout = False  # their videos have no class
 
     def __init__(
         self,

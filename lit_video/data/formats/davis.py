@@ -47,6 +47,16 @@ class DAVISDataModule(VOSDataModule):
         self.year, self.quality = year, quality
         self.subsets = {"train": train_subset, "val": val_subset, "test": test_subset or val_subset}
 
+    def listing_name(self, subset: str) -> str:
+        return f"ImageSets/{self.year}/{self.subsets[subset]}.txt"
+
+    @property
+    def validation_source(self) -> str:
+        if self.validates_on_test:
+            return (f"{self.listing_name('val')}: the image set `test` reads too (test_subset unset or the same; "
+                    "DAVIS results are usually reported on val)")
+        return self.listing_name("val")
+
     @property
     def frames_dir(self) -> Path:
         return self.root / "JPEGImages" / self.quality

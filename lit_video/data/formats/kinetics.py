@@ -6,6 +6,10 @@ labels with spaces are quoted; test CSVs without labels are read as unlabelled (
 `{youtube_id}_{time_start:06d}_{time_end:06d}.mp4`, flat in `<split>/` or in `<split>/<label>/`
 (spaces in the label may be `_`): the split folder is scanned once, so any of these works. Clips
 listed but not downloaded (5-10% of any real copy) are skipped and counted.
+
+The `test` stage reads the val CSV by default (`split`), and so does validation: to select models on
+other videos, `val_fraction` holds out training clips (drawn per class over the LISTED clips, so copies
+missing different files agree on the split).
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ class KineticsDataModule(VideoDataModule):
     Args:
         root: folder holding the CSVs (or `annotations/`) and the `train/`, `val/`, `test/` clip folders.
         split: the list the `test` stage reads: "val" (labelled in every release) or "test".
-        **kwargs: clip, loader and decoder arguments of `VideoDataModule`.
+        **kwargs: clip, loader, decoder and held-out split (val_fraction, split_seed, val_list)
+            arguments of `VideoDataModule`.
     """
 
     def __init__(self, root: str, split: str = "val", **kwargs):
@@ -85,6 +90,20 @@ class KineticsDataModule(VideoDataModule):
             f"{self.root} is not a Kinetics root: no {subset} annotation CSV "
             f"({' or '.join(CSV_NAMES[subset])}) in it or in annotations/"
         )
+
+    def listing_name(self, subset: str) -> str:
+        subset = self.split if subset == "test" else subset
+        try:
+            return self.annotation_file(subset).name
+        except DatasetLayoutError:  # a description must not fail: name the file it would read first
+            return CSV_NAMES[subset][0]
+
+    @property
+    def validation_source(self) -> str:
+        if self.validates_on_test:
+            return (f"{self.listing_name('val')}: Kinetics' validation list, which `test` reads too (split "
+                    f"{self.split!r}); set val_fraction to hold out training clips")
+        return super().validation_source
 
     def videos_dir(self, subset: str) -> Path:
         for name in VIDEO_DIRS[subset]:

@@ -68,6 +68,10 @@ class MSRVTTDataModule(CaptioningDataModule):
         super().__init__(root, **kwargs)
         self._parsed: dict[Path, tuple[list[dict], list[tuple[str, str]]]] = {}
 
+    def listing_name(self, subset: str) -> str:
+        file = MSRVTT_TEST if subset == "test" else MSRVTT_TRAIN_VAL
+        return f'{file} (split "{SUBSET_SPLITS[subset]}")'
+
     def annotation_file(self, subset: str) -> Path:
         name = MSRVTT_TEST if subset == "test" else MSRVTT_TRAIN_VAL
         for folder in ANNOTATION_DIRS:

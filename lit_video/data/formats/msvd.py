@@ -101,6 +101,10 @@ class MSVDDataModule(CaptioningDataModule):
         self.bounds = {"train": (1, train_end), "val": (train_end + 1, val_end), "test": (val_end + 1, test_end)}
         self._parsed: tuple[dict[str, int], list[tuple[str, str]], str, Path, dict[str, int]] | None = None
 
+    def listing_name(self, subset: str) -> str:
+        first, last = self.bounds[subset]
+        return f"{MSVD_MAPPING} vid{first}-vid{last}"
+
     def corpus_file(self) -> Path:
         for folder in (self.root, self.root / "annotations"):
             for name in CSV_NAMES:

@@ -3,12 +3,15 @@
 `classInd.txt` lines are `1 ApplyEyeMakeup` (1-based); `trainlist0N.txt` lines are
 `ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1` (1-based label); `testlist0N.txt` lines are the path
 alone (the label comes from the class folder). The official files have `\\r\\n` line endings.
-Labels are 0-based here. UCF101 has no validation list: `val` and `test` both read the split's
-test list, as the literature does.
+Labels are 0-based here. UCF101 has no validation list: by default `val` and `test` both read the
+split's test list, as the literature does, so validation metrics are test metrics. With `val_fraction`
+(or `val_list`), validation reads whole recording groups held out of the training list instead, and
+only `test` reads the test list: choose hyperparameters that way.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -21,6 +24,8 @@ VIDEOS_DIRS = ("UCF-101", "UCF101")
 NUM_GROUPS = 25  # of recording groups per class (g01..g25)
 # Official splits hold out groups 1-7, 8-14 and 15-21 for testing.
 TEST_GROUPS = {1: range(1, 8), 2: range(8, 15), 3: range(15, 22)}
+# `v_<Class>_gXX_cYY`: the clips of group XX of a class share actor and background.
+VIDEO_NAME = re.compile(r"v_(?P<cls>.+)_g(?P<group>\d+)_c\d+")
 
 
 def _lines(path: Path) -> list[tuple[int, str]]:
@@ -78,11 +83,19 @@ def parse_split_list(path: Path, classes: list[str], videos_dir: Path) -> Listin
 class UCF101DataModule(VideoDataModule):
     """UCF101 in its official layout.
 
+    A held-out validation split (`val_fraction`) keeps recording groups whole: in each class, that
+    fraction of the groups the training list holds (at least one, never all) is drawn with
+    `split_seed`, and every clip of a drawn group validates instead of training. A `val_list` names
+    videos; the whole group of each is held out.
+
     Args:
         root: folder holding `UCF-101/` and `ucfTrainTestlist/`.
         split: official train/test split, 1, 2 or 3.
-        **kwargs: clip, loader and decoder arguments of `VideoDataModule`.
+        **kwargs: clip, loader, decoder and held-out split (val_fraction, split_seed, val_list)
+            arguments of `VideoDataModule`.
     """
+
+    heldout_unit = "recording groups"
 
     def __init__(self, root: str, split: int = 1, **kwargs):
         super().__init__(root, **kwargs)
@@ -111,6 +124,20 @@ class UCF101DataModule(VideoDataModule):
     def classes(self) -> list[str]:
         return parse_class_index(self.lists_dir / "classInd.txt")
 
+    def listing_name(self, subset: str) -> str:
+        return f"{'trainlist' if subset == 'train' else 'testlist'}{self.split:02d}.txt"
+
     def list_records(self, subset: str) -> Listing:
-        kind = "trainlist" if subset == "train" else "testlist"
-        return parse_split_list(self.lists_dir / f"{kind}{self.split:02d}.txt", self.classes, self.videos_dir)
+        return parse_split_list(self.lists_dir / self.listing_name(subset), self.classes, self.videos_dir)
+
+    def heldout_key(self, record: VideoRecord) -> str:
+        """`<Class>_gXX`: the recording group of the clip (a clip named otherwise is its own group)."""
+        match = VIDEO_NAME.fullmatch(record.video_id)
+        return f"{match['cls']}_g{int(match['group']):02d}" if match else record.video_id
+
+    @property
+    def validation_source(self) -> str:
+        if self.validates_on_test:
+            return (f"{self.listing_name('val')}: UCF101's TEST list (it has no validation list; set val_fraction "
+                    "to hold out training groups)")
+        return super().validation_source

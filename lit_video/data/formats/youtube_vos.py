@@ -100,6 +100,22 @@ class YouTubeVOSDataModule(VOSDataModule):
         self.all_frames = all_frames
         self._meta: dict[str, dict[str, dict[int, list[str]]]] = {}  # split -> parsed meta.json
 
+    def listing_name(self, subset: str) -> str:
+        """`<split>/meta.json` of the split `subset` reads (train: the videos not held out)."""
+        return f"{self.subsets[subset]}/meta.json"
+
+    @property
+    def validates_on_test(self) -> bool:
+        return self.subsets["val"] == self.subsets["test"]
+
+    @property
+    def validation_source(self) -> str:
+        if self.subsets["val"] == "train":
+            source = self.heldout_source("train/meta.json")
+        else:
+            source = f"{self.listing_name('val')} (each object's first mask only, no ground truth after it)"
+        return f"{source}; the split `test` reads too" if self.validates_on_test else source
+
     def meta_path(self, split: str) -> Path:
         return self.root / split / "meta.json"
 
