@@ -37,6 +37,8 @@ def _environment(monkeypatch):
     monkeypatch.delenv(STORAGE_ENV, raising=False)
     # submitit's local jobs inherit this: two PyTorch processes each using both cores run 2-3x slower
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # these workers share no GPUs: on a machine with an odd number of them, two workers would be refused
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 def _wait(jobs: list, timeout_s: float = 300) -> None:

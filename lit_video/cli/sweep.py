@@ -71,6 +71,12 @@ def sweep_study(args: argparse.Namespace) -> int:
     if args.study_name is not None:
         check_study_name(args.study_name, "--study-name")
     spec = SweepSpec.load(args.spec)
+    devices = None
+    if args.launcher == "local" and args.workers > 1:
+        from lit_video.sweep.launch import worker_devices
+
+        # Each worker gets its own share of this machine's GPUs: refused before the study or any worker exists.
+        devices = worker_devices(spec, args.workers)
     # Torch, Lightning and Optuna only now: a mistake in the arguments or the spec file is told at once.
     import optuna
 
@@ -88,7 +94,9 @@ def sweep_study(args: argparse.Namespace) -> int:
         # The study is created (its grid queued, its spec recorded) or its spec checked here, once: the
         # workers then find this spec recorded and need no --force-spec.
         load_study(spec, storage, study_name, check_spec=not args.force_spec)
-        codes = local_workers(args.spec, storage, study_name, args.workers, args.n_trials)
+        if devices[0] is not None and not args.quiet:
+            print(f"{args.workers} workers, each on its own GPUs: CUDA_VISIBLE_DEVICES {' | '.join(devices)}")
+        codes = local_workers(args.spec, storage, study_name, args.workers, args.n_trials, devices)
         if any(codes):
             print(f"warning: {sum(1 for c in codes if c)} of {args.workers} workers exited with an error")
         study = load_study(spec, storage, study_name)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -94,6 +95,7 @@ class Worker:
             KeyboardInterrupt: after Ctrl-C, once the running trial is recorded (or queued again).
         """
         deadline = time.monotonic() + self.spec.timeout if self.spec.timeout else None
+        self._record_start()
         with _StopSignals(self):
             while not self._stopping() and (deadline is None or time.monotonic() < deadline):
                 if self.heartbeat is not None:
@@ -115,6 +117,16 @@ class Worker:
             raise KeyboardInterrupt
         if self.stop_signal is not None:
             _requeue_slurm_job()
+
+    def _record_start(self) -> None:
+        """Record on the study, as `worker:HOST:PID`, the GPUs this worker was given (its own
+        $CUDA_VISIBLE_DEVICES, None when unset) and when it started (Unix time)."""
+        record = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "started": time.time()}
+        try:
+            self.study.set_user_attr(f"worker:{socket.gethostname()}:{os.getpid()}", record)
+        except Exception as err:  # a note for the user: no reason to give up the trials
+            warnings.warn(f"recording the worker's start in the study failed: {redact(str(err))[:200]}",
+                          stacklevel=1)
 
     def _next_trial(self) -> optuna.Trial | None:
         trials = self.study.get_trials(deepcopy=False)
