@@ -3,6 +3,9 @@
 FLOPs come from Lightning's `measure_flops` (PyTorch's FlopCounterMode), which counts a
 multiply-add as 2 FLOPs. torchvision and most papers publish MACs (multiply-adds) under the name
 "GFLOPs": the profile reports both, `gflops = 2 x gmacs`, per clip, forward pass only.
+
+This is a probe on synthetic clips (`lit-video profile`); what a real fit costs is measured as it trains
+by `lit_video.run_cost`.
 """
 
 from __future__ import annotations
@@ -11,11 +14,9 @@ import copy
 import time
 from dataclasses import asdict, dataclass
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.fabric.utilities.throughput import measure_flops
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 
@@ -204,45 +205,3 @@ def profiled_network(task: nn.Module) -> nn.Module:
     demand, so the wrapper is never part of the task's `state_dict`), else its `model`, else the task."""
     build = getattr(task, "compute_network", None)
     return build() if callable(build) else getattr(task, "model", task)
-
-
-class ComputeProfileCallback(L.Callback):
-    """Profiles the model once at the start of `fit` and logs `compute/*` to every logger.
-
-    The measurement trains a copy of the model, so the run itself is untouched.
-
-    Args:
-        enabled: set False to skip (e.g. for very large models on a CPU).
-        batch_size: clips per timed step.
-        steps: timed steps for each throughput figure.
-    """
-
-    def __init__(self, enabled: bool = True, batch_size: int = 2, steps: int = 2):
-        self.enabled = enabled
-        self.batch_size = batch_size
-        self.steps = steps
-        self.profile: ComputeProfile | None = None
-        self.seconds = 0.0  # how long profiling took: sweeps report it as overhead
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        example = getattr(pl_module, "example_input_array", None)
-        if not self.enabled or not isinstance(example, torch.Tensor) or trainer.fast_dev_run:
-            return
-        network = profiled_network(pl_module)
-        _, _, clip_len, height, width = example.shape
-        start = time.perf_counter()
-        self.profile = profile_model(
-            copy.deepcopy(network), clip_len, (height, width), batch_size=self.batch_size, steps=self.steps,
-            warmup=1, device=pl_module.device,
-        )
-        self.seconds = time.perf_counter() - start
-        metrics = self.profile.as_metrics()
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=0)
-        p = self.profile
-        # rank_zero_info, not pl_module.print: the progress bar drops lines printed while no bar is active
-        rank_zero_info(
-            f"compute: {p.params / 1e6:.2f} M params, {p.gflops:.2f} GFLOPs ({p.gmacs:.2f} GMACs) per "
-            f"{p.clip_len}x{p.height}x{p.width} clip, peak memory {p.peak_memory_mb:.0f} MB ({p.memory_source}), "
-            f"train {p.train_clips_per_s:.1f} clips/s, inference {p.infer_clips_per_s:.1f} clips/s on {p.device}"
-        )

@@ -165,6 +165,29 @@ def tiny_study(tmp_path_factory, ucf101_root) -> SweepSpec:
     return spec
 
 
+# An equal-compute sweep: every trial of tiny_compute_study trains TINY_COMPUTE_PFLOPS, whatever its clip length
+# (batches of 4 clips of 32x32 pixels: 10 steps at 16 frames, 20 at 8, 39 at 4).
+TINY_COMPUTE_PFLOPS = 2.5e-5
+TINY_COMPUTE_CLIP_LENS = [4, 8, 16]
+
+
+@pytest.fixture(scope="session")
+def tiny_compute_study(tmp_path_factory, ucf101_root) -> SweepSpec:
+    """A finished sweep at equal training compute on real storage: clip_len {4, 8, 16} x seeds {0, 1}, each
+    trial's steps derived from `budget: {train_pflops: TINY_COMPUTE_PFLOPS}`. Storage
+    `sqlite:///<out_dir>/tiny_compute.db`."""
+    folder = tmp_path_factory.mktemp("tiny_compute_study")
+    budget = {key: value for key, value in TINY_BUDGET.items() if key not in ("max_epochs", "limit_train_batches")}
+    spec = SweepSpec.load(write_spec(
+        folder, ucf101_root, study_name="tiny_compute", seeds=[0, 1],
+        overrides={"data.init_args.root": str(ucf101_root), "data.init_args.num_workers": 0,
+                   "data.init_args.batch_size": 4, "data.init_args.resolution": 32},
+        search_space={"data.init_args.clip_len": {"type": "categorical", "choices": TINY_COMPUTE_CLIP_LENS}},
+        budget={**budget, "train_pflops": TINY_COMPUTE_PFLOPS}))
+    run_sweep(spec)
+    return spec
+
+
 # The superuser password of the test PostgreSQL server; tests grep logs and outputs for it to prove
 # that it never leaks.
 POSTGRES_PASSWORD = "pg-Secr3t-test-pw"

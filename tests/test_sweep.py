@@ -111,7 +111,8 @@ def test_each_trial_has_an_offline_wandb_run_with_its_values_and_compute(tmp_pat
         assert config["data"]["init_args"]["clip_len"] == trial.params["data.init_args.clip_len"]
         assert config["model"]["init_args"]["num_classes"] == 4  # linked from the dataset at instantiation
         assert config["trainer"]["max_epochs"] == 1
-        for key in ("gflops", "params", "peak_memory_mb", "train_clips_per_s", "infer_clips_per_s"):
+        for key in ("gflops", "params", "peak_memory_mb", "train_clips_per_s", "train_gflops_per_clip",
+                    "train_pflops_total", "eval_gflops_per_video"):
             assert config["compute"][key] == pytest.approx(trial.user_attrs[f"compute/{key}"])
             assert summary[f"compute/{key}"] == pytest.approx(trial.user_attrs[f"compute/{key}"])
         assert summary["objective/val/acc_video_best"] == pytest.approx(trial.value)

@@ -13,13 +13,20 @@
     objectives: [{metric: val/acc_video_best, direction: maximize}]
     sampler: tpe                       # tpe | grid | random | nsga2
     pruner: median                     # median | hyperband | none (multi-objective: none)
-    budget: {max_epochs: 3}            # trainer.* for every trial
+    budget: {max_epochs: 3}            # trainer.* for every trial, or an equal-compute budget (below)
+    micro_batch: null                  # auto: the largest micro-batch that fits, gradients accumulated
     n_trials: 20
     timeout: null                      # seconds
     wandb: {project: lit-video, mode: null, tags: []}   # mode: online | offline | disabled | null (auto)
     heartbeat: {interval: 60, grace_period: 180, max_retry: 3}   # RDB storages: retrying dead workers' trials
     checkpoint_every_n_steps: null     # resume checkpoints: every epoch, and every N steps when set
     slurm: {partition: gpu, time_min: 240, gpus_per_worker: 1}   # --launcher slurm (lit_video.sweep.launch)
+
+`budget:` holds trainer arguments, and may hold one training-compute budget instead of an epoch count:
+`train_pflops: 2.0` or `train_device_hours: 1`. Each trial then derives its own `max_steps` from its measured
+cost (`lit_video.run_cost`), so that trials of different clip length, resolution or model train with the
+same compute. `micro_batch: auto` keeps each trial's batch when it does not fit the device: the largest
+micro-batch that fits, with gradients accumulated to the configured batch (`lit_video.micro_batch`).
 
 Everything is checked by `SweepSpec.load` (spec keys, types; the `wandb:`, `heartbeat:` and `slurm:`
 sections by `lit_video.sweep.settings`) and `validate` (every swept and fixed key against the real
@@ -57,7 +64,11 @@ SAMPLERS = ("tpe", "grid", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
 SPEC_KEYS = {"experiment", "study_name", "storage", "out_dir", "overrides", "search_space", "seeds", "objectives",
              "sampler", "pruner", "budget", "n_trials", "timeout", "wandb", "heartbeat", "checkpoint_every_n_steps",
-             "slurm"}
+             "slurm", "micro_batch"}
+# `budget:` keys that are not trainer arguments: the compute budget of `lit_video.run_cost.ComputeProfileCallback`
+COMPUTE_BUDGET_KEYS = ("train_pflops", "train_device_hours")
+# trainer limits a compute budget replaces (it sets max_steps itself and lifts the epoch limit)
+BUDGET_REPLACES = ("max_epochs", "max_steps", "max_time", "min_epochs", "min_steps")
 SEED_KEY = "seed_everything"
 DATA_ROOT_KEY = "data.init_args.root"  # the dataset folder of every DataModule: checked to exist before a sweep
 # A study name becomes a folder and a database file name: well under the usual 255-byte file name limit
@@ -204,6 +215,7 @@ class SweepSpec:
     heartbeat: HeartbeatSettings = HeartbeatSettings()
     checkpoint_every_n_steps: int | None = None
     slurm: dict[str, Any] = field(default_factory=dict)  # as given: the command line may override each key
+    micro_batch: str | None = None  # "auto", or None: each trial trains at its configured batch
 
     @property
     def multi_objective(self) -> bool:
@@ -277,6 +289,10 @@ class SweepSpec:
         for name, mapping in (("budget", budget), ("overrides", overrides)):
             if not isinstance(mapping, dict):
                 raise SweepSpecError(f"{path}: {name}: expected a mapping of config keys to values")
+        _check_compute_budget(path, budget, overrides)
+        micro_batch = raw.get("micro_batch")
+        if micro_batch not in (None, "auto"):
+            raise SweepSpecError(f"{path}: micro_batch: expected auto or null, got {micro_batch!r}")
         n_trials = positive_int(path, "n_trials", raw.get("n_trials"))
         timeout = raw.get("timeout")
         if timeout is not None and not (_number(timeout) and 0 < timeout < math.inf):
@@ -288,7 +304,7 @@ class SweepSpec:
             n_trials=n_trials, timeout=timeout, wandb=wandb_settings(path, raw.get("wandb")),
             heartbeat=heartbeat_settings(path, raw.get("heartbeat")),
             checkpoint_every_n_steps=positive_int(path, "checkpoint_every_n_steps", raw.get("checkpoint_every_n_steps")),
-            slurm=slurm_section(path, raw.get("slurm")),
+            slurm=slurm_section(path, raw.get("slurm")), micro_batch=micro_batch,
         )
 
     def grid(self) -> dict[str, list]:
@@ -304,12 +320,22 @@ class SweepSpec:
     def config_args(self, values: dict[str, Any], seed: int, trial_dir: Path | None = None) -> list[str]:
         """Command-line arguments (no subcommand) of one trial's config."""
         args = ["--config", str(self.experiment)]
-        fixed = {**self.overrides, **{f"trainer.{k}": v for k, v in self.budget.items()}}
+        fixed = {**self.overrides, **self.budget_args()}
         for key, value in {**fixed, **values, SEED_KEY: seed}.items():
             args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
         if trial_dir is not None:
             args += ["--trainer.default_root_dir", str(trial_dir)]
         return args
+
+    @property
+    def compute_budget(self) -> dict[str, float]:
+        """The training-compute budget of every trial ({"train_pflops": 2.0}), or {}."""
+        return {key: value for key, value in self.budget.items() if key in COMPUTE_BUDGET_KEYS}
+
+    def budget_args(self) -> dict[str, Any]:
+        """The budget as config keys: trainer arguments, and the compute budget for the compute profile."""
+        return {(f"compute_profile.{k}" if k in COMPUTE_BUDGET_KEYS else f"trainer.{k}"): v
+                for k, v in self.budget.items()}
 
     def hashes(self) -> dict[str, str]:
         """Short hashes of what makes a study's trials comparable: the search space (seeds included), the
@@ -319,7 +345,8 @@ class SweepSpec:
             "search_space": {"params": {p.key: {k: v for k, v in asdict(p).items() if k != "key"}
                                         for p in self.params}, "seeds": self.seeds},
             "experiment": experiment,
-            "overrides": {**self.overrides, **{f"trainer.{k}": v for k, v in self.budget.items()}},
+            "overrides": {**self.overrides, **self.budget_args()},
+            "micro_batch": self.micro_batch,
             "objectives": [asdict(o) for o in self.objectives],
         }
         return {part: hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -357,6 +384,22 @@ class SweepSpec:
                     relative = "" if Path(root).is_absolute() else f" (relative to the working folder {Path.cwd()})"
                     raise SweepSpecError(f"{self.path}: {source}: dataset root {root} does not exist or is not a "
                                          f"folder{relative}")
+
+
+def _check_compute_budget(path: Path, budget: dict, overrides: dict) -> None:
+    """At most one compute budget, a positive number, and no trainer limit beside it that it would override."""
+    given = [key for key in COMPUTE_BUDGET_KEYS if key in budget]
+    if len(given) > 1:
+        raise SweepSpecError(f"{path}: budget: give train_pflops or train_device_hours, not both")
+    if not given:
+        return
+    value = budget[given[0]]
+    if not _number(value) or not 0 < value < math.inf:
+        raise SweepSpecError(f"{path}: budget.{given[0]}: expected a positive number, got {value!r}")
+    limits = [key for key in BUDGET_REPLACES if key in budget or f"trainer.{key}" in overrides]
+    if limits:
+        raise SweepSpecError(f"{path}: budget.{given[0]} sets every trial's steps from its measured cost; leave out "
+                             f"{limits[0]} (the experiment's own epoch limit is lifted)")
 
 
 def _parser_reason(err: BaseException) -> str:

@@ -23,8 +23,8 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from lit_video.compute import ComputeProfileCallback
 from lit_video.errors import LitVideoError
+from lit_video.run_cost import ComputeProfileCallback
 from lit_video.sweep.spec import SEED_KEY, SweepSpec, study_folder
 from lit_video.sweep.storage import redact
 from lit_video.sweep.tracking import finish_run, trial_logger
@@ -94,8 +94,14 @@ class TrialRunner:
         try:
             cli = run_cli(spec.config_args(values, seed, trial_dir), run=False)
             logger = self._attach_wandb(cli, trial, values, seed)
+            _record_setting(trial, cli)
             callbacks: list = [ResumeCheckpoint(trial_dir / "checkpoints", spec.checkpoint_every_n_steps),
                                _RecordStartStep(trial), _StopWhenInterrupted(self)]
+            if spec.micro_batch == "auto":
+                from lit_video.micro_batch import FitMicroBatch
+
+                # first among the trial's callbacks: the batch is settled before anything measures the fit
+                callbacks.insert(0, FitMicroBatch())
             pruning = None
             if spec.pruner != "none":
                 pruning = PyTorchLightningPruningCallback(trial, monitor=spec.objectives[0].metric)
@@ -121,7 +127,7 @@ class TrialRunner:
                     warnings.filterwarnings("ignore", message="The reported value is ignored")
                     pruning.check_pruned()  # under DDP the pruning decision is taken on rank 0
             metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-            metrics.update(_record_profile(trial, cli))
+            metrics.update(_record_costs(trial, cli))
             results = []
             for objective in spec.objectives:
                 if objective.metric not in metrics:
@@ -176,10 +182,11 @@ class TrialRunner:
             raise
         finally:
             if cli is not None:
-                _record_profile(trial, cli)  # also for a trial that failed after profiling
+                _record_costs(trial, cli)  # also for a trial that failed or stopped after some steps
             if logger is not None:
-                if "compute/params" in trial.user_attrs:
-                    logger.log_hyperparams({"compute": _compute_attrs(trial.user_attrs)})
+                costs = _compute_attrs(trial.user_attrs)
+                if costs:
+                    logger.log_hyperparams(costs)
                 finish_run(logger, summary, exit_code)
             trial.set_user_attr("wall_time_s", time.perf_counter() - start)
             os.environ.pop(DDP_TRIAL_ENV, None)
@@ -269,20 +276,44 @@ def resolved_config(cli) -> dict:
     return config
 
 
-def _record_profile(trial: optuna.Trial, cli) -> dict[str, float]:
-    """Copy the compute profile (if it ran) and its own duration into the trial's user attributes."""
-    callback = next((c for c in cli.trainer.callbacks if isinstance(c, ComputeProfileCallback)), None)
-    if callback is None or callback.profile is None:
-        return {}
-    metrics = callback.profile.as_metrics()
-    for key, value in metrics.items():
+def _record_costs(trial: optuna.Trial, cli) -> dict[str, float]:
+    """Copy what the fit measured (`compute/*`, `budget/*`, and `batch/*` when the micro-batch was searched)
+    into the trial's user attributes; returns the numeric ones (an objective may be one of them)."""
+    from lit_video.micro_batch import FitMicroBatch
+
+    recorded: dict[str, object] = {}
+    for callback in cli.trainer.callbacks:
+        if isinstance(callback, ComputeProfileCallback):
+            recorded.update(callback.metrics())
+            if callback.profile is not None:
+                trial.set_user_attr("profile_time_s", callback.seconds)
+        elif isinstance(callback, FitMicroBatch):
+            recorded.update(callback.record)
+    for key, value in recorded.items():
         trial.set_user_attr(key, value)
-    trial.set_user_attr("profile_time_s", callback.seconds)
-    return metrics
+    return {key: float(value) for key, value in recorded.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)}
+
+
+def _record_setting(trial: optuna.Trial, cli) -> None:
+    """Where the trial's objective is measured (the DataModule's `validation_source`, and whether that is the
+    list `test` reads) and the GPUs its worker was given."""
+    datamodule = cli.datamodule
+    source = getattr(datamodule, "validation_source", None)
+    if isinstance(source, str):
+        trial.set_user_attr("objective_split", source)
+        trial.set_user_attr("objective_on_test", bool(getattr(datamodule, "validates_on_test", False)))
+    trial.set_user_attr("cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
 def _compute_attrs(attrs: dict) -> dict:
-    return {key.removeprefix("compute/"): value for key, value in attrs.items() if key.startswith("compute/")}
+    """The trial's measured costs for its W&B config: {"compute": {...}, "budget": {...}, "batch": {...}}."""
+    sections: dict[str, dict] = {}
+    for key, value in attrs.items():
+        section, _, name = key.partition("/")
+        if section in ("compute", "budget", "batch") and name:
+            sections.setdefault(section, {})[name] = value
+    return sections
 
 
 def interrupted(trial: optuna.trial.FrozenTrial) -> bool:

@@ -66,12 +66,15 @@ class VideoTask(L.LightningModule):
     monitor: str = ""
     monitor_note: str = ""
     default_predictions: str = "predictions"
+    # Evaluation goes through each video frame by frame (VOS, VIS): the compute record then also gives the
+    # evaluation's seconds per frame, the speed column of those benchmarks' tables.
+    frame_level_evaluation: bool = False
 
     def __init_subclass__(cls, monitor: str | None = None, monitor_note: str | None = None,
-                          predictions: str | None = None, **kwargs: Any):
+                          predictions: str | None = None, frame_level_evaluation: bool | None = None, **kwargs: Any):
         super().__init_subclass__(**kwargs)
         for name, value in (("monitor", monitor), ("monitor_note", monitor_note),
-                            ("default_predictions", predictions)):
+                            ("default_predictions", predictions), ("frame_level_evaluation", frame_level_evaluation)):
             if value is not None:
                 setattr(cls, name, value)
 

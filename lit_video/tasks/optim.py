@@ -93,10 +93,22 @@ def optimizer_and_schedule(config: OptimizerConfig, groups: list[dict], trainer:
         optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
     else:
         optimizer = torch.optim.AdamW(groups, lr=config.lr)
-    total_steps = max(int(trainer.estimated_stepping_batches), 1)
-    steps_per_epoch = max(total_steps / max(trainer.max_epochs or 1, 1), 1.0)
-    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    # The schedule's length is read at every step, not fixed here: a compute budget sets `max_steps` once the
+    # first steps have been measured, and a micro-batch search changes the batches per epoch, both after
+    # this runs (see `lit_video.run_cost`, `lit_video.micro_batch`).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, warmup_steps, total_steps, config.schedule)
+        optimizer, lambda step: lr_factor(step, *_warmup_and_total_steps(trainer, config.warmup_epochs), config.schedule)
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _warmup_and_total_steps(trainer: L.Trainer, warmup_epochs: float) -> tuple[int, int]:
+    """(warm-up steps, total optimizer steps) of the fit as the trainer is now configured."""
+    total = trainer.estimated_stepping_batches
+    total_steps = max(int(total), 1) if math.isfinite(total) else 2**62  # no end given: the cosine stays at its top
+    batches = trainer.num_training_batches
+    if isinstance(batches, int | float) and math.isfinite(batches) and batches > 0:
+        steps_per_epoch = max(math.ceil(batches / max(trainer.accumulate_grad_batches, 1)), 1)
+    else:
+        steps_per_epoch = max(total_steps / max(trainer.max_epochs or 1, 1), 1.0)
+    return int(warmup_epochs * steps_per_epoch), total_steps

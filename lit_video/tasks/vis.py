@@ -48,7 +48,7 @@ class ClipClassLogits(nn.Module):
         return logits.flatten(1, -2).mean(dim=1) + 0 * outputs["masks"].mean()
 
 
-class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.json",
+class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.json", frame_level_evaluation=True,
                                 monitor_note="(YouTube-VIS AP over IoU 0.50:0.95)"):
     """YouTube-VIS-style video instance segmentation with a query-based model (offline or online).
 

@@ -82,7 +82,7 @@ class ClipPropagation(nn.Module):
         return torch.stack(pooled).mean(dim=0)  # (B,2)
 
 
-class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions",
+class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions", frame_level_evaluation=True,
                               monitor_note="(J&F mean over objects, davis2017-evaluation semantics)"):
     """Semi-supervised VOS with a memory or mask-propagation model.
 
