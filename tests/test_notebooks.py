@@ -1,6 +1,7 @@
 """The notebooks in notebooks/, executed with nbclient on a real sweep (the `tiny_study` fixture: clip_len
-{4, 8} x stride {1, 2} x seeds {0, 1}, offline W&B): what they print is checked against the study itself,
-computed here independently of the report module."""
+{4, 8} x stride {1, 2} x seeds {0, 1}, offline W&B; and `tiny_compute_study`, the same grid trained to one
+training-compute budget): what they print is checked against the studies themselves, computed here
+independently of the report module."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import nbformat
 import optuna
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_COMPUTE_CLIP_LENS
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -22,6 +23,7 @@ NOTEBOOKS = ("compare_runs", "clip_length_vs_compute")
 CLIP = "data.init_args.clip_len"
 STRIDE = "data.init_args.stride"
 GFLOPS = "compute/gflops"
+TRAIN_PFLOPS = "compute/train_pflops_total"
 
 
 def storage_of(spec: SweepSpec) -> str:
@@ -101,6 +103,46 @@ def clip_length(tiny_study, tmp_path_factory) -> nbformat.NotebookNode:
                                               "LIT_VIDEO_STUDY": tiny_study.study_name})
 
 
+@pytest.fixture(scope="module")
+def clip_length_equal_compute(tiny_study, tiny_compute_study) -> nbformat.NotebookNode:
+    return execute("clip_length_vs_compute", {
+        "LIT_VIDEO_STORAGE": storage_of(tiny_study), "LIT_VIDEO_STUDY": tiny_study.study_name,
+        "LIT_VIDEO_EQUAL_COMPUTE_STUDY": tiny_compute_study.study_name,
+        "LIT_VIDEO_EQUAL_COMPUTE_STORAGE": storage_of(tiny_compute_study)})
+
+
+@pytest.fixture(scope="module")
+def compute_study(tiny_compute_study) -> optuna.Study:
+    return optuna.load_study(study_name=tiny_compute_study.study_name, storage=storage_of(tiny_compute_study))
+
+
+def best_per_clip(trials: list[optuna.trial.FrozenTrial]) -> dict[int, dict]:
+    """clip_len -> its best setting's (of the other parameters but the seed) mean objective, mean training
+    PFLOPs, mean budget steps (None without a budget) and largest peak memory over seeds."""
+    groups: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
+    for t in trials:
+        groups.setdefault(tuple(sorted((k, v) for k, v in t.params.items() if k != SEED_KEY)), []).append(t)
+    best: dict[int, dict] = {}
+    for setting, group in groups.items():
+        clip_len = dict(setting)[CLIP]
+        steps = [t.user_attrs["budget/max_steps"] for t in group if "budget/max_steps" in t.user_attrs]
+        row = {"objective": statistics.fmean(t.value for t in group),
+               "train_pflops": statistics.fmean(t.user_attrs[TRAIN_PFLOPS] for t in group),
+               "steps": round(statistics.fmean(steps)) if steps else None,
+               "peak": max(t.user_attrs["compute/peak_memory_mb"] for t in group)}
+        if clip_len not in best or row["objective"] > best[clip_len]["objective"]:
+            best[clip_len] = row
+    return best
+
+
+def assert_sides(found: dict, expected: dict[int, dict]) -> None:
+    assert sorted(found) == sorted(expected)
+    for clip_len, row in expected.items():
+        assert found[clip_len]["objective"] == pytest.approx(row["objective"], abs=1e-6)
+        assert found[clip_len]["train_pflops"] == pytest.approx(row["train_pflops"], rel=1e-5)
+        assert found[clip_len]["steps"] == row["steps"]
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebooks_are_stored_clean_and_read_their_study_from_the_environment(name):
     nb = read(name)
@@ -112,6 +154,9 @@ def test_notebooks_are_stored_clean_and_read_their_study_from_the_environment(na
     source = "\n".join(cell.source for cell in code)
     assert not re.search(r"""["'](/|[A-Za-z]:\\)|sqlite:////""", source)  # no machine-specific absolute path
     assert "pandas" not in source
+    if name == "clip_length_vs_compute":  # the optional equal-compute study, in the same storage by default
+        assert 'os.environ.get("LIT_VIDEO_EQUAL_COMPUTE_STUDY")' in code[0].source
+        assert 'os.environ.get("LIT_VIDEO_EQUAL_COMPUTE_STORAGE") or STORAGE' in code[0].source
 
 
 def test_compare_runs_finds_exactly_the_non_dominated_trials(compare_runs, study, report_dir):
@@ -151,7 +196,7 @@ def test_compare_runs_plots_the_ablation_as_means_over_seeds(compare_runs, study
 
 
 def test_clip_length_table_compute_and_marginal_gain(clip_length, study):
-    assert_plots_drawn(clip_length, expected=1)
+    assert_plots_drawn(clip_length, expected=2)  # the ablation with its cost, and objective vs training compute
     text = stdout(clip_length)
     by_clip = {c: [t for t in study.trials if t.params[CLIP] == c] for c in (4, 8)}
     flops = printed(text, "GFLOPs by clip_len:")
@@ -166,13 +211,49 @@ def test_clip_length_table_compute_and_marginal_gain(clip_length, study):
     assert printed(text, "objective by clip_len:") == pytest.approx(best, abs=1e-6)
     gain = (best[8] - best[4]) / (flops[8] - flops[4])
     assert printed(text, "gain per GFLOP:") == {(4, 8): pytest.approx(gain, abs=1e-4)}
-    # the table: one row per clip length with its peak memory, which grows with the clip too
+    # the measured training compute of the best stride: as many clips seen, each about twice the FLOPs
+    expected = best_per_clip(study.trials)
+    pflops = printed(text, "train PFLOPs by clip_len:")
+    assert pflops == {c: pytest.approx(expected[c]["train_pflops"], rel=1e-5) for c in (4, 8)}
+    assert 1.5 < pflops[8] / pflops[4] < 2.1
+    train_gain = (best[8] - best[4]) / (pflops[8] - pflops[4])
+    assert printed(text, "gain per train PFLOP:") == {(4, 8): pytest.approx(train_gain, rel=1e-4)}
+    # the table: one row per clip length with its peak memory (measured over the real fit), which grows with
+    # the clip too, then the measured costs in place of forward GFLOPs
+    header = next(line for line in text.splitlines() if line.lstrip().startswith("clip_len  "))
+    assert "train PFLOPs" in header and "GFLOPs fwd" not in header
     rows = {int(line.split()[0]): line.split() for line in text.splitlines() if re.match(r"\s+(4|8)\s+\d\.\d{4} ± ", line)}
     assert sorted(rows) == [4, 8]
-    peak = {c: max(t.user_attrs["compute/peak_memory_mb"] for t in trials) for c, trials in by_clip.items()}
+    peak = {c: expected[c]["peak"] for c in (4, 8)}  # the best setting's, largest over its seeds
     for c, row in rows.items():
-        assert row[4] == "(n=2)" and float(row[6]) == pytest.approx(peak[c], abs=0.05)
-    assert peak[8] > peak[4]
+        assert row[4] == "(n=2)" and float(row[5]) == pytest.approx(peak[c], abs=0.05)
+    if all(t.user_attrs["compute/memory_source"] == "cuda" for t in study.trials):
+        # a CPU process's peak only grows: trials after the first in one process add little or nothing to it
+        assert peak[8] > peak[4]
+    # without a second study: said so, and this one alone against its training compute
+    assert "no equal-compute study" in text
+    assert printed(text, "equal compute:") is None and printed(text, "budget:") is None
+    assert_sides(printed(text, "equal epochs:"), expected)
+
+
+def test_clip_length_at_equal_epochs_and_at_equal_compute(clip_length_equal_compute, study, compute_study):
+    assert_plots_drawn(clip_length_equal_compute, expected=2)
+    text = stdout(clip_length_equal_compute)
+    assert "no equal-compute study" not in text
+    complete = compute_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 2 * len(TINY_COMPUTE_CLIP_LENS)  # two seeds each
+    (budget,) = {t.user_attrs["budget/train_pflops"] for t in complete}
+    assert printed(text, "budget:") == {"budget/train_pflops": pytest.approx(budget)}
+    at_epochs, at_compute = best_per_clip(study.trials), best_per_clip(complete)
+    assert_sides(printed(text, "equal epochs:"), at_epochs)
+    assert_sides(printed(text, "equal compute:"), at_compute)
+    # at equal compute the longer clip trains for fewer steps
+    steps = [at_compute[c]["steps"] for c in sorted(at_compute)]
+    assert steps == sorted(steps, reverse=True) and steps[0] > steps[-1]
+    for name, expected in (("epochs", at_epochs), ("compute", at_compute)):
+        # ties go to the shorter clip
+        best = max(sorted(expected), key=lambda c: expected[c]["objective"])
+        assert printed(text, f"best clip_len at equal {name}:") == best
 
 
 def test_a_missing_study_is_a_clear_error_and_creates_no_database(tmp_path):

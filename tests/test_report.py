@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -22,6 +24,7 @@ from conftest import write_spec
 from lit_video.cli import main
 from lit_video.sweep.report import (
     configuration_table,
+    grouped_points,
     load_existing_study,
     primary_objective,
     versus,
@@ -32,6 +35,7 @@ from lit_video.sweep.study import run_sweep
 
 CLIP = "data.init_args.clip_len"
 STRIDE = "data.init_args.stride"
+TRAIN_PFLOPS = "compute/train_pflops_total"
 
 
 def storage_of(spec: SweepSpec) -> str:
@@ -137,6 +141,13 @@ def test_report_of_a_real_sweep_through_the_cli(tiny_study, tmp_path, capsys):
     assert all(s.x == [4, 8] and all(label == "n=2" for label in s.labels) for s in series)  # 2 seeds each
     best = max(series, key=lambda s: max(s.y))
     assert f"{max(best.y):.4f} ± " in printed  # the best configuration's mean over seeds is in the summary
+    # what the trials really cost, measured during their fits, in the CSV, the figures and the summary
+    assert all(float(r["compute/train_pflops_total"]) > 0 and float(r["compute/eval_gflops_per_video"]) > 0
+               for r in rows)
+    assert all((out / f"{plot}.png").is_file() for plot in MEASURED_FIGURES)
+    assert "iso-compute" in printed and "at <= " in printed
+    on_test = any(t.user_attrs.get("objective_on_test") for t in study.trials)
+    assert ("WARNING" in printed) == on_test and "objective taken from: " in printed
 
 
 def test_pareto_sweep_with_nsga2_and_compute_as_an_objective(tmp_path, ucf101_root):
@@ -196,3 +207,158 @@ def test_dashboard_serves_the_study_on_localhost(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def measured_study(path: Path, name: str = "measured", budget: float | None = None, on_test: set[int] = frozenset(),
+                   seed: int = 0) -> optuna.Study:
+    """A study of recorded trials (no training) with the measured training cost of a real sweep: clip_len
+    {4, 8, 16} x stride {1, 2} x seeds {0, 1}. Training compute grows with the clip (and a little with the
+    stride), the objective too, with noise: the best configuration within a small compute is not the best one.
+
+    Args:
+        path: the SQLite file.
+        name: the study's name.
+        budget: train every trial to this many PFLOPs (a budgeted study), or None (equal epochs).
+        on_test: trial numbers whose objective came from the test list.
+        seed: the noise.
+    """
+    rng = random.Random(seed)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{path}", direction="maximize")
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        study.set_metric_names(["val/acc_video_best"])
+    distributions = {CLIP: optuna.distributions.CategoricalDistribution([4, 8, 16]),
+                     STRIDE: optuna.distributions.CategoricalDistribution([1, 2]),
+                     SEED_KEY: optuna.distributions.CategoricalDistribution([0, 1])}
+    number = 0
+    for clip_len in (4, 8, 16):
+        for stride in (1, 2):
+            for seed_value in (0, 1):
+                per_clip = 0.3 * clip_len * (1 + 0.1 * stride)  # forward + backward GFLOPs per training clip
+                clips = 2000 if budget is None else budget * 1e6 / per_clip
+                attrs = {
+                    "compute/gflops": 0.1 * clip_len, "compute/params": 2e6,
+                    "compute/train_gflops_per_clip": per_clip, "compute/train_clips_seen": clips,
+                    "compute/train_pflops_total": per_clip * clips / 1e6 * rng.uniform(0.97, 1.03),
+                    "compute/train_seconds": clips / 50, "compute/train_device_hours": clips / 50 / 3600,
+                    "compute/train_clips_per_s": rng.uniform(40, 60), "compute/peak_memory_mb": 40.0 * clip_len
+                    + rng.uniform(0, 5), "compute/memory_source": "cuda",
+                    "compute/eval_gflops_per_video": 0.4 * clip_len * stride,
+                    "compute/eval_seconds_per_video": 0.01 * clip_len,
+                    "objective_split": "val", "objective_on_test": number in on_test,
+                    "batch/requested": 16, "batch/micro": 16 if clip_len < 16 else 8,
+                    "batch/accumulate_grad_batches": 1 if clip_len < 16 else 2, "batch/effective": 16,
+                    "fit_time_s": clips / 50, "wall_time_s": clips / 45,
+                }
+                if budget is not None:
+                    attrs.update({"budget/train_pflops": budget, "budget/max_steps": round(clips / 16)})
+                value = 0.4 + 0.1 * math.log2(clip_len) - 0.02 * stride + rng.uniform(-0.06, 0.06)
+                study.add_trial(optuna.trial.create_trial(
+                    value=value, params={CLIP: clip_len, STRIDE: stride, SEED_KEY: seed_value},
+                    distributions=distributions, user_attrs=attrs))
+                number += 1
+    return study
+
+
+def configurations(trials: list[optuna.trial.FrozenTrial]) -> dict[str, dict[str, float]]:
+    """'clip_len=C, stride=S' -> mean objective, mean training PFLOPs and mean budget steps over seeds,
+    computed here without the report module."""
+    groups: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in trials:
+        groups.setdefault(f"clip_len={t.params[CLIP]}, stride={t.params[STRIDE]}", []).append(t)
+    return {label: {"mean": statistics.fmean(t.value for t in group),
+                    "pflops": statistics.fmean(t.user_attrs["compute/train_pflops_total"] for t in group),
+                    "steps": statistics.fmean(t.user_attrs.get("budget/max_steps", 0) for t in group)}
+            for label, group in groups.items()}
+
+
+MEASURED_FIGURES = ("objective_vs_train_pflops", "objective_vs_eval_gflops", "objective_vs_peak_memory")
+
+
+def test_measured_compute_figures_and_the_best_configuration_within_each_compute_level(tmp_path):
+    study = measured_study(tmp_path / "measured.db")
+    report = write_report(study, tmp_path / "report")
+    names = {p.name for p in report.files}
+    for plot in MEASURED_FIGURES:
+        assert {f"{plot}.png", f"{plot}.html"} <= names
+        assert (tmp_path / "report" / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "report" / "objective_vs_train_pflops.html").read_text()
+    assert '"type":"log"' in page and "clip_len=16" in page  # log x, one series per clip length
+    with open(tmp_path / "report" / "trials.csv") as file:
+        columns = set(next(csv.DictReader(file)))
+    assert set(study.trials[0].user_attrs) <= columns  # every recorded attribute
+    # the best configuration within each iso-compute level, checked against the trials themselves
+    configs = configurations(study.trials)
+    found = re.findall(r"^  at <= (\S+) PFLOPs: best (.+?): (\d\.\d{4}) ± ", report.summary, re.MULTILINE)
+    assert len(found) >= 3
+    picked = set()
+    for level, label, mean in found:
+        within = {k: c for k, c in configs.items() if c["pflops"] <= float(level)}
+        expected = max(within, key=lambda k: within[k]["mean"])
+        assert label == expected and float(mean) == pytest.approx(configs[expected]["mean"], abs=1e-4)
+        picked.add(label)
+    cheapest = min(configs, key=lambda k: configs[k]["pflops"])
+    overall = max(configs, key=lambda k: configs[k]["mean"])
+    assert cheapest in picked and overall in picked and len(picked) >= 3  # neither only the cheapest nor the best
+    assert "budgeted study" not in report.summary and "objective taken from: val (12 trials)" in report.summary
+    assert "gradient accumulation (micro_batch: auto): 4 of 12 trials ran with it" in report.summary
+
+
+def test_configurations_carry_the_measured_cost(tmp_path):
+    study = measured_study(tmp_path / "measured.db", seed=1)
+    for row in configuration_table(study.trials, 0):
+        trials = [t for t in study.trials if t.number in row["trials"]]
+        for key in ("train_gflops_per_clip", "train_pflops_total", "eval_gflops_per_video", "train_clips_per_s"):
+            assert row[key] == pytest.approx(statistics.fmean(t.user_attrs[f"compute/{key}"] for t in trials))
+        assert row["peak_memory_mb"] == max(t.user_attrs["compute/peak_memory_mb"] for t in trials)
+        assert row["memory_source"] == "cuda" and row["steps"] == pytest.approx(2000 / 16)
+
+
+def test_a_budgeted_study_is_ranked_at_its_budget(tmp_path):
+    study = measured_study(tmp_path / "budgeted.db", budget=0.5, seed=2)
+    report = write_report(study, tmp_path / "report")
+    summary = report.summary
+    assert "budgeted study: every trial trained to train_pflops = 0.5 PFLOPs" in summary
+    assert "iso-compute" not in summary  # one budget: no compute levels to choose between
+    ranking = summary.split("budgeted study")[1].split("\n\n")[0]
+    ranked = re.findall(r"^  \d\. (.+?): (\d\.\d{4}) ± \d\.\d{4} with (\d+) steps", ranking, re.MULTILINE)
+    configs = configurations(study.trials)
+    assert [label for label, _, _ in ranked] == sorted(configs, key=lambda k: -configs[k]["mean"])
+    for label, _, steps in ranked:
+        assert int(steps) == round(configs[label]["steps"])
+    page = (tmp_path / "report" / "objective_vs_train_pflops.html").read_text()
+    assert "budget 0.5 PFLOPs" in page  # the budget drawn as the iso-compute line
+
+
+def test_the_split_warning_appears_exactly_when_the_objective_came_from_the_test_list(tmp_path, capsys):
+    clean = measured_study(tmp_path / "clean.db")
+    assert "WARNING" not in write_report(clean, tmp_path / "clean").summary
+    measured_study(tmp_path / "on_test.db", on_test={3, 7})
+    storage = f"sqlite:///{tmp_path / 'on_test.db'}"
+    assert main(["report", "--storage", storage, "--out", str(tmp_path / "on_test")]) == 0
+    printed = capsys.readouterr().out
+    (warning,) = [line for line in printed.splitlines() if "WARNING" in line]
+    assert warning.startswith("WARNING: 2 trials (trial 3, 7) took the objective from the test list")
+    assert "hyperparameters were chosen on the test list" in warning
+    assert warning in (tmp_path / "on_test" / "summary.txt").read_text()
+
+
+def test_old_studies_without_the_measured_attributes_still_report(tmp_path):
+    report = write_report(recorded_study(tmp_path / "recorded.db"), tmp_path / "old")
+    names = {p.name for p in report.files}
+    assert "objective_vs_train_pflops.png" not in names and "objective_vs_eval_gflops.png" not in names
+    assert "objective_vs_peak_memory.png" in names  # the profile's peak memory is there
+    assert "- PFLOPs trained" in report.summary and "iso-compute" not in report.summary
+    assert "objective taken from" not in report.summary and "WARNING" not in report.summary
+    # a study with no compute at all, and one with forward GFLOPs only
+    bare = optuna.create_study(study_name="bare", storage=f"sqlite:///{tmp_path / 'bare.db'}")
+    x = optuna.distributions.IntDistribution(0, 5)
+    for i in range(3):
+        attrs = {"compute/gflops": 1.0 + i} if i else {}
+        bare.add_trial(optuna.trial.create_trial(value=i, params={"x": i}, distributions={"x": x}, user_attrs=attrs))
+    summary = write_report(bare, tmp_path / "bare").summary
+    assert "x=0: 0.0000 ± 0.0000 (1 seed); no profile;" in summary
+    assert "x=1: 1.0000 ± 0.0000 (1 seed); 2 GFLOPs fwd/clip, - GFLOPs train/clip" in summary
+    assert {p.name for p in (tmp_path / "bare").iterdir()} >= {"trials.csv", "summary.txt", "objective_vs_x.png"}
+    written = {p.name for p in (tmp_path / "bare").iterdir()}
+    assert not {"objective_vs_peak_memory.png", "objective_vs_train_pflops.png"} & written
+    assert grouped_points(bare.trials, None, lambda t: t.user_attrs.get(TRAIN_PFLOPS), lambda t: t.value) == []

@@ -1,17 +1,26 @@
 """`lit-video report`: what a sweep found, as a CSV, PNG + HTML plots and a text summary.
 
-    trials.csv                     every trial: state, objective(s), parameters, compute, times, failure
-    objective_vs_<param>.png|html  the first objective against each swept parameter (clip_len, stride,
-                                   resolution, ...): mean and standard deviation over seeds, one line per
-                                   setting of the other parameters
-    objective_vs_gflops.png|html   every trial, the Pareto front (best objective for its GFLOPs) marked
-    fit_time_vs_clip_len.png|html  training time against clip length (when clip_len is swept)
-    param_importances.png|html     Optuna's PED-ANOVA importances of the parameters for the first objective
-    summary.txt                    best configurations, the Pareto front, failures, sweep overhead
-    index.html                     all of the above on one page
+    trials.csv                          every trial: state, objective(s), parameters, every user attribute
+                                        (compute, measured training cost, budget, batch, split, times, failure)
+    objective_vs_<param>.png|html       the first objective against each swept parameter (clip_len, stride,
+                                        resolution, ...): mean and standard deviation over seeds, one line per
+                                        setting of the other parameters
+    objective_vs_gflops.png|html        every trial, the Pareto front (best objective for its GFLOPs) marked
+    objective_vs_train_pflops.png|html  the first objective against the measured training compute (PFLOPs,
+                                        log x), one series per value of the first swept parameter, with
+                                        iso-compute levels (or the budget of a budgeted study)
+    objective_vs_eval_gflops.png|html   the first objective against the evaluation GFLOPs per video
+    objective_vs_peak_memory.png|html   the first objective against the peak memory (MB)
+    fit_time_vs_clip_len.png|html       training time against clip length (when clip_len is swept)
+    param_importances.png|html          Optuna's PED-ANOVA importances of the parameters for the first objective
+    summary.txt                         where the objective came from, best configurations, the best one within
+                                        each training-compute level (or the ranking at the budget), the Pareto
+                                        front, gradient accumulation, failures, sweep overhead
+    index.html                          all of the above on one page
 
 Plots are described once (`Figure`) and drawn twice: matplotlib for PNG, plotly for interactive HTML
-(plotly.js is written once beside the pages, so they open offline).
+(plotly.js is written once beside the pages, so they open offline). Studies recorded before a figure's
+attributes existed still report: that figure is left out and its table cells read "-".
 """
 
 from __future__ import annotations
@@ -40,6 +49,18 @@ from lit_video.sweep.storage import (
 )
 
 GFLOPS = "compute/gflops"
+# Measured over a trial's real training and evaluation (absent from studies recorded before they existed)
+TRAIN_GFLOPS_PER_CLIP = "compute/train_gflops_per_clip"
+TRAIN_PFLOPS = "compute/train_pflops_total"
+TRAIN_DEVICE_HOURS = "compute/train_device_hours"
+EVAL_GFLOPS = "compute/eval_gflops_per_video"
+PEAK_MEMORY = "compute/peak_memory_mb"
+MAX_STEPS = "budget/max_steps"
+# A budgeted study's target -> (the measured attribute it bounds, its unit)
+BUDGETS = {"budget/train_pflops": (TRAIN_PFLOPS, "PFLOPs"),
+           "budget/train_device_hours": (TRAIN_DEVICE_HOURS, "device hours")}
+ACCUMULATE = "batch/accumulate_grad_batches"
+ISO_LEVELS = 4  # vertical iso-compute lines, evenly spaced on the log scale of the training compute
 TIME_ATTRS = ("setup_time_s", "profile_time_s", "fit_time_s", "wall_time_s")
 MAX_SERIES = 6  # more settings of the other parameters than this: one pooled line instead
 
@@ -183,6 +204,8 @@ class Figure:
     x_label: str
     y_label: str
     series: list[Series] = field(default_factory=list)
+    log_x: bool = False
+    verticals: list[tuple[float, str]] = field(default_factory=list)  # (x, label): dotted vertical lines
 
     def write_png(self, path: Path) -> None:
         # A Figure of its own, not pyplot: no global backend switch, no window, inline notebook plots untouched
@@ -199,8 +222,15 @@ class Figure:
             else:
                 ax.errorbar(s.x, s.y, yerr=s.error, fmt="-o", capsize=3, label=s.name, zorder=3, color=s.color)
         ax.set(title=self.title, xlabel=self.x_label, ylabel=self.y_label)
+        if self.log_x:
+            ax.set_xscale("log")
+        for x, label in self.verticals:
+            ax.axvline(x, color="#7f7f7f", linestyle=":", linewidth=1, zorder=1)
+            ax.annotate(label, (x, 1), xycoords=("data", "axes fraction"), xytext=(-2, -3),
+                        textcoords="offset points", rotation=90, ha="right", va="top", fontsize="x-small",
+                        color="#7f7f7f")
         ticks = sorted({x for s in self.series if s.style != "bar" for x in s.x}, key=_sort_key)
-        if len(ticks) <= 10 and all(isinstance(x, int) for x in ticks):
+        if not self.log_x and len(ticks) <= 10 and all(isinstance(x, int) for x in ticks):
             ax.set_xticks(ticks)  # the swept values themselves, not 4.5, 5.0, ...
         ax.grid(alpha=0.3)
         if len(self.series) > 1:
@@ -222,6 +252,14 @@ class Figure:
                                      marker={"color": s.color} if s.color else None))
         fig.update_layout(title=self.title, xaxis_title=self.x_label, yaxis_title=self.y_label,
                           template="plotly_white")
+        if self.log_x:
+            fig.update_xaxes(type="log")
+        for x, label in self.verticals:
+            fig.add_vline(x=x, line_dash="dot", line_color="#7f7f7f", line_width=1)
+            # on a log axis a shape takes the value itself, an annotation its log10
+            fig.add_annotation(x=math.log10(x) if self.log_x else x, y=1, yref="paper", text=label,
+                               showarrow=False, textangle=-90, xanchor="right", yanchor="top",
+                               font={"size": 10, "color": "#7f7f7f"})
         # plotly.js once beside the pages (not from a CDN): cluster nodes and laptops on a plane open them too
         fig.write_html(path, include_plotlyjs="directory", full_html=True)
 
@@ -262,6 +300,105 @@ def versus(trials: list[optuna.trial.FrozenTrial], param: str, value: Callable[[
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _positive(value: Any) -> Any:
+    # a log axis has no place for zero or less
+    return value if not _missing(value) and value > 0 else None
+
+
+def _true(value: Any) -> bool:
+    # a flag stored as a bool, or as text by a tool that wrote the storage another way
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1", "yes"))
+
+
+def grouped_points(trials: list, group: str | None, x: Callable[[Any], Any], y: Callable[[Any], Any]) -> list[Series]:
+    """Markers for every trial with both an x and a y, one series per value of the parameter `group`
+    (all trials in one series when it is None).
+
+    Args:
+        trials: the trials to plot.
+        group: a parameter (e.g. clip_len), or None.
+        x, y: a trial's coordinates (None when it lacks one).
+    """
+    points = [t for t in trials if not _missing(x(t)) and not _missing(y(t))]
+    if not points:
+        return []
+    values = sorted({t.params.get(group) for t in points}, key=_sort_key) if group else [None]
+    series = []
+    for value in values:
+        members = [t for t in points if group is None or t.params.get(group) == value]
+        series.append(Series(f"{short_name(group)}={value}" if group else "trials", [x(t) for t in members],
+                             [y(t) for t in members], labels=[f"trial {t.number}: {_label(t.params)}" for t in members],
+                             style="markers"))
+    return series
+
+
+def round_up(value: float, digits: int = 3) -> float:
+    """The smallest number with `digits` significant digits that is >= value: a level that prints exactly
+    and still holds the value it was made from."""
+    scale = 10.0 ** (math.floor(math.log10(value)) - digits + 1)
+    rounded = float(f"{math.ceil(value / scale - 1e-9) * scale:.{digits}g}")
+    return rounded if rounded >= value else float(f"{rounded + scale:.{digits}g}")
+
+
+def compute_levels(values: Sequence[float], count: int = ISO_LEVELS) -> list[float]:
+    """Iso-compute levels for `values` (e.g. training PFLOPs): `count` levels evenly spaced on a log scale
+    from the least to the most, rounded up to 3 significant digits; one level when they are all within 5%.
+
+    Args:
+        values: the configurations' compute; those <= 0 are left out.
+        count: how many levels at most.
+    """
+    values = [v for v in values if v > 0]
+    if not values:
+        return []
+    low, high = min(values), max(values)
+    if high <= low * 1.05:
+        return [round_up(high)]
+    return sorted({round_up(low * (high / low) ** (i / (count - 1))) for i in range(count)})
+
+
+def best_within(table: list[dict[str, Any]], levels: Sequence[float], maximize: bool, key: str = "train_pflops_total",
+                ) -> list[tuple[float, dict[str, Any] | None, int]]:
+    """For each compute level: (level, the best configuration whose `key` is within it or None, how many are).
+
+    Args:
+        table: rows of `configuration_table`.
+        levels: compute levels, in the unit of `key`.
+        maximize: whether a larger mean objective is better.
+        key: the row's compute (mean over seeds).
+    """
+    found = []
+    for level in levels:
+        within = [row for row in table if row.get(key) is not None and row[key] <= level]
+        best = max(within, key=lambda row: row["mean"] if maximize else -row["mean"]) if within else None
+        found.append((level, best, len(within)))
+    return found
+
+
+def study_budget(trials: list) -> tuple[str, float] | None:
+    """(budget attribute, target) when every trial was trained to one and the same budget, else None."""
+    targets = set()
+    for trial in trials:
+        found = [(key, trial.user_attrs[key]) for key in BUDGETS if not _missing(trial.user_attrs.get(key))]
+        if not found:
+            return None
+        targets.update(found)
+    return targets.pop() if len(targets) == 1 else None
+
+
+def trial_steps(attrs: dict[str, Any]) -> float | None:
+    """The optimizer steps a trial trained for, from its user attributes: the steps it recorded, else those its
+    budget gave it, else the clips it saw (every device's) over its effective batch (per device, times the
+    devices); None when none of them was recorded."""
+    for key in ("compute/train_steps", MAX_STEPS):
+        if not _missing(attrs.get(key)):
+            return attrs[key]
+    clips, batch = attrs.get("compute/train_clips_seen"), attrs.get("batch/effective", attrs.get("batch/requested"))
+    if _missing(clips) or _missing(batch) or not batch:
+        return None
+    return round(clips / (batch * (attrs.get("batch/world_size") or 1)))
 
 
 @dataclass
@@ -312,6 +449,37 @@ def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None =
                    labels=[f"trial {t.number}" for t in front], color="#d62728"),
         ]))
     clip_param = next((p for p in params if short_name(p) == "clip_len"), None)
+    group = clip_param or (params[0] if params else None)
+    table = configuration_table(complete, primary)
+    budget = study_budget(complete)
+    measured = grouped_points(complete, group, lambda t: _positive(t.user_attrs.get(TRAIN_PFLOPS)), objective)
+    if measured:
+        if budget is not None:
+            if budget[0] == "budget/train_pflops":
+                verticals = [(budget[1], f"budget {budget[1]:.3g} PFLOPs")]
+            else:  # a device-hours budget has no place on a PFLOPs axis
+                verticals = []
+            title = f"{primary_name} vs training compute (budget {budget[1]:.3g} {BUDGETS[budget[0]][1]})"
+        else:
+            levels = compute_levels([row["train_pflops_total"] for row in table
+                                     if row["train_pflops_total"] is not None])
+            verticals = [(level, f"<= {level:.3g} PFLOPs") for level in levels]
+            title = f"{primary_name} vs training compute (iso-compute levels dotted)"
+        # every trial of a budgeted study is near one compute: a log axis would only crowd its ticks
+        figures.append(Figure("objective_vs_train_pflops", title,
+                              "training compute (PFLOPs, measured" + (", log)" if budget is None else ")"),
+                              primary_name, measured, log_x=budget is None, verticals=verticals))
+    evaluated = grouped_points(complete, group, lambda t: t.user_attrs.get(EVAL_GFLOPS), objective)
+    if evaluated:
+        figures.append(Figure("objective_vs_eval_gflops", f"{primary_name} vs evaluation compute",
+                              "evaluation GFLOPs per video", primary_name, evaluated))
+    memory = grouped_points(complete, group, lambda t: t.user_attrs.get(PEAK_MEMORY), objective)
+    if memory:
+        sources = sorted({str(t.user_attrs["compute/memory_source"]) for t in complete
+                          if t.user_attrs.get("compute/memory_source")})
+        figures.append(Figure("objective_vs_peak_memory", f"{primary_name} vs peak memory",
+                              "peak memory (MB" + (f", {' / '.join(sources)}" if sources else "") + ")",
+                              primary_name, memory))
     if clip_param is not None:
         figures.append(Figure("fit_time_vs_clip_len", "training time vs clip length", "clip_len",
                               "fit time (s, mean ± std)",
@@ -325,7 +493,7 @@ def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None =
         for suffix, write in ((".png", figure.write_png), (".html", figure.write_html)):
             write(out_dir / f"{figure.name}{suffix}")
             files.append(out_dir / f"{figure.name}{suffix}")
-    summary = _summary(study, storage, names, primary, complete, front, importance_note)
+    summary = _summary(study, storage, names, primary, complete, front, importance_note, table, budget)
     (out_dir / "summary.txt").write_text(summary)
     files.append(out_dir / "summary.txt")
     _write_index(out_dir / "index.html", study.study_name, figures, summary)
@@ -371,7 +539,12 @@ def _importances(study: optuna.Study, primary: int, complete: list) -> tuple[dic
 
 def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
     """Complete trials grouped by configuration (every parameter but the seed): the objective's mean and
-    standard deviation over seeds, the compute (mean over seeds; peak memory: the largest) and the trials."""
+    standard deviation over seeds, the compute (mean over seeds; peak memory: the largest) and the trials.
+
+    A figure a trial did not record (older studies) is None: forward `gflops`, `params_m`,
+    `train_gflops_per_clip`, `train_pflops_total`, `train_device_hours`, `eval_gflops_per_video`,
+    `peak_memory_mb` (with `memory_source`), `train_clips_per_s`, `fit_time_s` and `steps` (`trial_steps`).
+    """
     groups: dict[tuple, list] = defaultdict(list)
     for trial in complete:
         groups[tuple(sorted((k, v) for k, v in trial.params.items() if k != SEED_KEY))].append(trial)
@@ -384,13 +557,22 @@ def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
     for setting, trials in groups.items():
         values = [t.values[primary] for t in trials]
         params = over_seeds(trials, "compute/params")
+        steps = [n for n in (trial_steps(t.user_attrs) for t in trials) if n is not None]
         table.append({
             "params": dict(setting), "mean": statistics.fmean(values),
             "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": len(values),
             "gflops": over_seeds(trials, GFLOPS), "params_m": params / 1e6 if params is not None else None,
-            "peak_memory_mb": over_seeds(trials, "compute/peak_memory_mb", max),
+            "train_gflops_per_clip": over_seeds(trials, TRAIN_GFLOPS_PER_CLIP),
+            "train_pflops_total": over_seeds(trials, TRAIN_PFLOPS),
+            "train_device_hours": over_seeds(trials, TRAIN_DEVICE_HOURS),
+            "eval_gflops_per_video": over_seeds(trials, EVAL_GFLOPS),
+            "peak_memory_mb": over_seeds(trials, PEAK_MEMORY, max),
+            "memory_source": " / ".join(sorted({str(t.user_attrs["compute/memory_source"]) for t in trials
+                                                if t.user_attrs.get("compute/memory_source")}))
+                             or None,
             "train_clips_per_s": over_seeds(trials, "compute/train_clips_per_s"),
             "fit_time_s": over_seeds(trials, "fit_time_s"),
+            "steps": statistics.fmean(steps) if steps else None,
             "trials": [t.number for t in trials],
         })
     return table
@@ -409,7 +591,8 @@ def sweep_overhead(trials: list) -> tuple[float, float] | None:
 
 
 def _summary(study: optuna.Study, storage: str | None, names: list[str], primary: int, complete: list,
-             front: list, importance_note: str) -> str:
+             front: list, importance_note: str, table: list[dict[str, Any]] | None = None,
+             budget: tuple[str, float] | None = None) -> str:
     trials = study.get_trials(deepcopy=False)
     counts: dict[str, int] = defaultdict(int)
     for trial in trials:
@@ -418,24 +601,31 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     lines = [f"study '{study.study_name}'" + (f" in {show_storage(storage)}" if storage else "") + f": {len(trials)} trials ("
              + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
     lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
-    table = sorted(configuration_table(complete, primary), key=lambda r: r["mean"], reverse=maximize)
+    lines += _split_lines(trials)
+    table = sorted(configuration_table(complete, primary) if table is None else table, key=lambda r: r["mean"],
+                   reverse=maximize)
     if table:
         lines.append(f"\nbest configurations by {names[primary]} (mean ± std over seeds):")
         for rank, row in enumerate(table[:5], 1):
-            compute = (f"{row['gflops']:.3g} GFLOPs, {row['params_m']:.2f} M params, "
-                       f"{row['peak_memory_mb']:.0f} MB peak, {row['train_clips_per_s']:.1f} train clips/s"
-                       if row["gflops"] is not None else "no profile")
-            fit = f"fit {row['fit_time_s']:.1f} s; " if row["fit_time_s"] is not None else ""
             lines.append(f"  {rank}. {_label(row['params'])}: {row['mean']:.4f} ± {row['std']:.4f} "
-                         f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {compute}; {fit}"
+                         f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {_compute_text(row)}; "
                          f"trials {', '.join(map(str, row['trials']))}")
     else:
         lines.append("\nno complete trials yet")
+    lines += _budget_lines(trials, table, budget, names[primary], maximize)
     if front:
         lines.append(f"\nPareto front, {names[primary]} vs GFLOPs (no trial is better on both):")
         for trial in front:
             lines.append(f"  trial {trial.number}: {trial.values[primary]:.4f} at "
                          f"{trial.user_attrs[GFLOPS]:.3g} GFLOPs ({_label(trial.params)})")
+    batched = [t for t in trials if not _missing(t.user_attrs.get(ACCUMULATE))]
+    if batched:
+        accumulated = [t for t in batched if t.user_attrs[ACCUMULATE] > 1]
+        lines.append(f"\ngradient accumulation (micro_batch: auto): {len(accumulated)} of {len(batched)} trials ran "
+                     "with it" + (":" if accumulated else ""))
+        lines += [f"  trial {t.number} ({_label(t.params)}): batch {t.user_attrs.get('batch/requested', '-')} = "
+                  f"{t.user_attrs.get('batch/micro', '-')} x {t.user_attrs[ACCUMULATE]} accumulated"
+                  for t in accumulated]
     failures = [t for t in trials if "failure" in t.user_attrs]
     if failures:
         lines.append("\nfailed trials:")
@@ -447,6 +637,76 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     if importance_note:
         lines.append(f"\n{importance_note}")
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if _missing(value) else f"{value:{spec}}"
+
+
+def _compute_text(row: dict[str, Any]) -> str:
+    """A configuration's compute and cost, "-" for what its trials did not record."""
+    figures = [("gflops", ".3g", "GFLOPs fwd/clip"), ("train_gflops_per_clip", ".3g", "GFLOPs train/clip"),
+               ("train_pflops_total", ".3g", "PFLOPs trained"), ("eval_gflops_per_video", ".3g", "GFLOPs eval/video"),
+               ("params_m", ".2f", "M params"), ("peak_memory_mb", ".0f", "MB peak"),
+               ("train_clips_per_s", ".1f", "train clips/s"), ("fit_time_s", ".1f", "s fit")]
+    if all(_missing(row.get(key)) for key, _, _ in figures):
+        return "no profile"
+    text = ", ".join(f"{_fmt(row.get(key), spec)} {unit}" for key, spec, unit in figures)
+    return text.replace("MB peak", f"MB peak ({row['memory_source']})") if row.get("memory_source") else text
+
+
+def _split_lines(trials: list) -> list[str]:
+    """Where the objective came from (`objective_split`), and a warning when it was the test list."""
+    splits: dict[str, int] = defaultdict(int)
+    for trial in trials:
+        if not _missing(trial.user_attrs.get("objective_split")):
+            splits[str(trial.user_attrs["objective_split"])] += 1
+    lines = ["objective taken from: " + ", ".join(f"{split} ({n} trial{'s' * (n > 1)})" for split, n in
+                                                   sorted(splits.items()))] if splits else []
+    on_test = [t.number for t in trials if _true(t.user_attrs.get("objective_on_test"))]
+    if on_test:
+        shown = ", ".join(map(str, on_test[:10])) + (", ..." if len(on_test) > 10 else "")
+        lines.append(f"WARNING: {len(on_test)} trial{'s' * (len(on_test) > 1)} (trial {shown}) took the objective "
+                     "from the test list: the hyperparameters were chosen on the test list, so results on it are no "
+                     "longer an unbiased estimate")
+    return lines
+
+
+def _budget_lines(trials: list, table: list[dict[str, Any]], budget: tuple[str, float] | None, objective_name: str,
+                  maximize: bool) -> list[str]:
+    """A budgeted study's budget and its configurations ranked at it; otherwise the best configuration
+    within each iso-compute level of measured training compute (nothing for studies that did not measure it)."""
+    if budget is not None:
+        key, target = budget
+        measured, unit = BUDGETS[key]
+        column = measured.removeprefix("compute/")
+        lines = [f"\nbudgeted study: every trial trained to {key.removeprefix('budget/')} = {target:.3g} {unit} "
+                 f"(its steps derived per trial); configurations ranked at that budget by {objective_name} "
+                 "(mean ± std over seeds):"]
+        lines += [f"  {rank}. {_label(row['params'])}: {row['mean']:.4f} ± {row['std']:.4f} with "
+                  f"{_fmt(row['steps'], '.0f')} steps, {_fmt(row[column], '.3g')} {unit} measured"
+                  for rank, row in enumerate(table, 1)]
+        return lines
+    lines = []
+    targets: dict[str, int] = defaultdict(int)
+    for trial in trials:
+        for key, (_, unit) in BUDGETS.items():
+            if not _missing(trial.user_attrs.get(key)):
+                targets[f"{key.removeprefix('budget/')} = {trial.user_attrs[key]:.3g} {unit}"] += 1
+    if targets:
+        lines.append("\nbudgets (not one for every trial): "
+                     + ", ".join(f"{target} ({n} trial{'s' * (n > 1)})" for target, n in sorted(targets.items())))
+    measured = [row for row in table if row["train_pflops_total"] is not None]
+    levels = compute_levels([row["train_pflops_total"] for row in measured])
+    if levels:
+        lines.append(f"\niso-compute: the best configuration by {objective_name} within each level of measured "
+                     "training compute (mean over seeds):")
+        for level, row, count in best_within(measured, levels, maximize):
+            if row is not None:
+                lines.append(f"  at <= {level:.3g} PFLOPs: best {_label(row['params'])}: {row['mean']:.4f} ± "
+                             f"{row['std']:.4f} at {row['train_pflops_total']:.3g} PFLOPs ({count} of "
+                             f"{len(measured)} configurations within)")
+    return lines
 
 
 def _write_index(path: Path, study_name: str, figures: list[Figure], summary: str) -> None:
