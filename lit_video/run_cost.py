@@ -33,6 +33,8 @@ for it are logged as `budget/*`.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import math
 import time
 from collections import Counter
@@ -99,6 +101,16 @@ def _proc_status_kb(field: str) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _release_freed_memory() -> None:
+    """Give the memory the C allocator keeps after `free` back to the system (glibc's malloc_trim), so that
+    the resident size counts live memory: without it, a process that already ran a larger fit (an earlier
+    sweep trial) would start this one with its peak already resident and show no growth."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the growth is then measured over whatever the allocator kept
 
 
 def _reset_peak_rss() -> bool:
@@ -232,6 +244,8 @@ class ComputeProfileCallback(L.Callback):
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         else:
+            gc.collect()
+            _release_freed_memory()
             self._rss_reset = _reset_peak_rss()
             self._baseline_rss_kb = _proc_status_kb("VmRSS")
 

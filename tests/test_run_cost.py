@@ -7,7 +7,7 @@ import optuna
 import pytest
 import torch
 from cli_errors import assert_one_line_error, run_lit_video
-from conftest import REPO, TINY_BUDGET, TINY_COMPUTE_CLIP_LENS, TINY_COMPUTE_PFLOPS, write_spec
+from conftest import REPO, TINY_COMPUTE_CLIP_LENS, TINY_COMPUTE_PFLOPS, write_spec
 from lightning.pytorch.callbacks import Callback
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,13 +36,13 @@ class FirstTrainingBatch(Callback):
             self.batch = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def fit(config: str, root, tmp_path, *extra: str, capture: bool = False):
-    """Fit `config` on `root` for one short epoch in this process; returns (cli, cost callback, first batch)."""
+def fit(config: str, root, tmp_path, *extra: str, capture: bool = False, callbacks: list | None = None):
+    """Fit `config` on `root` for one short epoch in this process (with `callbacks` added); returns (cli, cost
+    callback, first training batch when `capture`)."""
     cli = run_cli(["--config", str(EXPERIMENTS / config), "--data.init_args.root", str(root), *QUIET,
                    "--trainer.default_root_dir", str(tmp_path), *extra], run=False)
     first = FirstTrainingBatch()
-    if capture:
-        cli.trainer.callbacks.append(first)
+    cli.trainer.callbacks.extend([*(callbacks or []), *([first] if capture else [])])
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     cost = next(c for c in cli.trainer.callbacks if isinstance(c, ComputeProfileCallback))
     return cli, cost, first.batch
@@ -141,16 +141,29 @@ def test_equal_compute_sweep_gives_every_clip_length_the_same_training_compute(t
     assert abs(short["compute/train_steps"] - ratio * long["compute/train_steps"]) <= ratio
 
 
+class ValidationSteps(Callback):
+    """The global step of every validation run of a fit."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.steps.append(trainer.global_step)
+
+
 def test_a_device_hours_budget_sets_the_steps_and_the_schedule_follows_them(tmp_path, ucf101_root):
+    validations = ValidationSteps()
     cli, cost, _ = fit("r2plus1d_tiny.yaml", ucf101_root, tmp_path, "--trainer.enable_checkpointing", "false",
                        "--trainer.limit_val_batches", "1", "--data.init_args.batch_size", "4",
-                       "--data.init_args.resolution", "32", "--compute_profile.train_device_hours", "0.0015",
-                       "--compute_profile.measure_steps", "2")
+                       "--data.init_args.resolution", "32", "--compute_profile.train_device_hours", "0.004",
+                       "--compute_profile.measure_steps", "2", callbacks=[validations])
     metrics = cost.metrics()
     steps = metrics["budget/max_steps"]
     assert steps >= 4 and cli.trainer.global_step == steps == metrics["compute/train_steps"]
-    # 5.4 s of training on this machine, whatever its speed: within a factor of the budget
-    assert 0.3 * 0.0015 < metrics["compute/train_device_hours"] < 3 * 0.0015
+    assert validations.steps[-1] == steps  # validated at the last step, in the middle of an epoch or not
+    # 14.4 s of training on this machine, whatever its speed: within a factor of the budget
+    assert 0.3 * 0.004 < metrics["compute/train_device_hours"] < 3 * 0.004
     # the cosine schedule ends at the derived last step, not at the provisional one
     assert cli.trainer.optimizers[0].param_groups[0]["lr"] < 1e-3 * cli.model.optimizer_config.lr + 1e-12
     assert cli.trainer.max_epochs == -1
