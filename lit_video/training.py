@@ -28,8 +28,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 
 from lit_video.checkpoint import AtomicCheckpointIO, fetch_checkpoint, is_url, read_checkpoint
-from lit_video.run_cost import ComputeProfileCallback
 from lit_video.errors import LitVideoError
+from lit_video.run_cost import ComputeProfileCallback
 from lit_video.yaml_files import install_config_loader
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
