@@ -345,8 +345,9 @@ class SweepSpec:
             "search_space": {"params": {p.key: {k: v for k, v in asdict(p).items() if k != "key"}
                                         for p in self.params}, "seeds": self.seeds},
             "experiment": experiment,
-            "overrides": {**self.overrides, **self.budget_args()},
-            "micro_batch": self.micro_batch,
+            # micro_batch only when set: a study recorded before the key existed keeps its hash
+            "overrides": {**self.overrides, **self.budget_args(),
+                          **({"micro_batch": self.micro_batch} if self.micro_batch else {})},
             "objectives": [asdict(o) for o in self.objectives],
         }
         return {part: hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
