@@ -118,14 +118,14 @@ def compute_study(tiny_compute_study) -> optuna.Study:
 
 def best_per_clip(trials: list[optuna.trial.FrozenTrial]) -> dict[int, dict]:
     """clip_len -> its best setting's (of the other parameters but the seed) mean objective, mean training
-    PFLOPs, mean budget steps (None without a budget) and largest peak memory over seeds."""
+    PFLOPs, mean optimizer steps (as every trial records them) and largest peak memory over seeds."""
     groups: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
     for t in trials:
         groups.setdefault(tuple(sorted((k, v) for k, v in t.params.items() if k != SEED_KEY)), []).append(t)
     best: dict[int, dict] = {}
     for setting, group in groups.items():
         clip_len = dict(setting)[CLIP]
-        steps = [t.user_attrs["budget/max_steps"] for t in group if "budget/max_steps" in t.user_attrs]
+        steps = [t.user_attrs["compute/train_steps"] for t in group if "compute/train_steps" in t.user_attrs]
         row = {"objective": statistics.fmean(t.value for t in group),
                "train_pflops": statistics.fmean(t.user_attrs[TRAIN_PFLOPS] for t in group),
                "steps": round(statistics.fmean(steps)) if steps else None,
@@ -226,7 +226,7 @@ def test_clip_length_table_compute_and_marginal_gain(clip_length, study):
     assert sorted(rows) == [4, 8]
     peak = {c: expected[c]["peak"] for c in (4, 8)}  # the best setting's, largest over its seeds
     for c, row in rows.items():
-        assert row[4] == "(n=2)" and float(row[5]) == pytest.approx(peak[c], abs=0.05)
+        assert row[4] == "(n=2)" and float(row[5]) == pytest.approx(peak[c], abs=0.051)  # printed to 0.1 MB
     if all(t.user_attrs["compute/memory_source"] == "cuda" for t in study.trials):
         # a CPU process's peak only grows: trials after the first in one process add little or nothing to it
         assert peak[8] > peak[4]

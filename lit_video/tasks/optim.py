@@ -106,9 +106,9 @@ def _warmup_and_total_steps(trainer: L.Trainer, warmup_epochs: float) -> tuple[i
     """(warm-up steps, total optimizer steps) of the fit as the trainer is now configured."""
     total = trainer.estimated_stepping_batches
     total_steps = max(int(total), 1) if math.isfinite(total) else 2**62  # no end given: the cosine stays at its top
-    batches = trainer.num_training_batches
+    batches = getattr(trainer, "num_training_batches", None)  # known once the training loader is set up
     if isinstance(batches, int | float) and math.isfinite(batches) and batches > 0:
-        steps_per_epoch = max(math.ceil(batches / max(trainer.accumulate_grad_batches, 1)), 1)
+        steps_per_epoch = max(math.ceil(batches / max(getattr(trainer, "accumulate_grad_batches", 1), 1)), 1)
     else:
         steps_per_epoch = max(total_steps / max(trainer.max_epochs or 1, 1), 1.0)
     return int(warmup_epochs * steps_per_epoch), total_steps
