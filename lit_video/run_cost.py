@@ -184,6 +184,10 @@ class ComputeProfileCallback(L.Callback):
         self._baseline_rss_kb: int | None = None
         self._rss_reset = False
 
+    def _measuring(self, trainer: L.Trainer) -> bool:
+        """Whether this fit is measured: enabled, and not a fast_dev_run (a smoke test of a few batches)."""
+        return self.enabled and not trainer.fast_dev_run
+
     @property
     def budgeted(self) -> bool:
         return self.enabled and (self.train_pflops is not None or self.train_device_hours is not None)
@@ -207,13 +211,13 @@ class ComputeProfileCallback(L.Callback):
         if stage != "fit" or not self.enabled:
             return
         self._reset_measurements()
-        if self.budgeted and not trainer.fast_dev_run:
+        if self.budgeted and self._measuring(trainer):
             # Before the optimizer and its schedule are configured: the steps are set once measured.
             trainer.fit_loop.max_epochs = -1
             trainer.fit_loop.epoch_loop.max_steps = PROVISIONAL_MAX_STEPS
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         self.world_size = trainer.world_size
         if self.budget_max_steps is not None:  # resumed: the budget's steps were derived before
@@ -237,7 +241,7 @@ class ComputeProfileCallback(L.Callback):
             self.seconds = time.perf_counter() - start
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         device = pl_module.device
         if device.type == "cuda":
@@ -250,7 +254,7 @@ class ComputeProfileCallback(L.Callback):
             self._baseline_rss_kb = _proc_status_kb("VmRSS")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.enabled:
+        if self._measuring(trainer):
             self._interval_start = time.perf_counter()
 
     def _pause_training_time(self) -> None:
@@ -263,7 +267,7 @@ class ComputeProfileCallback(L.Callback):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         if self.train_flops_per_clip is None and self._mode is None:
             self._mode = _CountingMode()
@@ -271,7 +275,7 @@ class ComputeProfileCallback(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         clips = clips_in_batch(batch)
         if self._mode is not None:
@@ -292,7 +296,7 @@ class ComputeProfileCallback(L.Callback):
         """Set `max_steps` from the budget once the cost of a step is known."""
         step = trainer.global_step
         if self.train_pflops is not None:
-            if self.train_flops_per_clip is None or not self.train_flops_per_clip:
+            if not self.train_flops_per_clip:  # not counted yet
                 return
             clips_per_step = clips * trainer.accumulate_grad_batches * self.world_size
             steps = self.train_pflops * 1e15 / (self.train_flops_per_clip * clips_per_step)
@@ -315,7 +319,7 @@ class ComputeProfileCallback(L.Callback):
         rank_zero_info(f"compute budget {budget}: {self.budget_max_steps} optimizer steps")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         self._pause_training_time()
         self.train_steps = trainer.global_step
@@ -331,7 +335,7 @@ class ComputeProfileCallback(L.Callback):
                                       else "process peak RSS growth (peak since the process started)")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         metrics = self.metrics()
         for logger in trainer.loggers:
@@ -341,19 +345,19 @@ class ComputeProfileCallback(L.Callback):
 
     # ------------------------------------------------------------------------ evaluation
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         self._pause_training_time()  # validation inside a training epoch is not training time
         self._eval_counting_run = self._eval_counted_batches == 0
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._eval_counting_run = False
-        if self.enabled and trainer.training and not trainer.sanity_checking:
+        if self._measuring(trainer) and trainer.training and not trainer.sanity_checking:
             self._interval_start = time.perf_counter()
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                                   batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         if self._eval_counting_run and self._eval_counted_batches < self.eval_batches:
             self._mode = _CountingMode()
@@ -365,7 +369,7 @@ class ComputeProfileCallback(L.Callback):
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not self.enabled or trainer.fast_dev_run:
+        if not self._measuring(trainer):
             return
         if self._mode is not None:
             mode, self._mode = self._mode, None

@@ -218,6 +218,19 @@ class SegmentationDataModule(VideoDataModule):
         """Where the videos of `subset` are listed, for the message when there are none."""
         return f"under {self.root}"
 
+    @property
+    def validation_source(self) -> str:
+        """Held-out training videos when the format validates on its train split (YouTube-VOS, YouTube-VIS
+        draw them themselves), else `released_validation_source`; said when `test` reads the same split."""
+        subsets = getattr(self, "subsets", {})
+        source = (self.heldout_source(self.listing_name("train")) if subsets.get("val") == "train"
+                  else self.released_validation_source())
+        return f"{source}; the split `test` reads too" if self.validates_on_test else source
+
+    def released_validation_source(self) -> str:
+        """`validation_source` of a validation split the dataset releases: its listing by default."""
+        return self.listing_name("val")
+
     # --- shared --------------------------------------------------------------------------------
 
     @cached_property

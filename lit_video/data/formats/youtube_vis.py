@@ -213,19 +213,10 @@ class YouTubeVISDataModule(SegmentationDataModule):
         out)."""
         return self.annotation_path(self.subsets[subset]).relative_to(self.root).as_posix()
 
-    @property
-    def validates_on_test(self) -> bool:
-        return self.subsets["val"] == self.subsets["test"]
-
-    @property
-    def validation_source(self) -> str:
-        if self.subsets["val"] == "train":
-            source = self.heldout_source(self.listing_name("train"))
-        else:
-            gt = ground_truth_path(self.root, self.subsets["val"], self.version)
-            source = (f"{gt.relative_to(self.root).as_posix()} (ground truth of {self.listing_name('val')})"
-                      if gt.is_file() else f"{self.listing_name('val')} (no ground truth: predictions only)")
-        return f"{source}; the split `test` reads too" if self.validates_on_test else source
+    def released_validation_source(self) -> str:
+        gt = ground_truth_path(self.root, self.subsets["val"], self.version)
+        return (f"{gt.relative_to(self.root).as_posix()} (ground truth of {self.listing_name('val')})"
+                if gt.is_file() else f"{self.listing_name('val')} (no ground truth: predictions only)")
 
     def annotation_file(self, split: str) -> tuple[Path, dict]:
         """(path, checked JSON) of `split`, read once: the ground truth file of a split released without

@@ -104,17 +104,8 @@ class YouTubeVOSDataModule(VOSDataModule):
         """`<split>/meta.json` of the split `subset` reads (train: the videos not held out)."""
         return f"{self.subsets[subset]}/meta.json"
 
-    @property
-    def validates_on_test(self) -> bool:
-        return self.subsets["val"] == self.subsets["test"]
-
-    @property
-    def validation_source(self) -> str:
-        if self.subsets["val"] == "train":
-            source = self.heldout_source("train/meta.json")
-        else:
-            source = f"{self.listing_name('val')} (each object's first mask only, no ground truth after it)"
-        return f"{source}; the split `test` reads too" if self.validates_on_test else source
+    def released_validation_source(self) -> str:
+        return f"{self.listing_name('val')} (each object's first mask only, no ground truth after it)"
 
     def meta_path(self, split: str) -> Path:
         return self.root / split / "meta.json"
