@@ -139,12 +139,13 @@ def profile_model(
     steps: int = 3,
     warmup: int = 1,
     device: str | torch.device | None = None,
+    channels: int = 3,
 ) -> ComputeProfile:
     """Measure `model` at one clip size. The timing trains it for a few steps with a tiny learning
     rate: pass a copy when its weights matter.
 
     Args:
-        model: takes (B, 3, T, H, W), returns (B, num_classes).
+        model: takes (B, channels, T, H, W), returns (B, num_classes).
         clip_len: frames per clip.
         resolution: crop size, int or (height, width).
         num_classes: output classes (read from one forward pass when None).
@@ -152,12 +153,13 @@ def profile_model(
         steps, warmup: timed and untimed steps for each throughput figure; steps=0 counts parameters
             and FLOPs only (throughput and memory are NaN).
         device: where to measure; the model's own device when None.
+        channels: input channels of a clip: 3 for RGB, 2 for optical flow, 5 for both.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model = model.to(device)
     height, width = (resolution, resolution) if isinstance(resolution, int) else resolution
-    clip = torch.randn(1, 3, clip_len, height, width, device=device)  # (1, C, T, H, W)
-    batch = torch.randn(batch_size, 3, clip_len, height, width, device=device)
+    clip = torch.randn(1, channels, clip_len, height, width, device=device)  # (1, C, T, H, W)
+    batch = torch.randn(batch_size, channels, clip_len, height, width, device=device)
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 

@@ -224,7 +224,7 @@ class ComputeProfileCallback(L.Callback):
             trainer.fit_loop.epoch_loop.max_steps = self.budget_max_steps
         example = getattr(pl_module, "example_input_array", None)
         if isinstance(example, torch.Tensor):
-            _, _, clip_len, height, width = example.shape
+            _, channels, clip_len, height, width = example.shape
             start = time.perf_counter()
             network = profiled_network(pl_module)
             modes = {module: module.training for module in network.modules()}
@@ -234,7 +234,7 @@ class ComputeProfileCallback(L.Callback):
             try:
                 with torch.random.fork_rng(devices=devices):
                     self.profile = profile_model(network, clip_len, (height, width), steps=0,
-                                                 device=pl_module.device)
+                                                 device=pl_module.device, channels=channels)
             finally:
                 for module, training in modes.items():
                     module.training = training

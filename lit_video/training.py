@@ -60,12 +60,30 @@ class VideoCLI(LightningCLI):
         ("data.init_args.resolution", "model.init_args.resolution", "parse"),
         # captioning: the vocabulary built from (or given to) the DataModule
         ("data.tokenizer_config", "model.init_args.tokenizer", "instantiate"),
+        # what the clips' channels hold (rgb, flow, rgb+flow); a task without the argument (VIS, captioning)
+        # is not linked and refuses any modality but rgb (`check_modality_link`)
+        ("data.init_args.modality", "model.init_args.modality", "parse"),
     )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ComputeProfileCallback, "compute_profile")
         for source, target, apply_on in self.LINKS:
             parser.link_arguments(source, target, apply_on=apply_on)
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        check_modality_link(self.config[subcommand] if subcommand else self.config)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self.datamodule is None:
+            return
+        data_modality = getattr(self.datamodule, "modality", "rgb")
+        model_modality = getattr(self.model, "modality", "rgb")
+        if data_modality != model_modality:  # a checkpoint's hyperparameters replaced the linked value
+            raise LitVideoError(f"the model reads modality {model_modality!r} (its checkpoint's) but "
+                                f"data.init_args.modality is {data_modality!r}; give the data the modality the "
+                                "model was trained on")
 
     def instantiate_trainer(self, **kwargs):
         config = self._get(self.config_init, "trainer", default={})
@@ -183,17 +201,42 @@ class VideoCLI(LightningCLI):
 
     def _check_linked_hparams(self, ckpt_path: str) -> None:
         """The arguments linked from the data when the classes are built (the number of classes, a captioner's
-        vocabulary) replace the checkpoint's: they must agree with them, or its weights do not fit."""
+        vocabulary) and the modality replace the checkpoint's: they must agree with them, or its weights do not
+        fit."""
         built = getattr(self.model, "hparams", {})
         for source, target, apply_on in self.LINKS:
             key = target.rpartition(".")[2]
-            if apply_on != "instantiate" or key not in self._checkpoint_hparams or key not in built:
+            shapes_weights = apply_on == "instantiate" or key == "modality"  # the input layers' channels
+            if not shapes_weights or key not in self._checkpoint_hparams or key not in built:
                 continue
             saved, value = _plain(self._checkpoint_hparams[key]), _plain(built[key])
             if saved != value:
                 raise LitVideoError(f"--ckpt_path {ckpt_path}: the checkpoint's model has {key} {_short(saved)} but "
                                     f"the data gives {_short(value)} ({source}); evaluate it on the data it was "
                                     f"trained for")
+
+
+def check_modality_link(config: Any) -> None:
+    """Refuse a modality other than rgb for a task that does not take `modality` (VIS, captioning): its model
+    would be given channels it was not built for.
+
+    Args:
+        config: the parsed config of one subcommand (with `model` and `data`).
+
+    Raises:
+        LitVideoError: one line naming the task and the modality.
+    """
+    data, model = config.get("data"), config.get("model")
+    modality = data.get("init_args", {}).get("modality", "rgb") if isinstance(data, Namespace) else "rgb"
+    if modality in (None, "rgb") or not isinstance(model, Namespace) or not model.get("class_path"):
+        return
+    try:
+        parameters = inspect.signature(_import(model.class_path).__init__).parameters
+    except Exception:  # noqa: BLE001 - a class jsonargparse could not import has been reported already
+        return
+    if "modality" not in parameters:
+        raise LitVideoError(f"data.init_args.modality is {modality!r} but {model.class_path} reads RGB clips only "
+                            "(it takes no modality argument); use modality rgb with this task")
 
 
 def check_trainer_arguments(config: Any) -> None:

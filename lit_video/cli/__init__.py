@@ -3,6 +3,7 @@
     lit-video data synth   --format FORMAT --out DIR [--seed N] [--num-classes N] ...     (cli/data.py)
     lit-video data check   --format FORMAT --root DIR
     lit-video data iterate --format FORMAT --root DIR [--clip-len N] [--stride N] [--resolution N] ...
+    lit-video data flow    --format FORMAT --root DIR [--method tvl1|farneback|raft] [--workers N] ...
     lit-video fit|validate|test|predict --config experiments/X.yaml [--key value ...]     (cli/train.py)
     lit-video profile --config experiments/X.yaml [--clip-lens 8,16] [--resolutions 112,224]   (cli/profile.py)
     lit-video evaluate vos --gt DAVIS_ROOT --pred RESULTS_DIR [--set val] [--year 2017] [--out DIR]

@@ -1,4 +1,4 @@
-"""`lit-video data synth|check|iterate`: write, check and time datasets."""
+"""`lit-video data synth|check|iterate|flow`: write, check and time datasets, and compute their optical flow."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="davis, youtube-vos, youtube-vis: hold out video index %% N == 1 (default 3; 0: none)")
     synth.add_argument("--category-colours", action="store_true",
                        help="youtube-vis: each category also has its own hue (default: the outline is the only cue)")
+    synth.add_argument("--colours", type=int, default=None,
+                       help="ucf101, kinetics: classes are motion x colour, every moving shape in its class's colour "
+                            "(2..6 colours: num-classes x colours classes; default: motion classes alone)")
     synth.add_argument("--skip-existing", action="store_true",
                        help="do nothing if --out already holds a complete dataset of --format")
     synth.add_argument("--overwrite", action="store_true",
@@ -67,16 +70,34 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     iterate.add_argument("--batch-size", type=int, default=8)
     iterate.add_argument("--num-workers", type=int, default=2)
     iterate.add_argument("--decoder", default="auto", choices=DECODERS)
+    iterate.add_argument("--modality", default="rgb", help="rgb, flow or rgb+flow (flow from `data flow`)")
+    iterate.add_argument("--flow-method", default="tvl1", help="the stored flow to read: tvl1, farneback or raft")
     iterate.set_defaults(run=iterate_dataset)
+
+    flow = data_commands.add_parser(
+        "flow", help="compute optical flow of every video once, stored as JPEGs under ROOT/flow/METHOD (resumable)")
+    flow.add_argument("--format", required=True, choices=formats)
+    flow.add_argument("--root", required=True)
+    flow.add_argument("--method", default="tvl1", help="tvl1 (default), farneback or raft")
+    flow.add_argument("--bound", default=None, help="pixels mapped to the ends of the 8-bit range (default 20)")
+    flow.add_argument("--short-side", default=None, help="compute on frames resized to this short side (default: "
+                                                         "full size)")
+    flow.add_argument("--workers", default=None, help="processes computing videos in parallel (default 1)")
+    flow.add_argument("--weights", default=None, help="raft: a local checkpoint (default: torchvision's file in the "
+                                                      "torch hub cache; nothing is downloaded)")
+    flow.add_argument("--subset", nargs="+", default=None, help="train, val and/or test (default: every subset "
+                                                                 "the dataset lists)")
+    flow.add_argument("--decoder", default="auto", choices=DECODERS)
+    flow.set_defaults(run=compute_flow)
 
 
 def synthesize(args: argparse.Namespace) -> int:
     """`data synth`: write a synthetic dataset of `--format` to `--out`."""
     from tqdm import tqdm
 
-    from lit_video.data.synthetic import SynthesisOptionError, check_options
+    from lit_video.data.synthetic import SynthesisOptionError, check_options, generator_options
     from lit_video.data.synthetic import synthesize as write_dataset
-    from lit_video.data.synthetic.spec import SynthSpec, SynthSpecError
+    from lit_video.data.synthetic.spec import SynthSpec, SynthSpecError, check_colours
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -84,6 +105,8 @@ def synthesize(args: argparse.Namespace) -> int:
     try:
         spec = SynthSpec(args.num_classes, args.videos_per_class, args.num_frames, args.size, args.fps, args.seed)
         spec.motions  # noqa: B018 - validates num_classes before anything is written
+        if args.colours is not None and "colours" in generator_options(args.format):  # the others refuse it below
+            check_colours(args.colours)
     except SynthSpecError as err:  # name the field as it is spelt on the command line
         raise LitVideoError(f"--{err.field.replace('_', '-')} {err.problem}") from None
     except ValueError as err:
@@ -91,7 +114,7 @@ def synthesize(args: argparse.Namespace) -> int:
     # None leaves an option to the format's default; the generator refuses one it does not take
     try:
         options = check_options(args.format, valid_every=args.valid_every,
-                                category_colours=args.category_colours or None)
+                                category_colours=args.category_colours or None, colours=args.colours)
     except SynthesisOptionError as err:
         raise LitVideoError(_option_message(err)) from None
     occupied = out.is_dir() and any(out.iterdir())
@@ -108,7 +131,8 @@ def synthesize(args: argparse.Namespace) -> int:
                             "holds, or --skip-existing to keep a dataset already there")
     if occupied:
         check_replaceable(out)
-    total = spec.num_classes * spec.videos_per_class
+    num_classes = len(spec.classes(options.get("colours")))
+    total = num_classes * spec.videos_per_class
     bars: list[tqdm] = []  # opened at the first video, so that a refused option prints nothing else
 
     def progress() -> None:
@@ -138,7 +162,8 @@ def synthesize(args: argparse.Namespace) -> int:
         if occupied and not replacing and target.exists():
             shutil.rmtree(target)
     motion_classes = args.format in ("ucf101", "kinetics")  # the other formats' videos have no class
-    what = f"videos of {spec.num_classes} motion classes" if motion_classes else "videos"
+    kind = "motion x colour" if options.get("colours") else "motion"
+    what = f"videos of {num_classes} {kind} classes" if motion_classes else "videos"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
     return 0
 
@@ -245,6 +270,7 @@ def iterate_dataset(args: argparse.Namespace) -> int:
     datamodule = datamodule_class(args.format)(
         root=args.root, clip_len=args.clip_len, stride=args.stride, resolution=args.resolution,
         batch_size=args.batch_size, num_workers=args.num_workers, decoder=args.decoder,
+        modality=args.modality, flow_method=args.flow_method,
     )
     loader = getattr(datamodule, f"{args.subset}_dataloader")()
     clips, shape = 0, None
@@ -258,3 +284,36 @@ def iterate_dataset(args: argparse.Namespace) -> int:
           f"decoder {datamodule.decoder}, {args.num_workers} workers); "
           f"unreadable videos replaced: {datamodule.decode_failures.value}")
     return 0
+
+
+def _number_option(name: str, text: str | None, kind: type, default: int | float | None) -> int | float | None:
+    """The value of option `name` given as `text` (None: `default`); one line unless it is a positive number."""
+    if text is None:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or (kind is float and value == float("inf")):
+        wanted = "a positive integer" if kind is int else "a positive number"
+        raise LitVideoError(f"{name} must be {wanted}, got {text!r}")
+    return value
+
+
+def compute_flow(args: argparse.Namespace) -> int:
+    """`data flow`: compute the optical flow of every video of a dataset once (resumable, in parallel)."""
+    from tqdm import tqdm
+
+    from lit_video.video.flow import DEFAULT_BOUND, check_method, compute_dataset_flow
+
+    check_method(args.method)  # before the dataset is read
+    bound = _number_option("--bound", args.bound, float, DEFAULT_BOUND)
+    short_side = _number_option("--short-side", args.short_side, int, None)
+    workers = _number_option("--workers", args.workers, int, 1)
+    with tqdm(desc=f"{args.method} flow", unit="video") as bar:
+        summary = compute_dataset_flow(args.format, args.root, args.method, bound=bound, short_side=short_side,
+                                       workers=workers, weights=args.weights, subsets=args.subset,
+                                       decoder=args.decoder, progress=lambda video, status: bar.update())
+    print(f"{args.method} flow of {args.format} {args.root} ({', '.join(summary.subsets)}) in {summary.store}: "
+          f"{summary.computed} computed, {summary.skipped} skipped as complete, {len(summary.failed)} failed")
+    return 1 if summary.failed else 0

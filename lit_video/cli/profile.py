@@ -63,7 +63,7 @@ def profile_config(args: argparse.Namespace) -> int:
             task = builder.build(clip_len, resolution)
             try:
                 p = profile_model(profiled_network(task), clip_len, resolution, batch_size=args.batch_size,
-                                  steps=args.steps, device=device)
+                                  steps=args.steps, device=device, channels=task.example_input_array.shape[1])
             except RuntimeError as err:
                 # most often a size the network cannot take (smaller than its kernels), or out of memory
                 reason = (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -15,6 +15,7 @@ import math
 import warnings
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import ClassVar
@@ -27,11 +28,30 @@ from torch.utils.data import DataLoader, Dataset
 from lit_video.data import keys
 from lit_video.data.records import Listing, VideoRecord, refused_entries, select_heldout, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
-from lit_video.video.decode import DEFAULT_BACKEND, open_video, resolve_backend
+from lit_video.video.decode import DEFAULT_BACKEND, VideoReader, open_video, resolve_backend
+from lit_video.video.flow import (
+    DEFAULT_BOUND,
+    METHODS,
+    MODALITIES,
+    MODALITY_CHANNELS,
+    check_raft_weights,
+    count_pairs,
+    flow_folder,
+    load_raft,
+    raft_flow,
+    read_flow,
+    read_store_info,
+    store_folder,
+)
 from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
-from lit_video.video.transforms import ClipTransform, normalize_clips
+from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize_clips
 
 SUBSETS = ("train", "val", "test")
+# Where flow comes from: the store `lit-video data flow` wrote, or RAFT on the device per batch.
+FLOW_SOURCES = ("stored", "raft")
+# Batch key of on-the-fly flow: the RGB frames each flow channel is computed between, (..., 3, 2T, H, W):
+# the T source frames, then the T frames after them. Consumed by `on_after_batch_transfer`.
+FLOW_FRAMES = "flow_frames"
 
 # Decode failures happen inside DataLoader workers, where warnings filters of the parent may swallow
 # them; a logger always reaches the inherited stderr.
@@ -127,6 +147,115 @@ def check_clip_arguments(clip_len: object, stride: object, num_clips: object, nu
         raise LitVideoError(f"frame_sampling must be one of {', '.join(SAMPLING_MODES)}, got {frame_sampling!r}")
 
 
+def check_modality_arguments(modality: object, flow_method: object, flow_source: object, raft_weights: object,
+                             supported: Sequence[str] = MODALITIES, format_name: str = "") -> None:
+    """The checks of the modality arguments of a DataModule, each naming the argument.
+
+    Args:
+        modality, flow_method, flow_source, raft_weights: the DataModule's arguments.
+        supported: the modalities the format reads.
+        format_name: the format, for the message.
+
+    Raises:
+        LitVideoError: the first argument that is not what it must be.
+    """
+    if modality not in MODALITIES:
+        raise LitVideoError(f"modality must be one of {', '.join(MODALITIES)}, got {modality!r}")
+    if modality not in supported:
+        raise LitVideoError(f"modality {modality!r}: the {format_name or 'this'} DataModule reads "
+                            f"{', '.join(supported)} only")
+    if flow_method not in METHODS:
+        raise LitVideoError(f"flow_method must be one of {', '.join(METHODS)}, got {flow_method!r}")
+    if flow_source not in FLOW_SOURCES:
+        raise LitVideoError(f"flow_source must be one of {', '.join(FLOW_SOURCES)} (flow read from the store "
+                            f"`lit-video data flow` wrote, or computed by RAFT on the device), got {flow_source!r}")
+    if raft_weights is not None and not isinstance(raft_weights, str | Path):
+        raise LitVideoError(f"raft_weights must be a checkpoint file or null, got {raft_weights!r}")
+    if modality != "rgb" and flow_source == "raft":
+        check_raft_weights(raft_weights, where="raft_weights")
+
+
+@dataclass(frozen=True)
+class FlowInput:
+    """What a dataset reads beside (or instead of) the RGB frames of a clip.
+
+    Args:
+        modality: rgb+flow or flow.
+        root: the dataset root (the store is `<root>/flow/<method>`).
+        method: the stored flow's method.
+        source: "stored" reads the store; "raft" delivers the frame pairs (FLOW_FRAMES) for the device.
+        bound: the store's quantisation bound.
+    """
+
+    modality: str
+    root: str
+    method: str = "tvl1"
+    source: str = "stored"
+    bound: float = DEFAULT_BOUND
+
+    @property
+    def reads_rgb(self) -> bool:
+        """Whether the RGB frames are decoded: the RGB channels, or the frames RAFT runs on."""
+        return self.modality != "flow" or self.source == "raft"
+
+    def read(self, reader: VideoReader, frame_indices: np.ndarray) -> ClipInputs:
+        """The inputs of the clip(s) of `frame_indices` (any shape (..., T)) of the video `reader` reads."""
+        flat = frame_indices.reshape(-1)
+        frames = flow = pairs = None
+        if self.reads_rgb:
+            frames = reader.get_frames(flat).unflatten(0, frame_indices.shape)  # (...,T,H,W,C)
+        if self.source == "stored":
+            folder = flow_folder(self.root, reader.path, self.method)
+            values = read_flow(folder, flat, self.bound, num_pairs=count_pairs(folder))
+            flow = torch.from_numpy(values).unflatten(0, frame_indices.shape)  # (...,T,h,w,2)
+        else:
+            first, second = flow_pair_indices(flat, reader.num_frames)
+            pairs = reader.get_frames(np.concatenate([first, second])).unflatten(0, (2, *frame_indices.shape))
+            pairs = torch.cat([pairs[0], pairs[1]], dim=-4)  # (...,2T,H,W,C): sources, then targets
+        return ClipInputs(frames, flow, pairs)
+
+
+def flow_pair_indices(frame_indices: np.ndarray, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (from, to) frames of the flow at each frame: (s, s + 1), the last frame taking the pair that
+    leads to it (as a store's last pair does); a one-frame video pairs the frame with itself."""
+    first = np.clip(frame_indices, 0, max(num_frames - 2, 0))
+    return first, np.minimum(first + 1, num_frames - 1)
+
+
+@dataclass
+class ClipInputs:
+    """A clip's decoded inputs, shaped (...,T,...) alike: uint8 frames (...,T,H,W,3) or None, stored flow
+    float (...,T,h,w,2) or None, and for on-the-fly flow the uint8 frame pairs (...,2T,H,W,3) or None."""
+
+    frames: torch.Tensor | None
+    flow: torch.Tensor | None = None
+    pairs: torch.Tensor | None = None
+
+    def __getitem__(self, index) -> ClipInputs:
+        """The inputs of one clip of several (e.g. `[0]`)."""
+        return ClipInputs(*(None if x is None else x[index] for x in (self.frames, self.flow, self.pairs)))
+
+    def transform(self, transform: ClipTransform, masks: torch.Tensor | None = None):
+        """Apply `transform` to frames, flow (and masks) with one random draw.
+
+        Returns:
+            (video, masks or None, flow frames or None): video (...,C,T,h,w) as the transform gives it; the
+            pairs (...,3,2T,h,w) cropped and flipped as the frames, for FLOW_FRAMES.
+        """
+        frames, length = self.frames, None
+        if self.pairs is not None:  # one draw for the frames and the pairs: transformed as one longer clip
+            length = frames.shape[-4]
+            frames = torch.cat([frames, self.pairs], dim=-4)
+            masks = None if masks is None else torch.cat([masks, masks, masks], dim=-3)
+        result = transform(frames, masks, flow=self.flow)
+        video, out_masks = result if masks is not None else (result, None)
+        if length is None:
+            return video, out_masks, None
+        flow_frames = video[..., length:, :, :].contiguous()
+        video = video[..., :length, :, :].contiguous()
+        return video, None if out_masks is None else out_masks[..., :length, :, :].contiguous(), flow_frames
+
+
 def check_heldout_arguments(val_fraction: object, split_seed: object, val_list: object) -> None:
     """The checks of the held-out validation arguments, each naming the argument.
 
@@ -188,6 +317,7 @@ class ClipDataset(Dataset):
         decoder: video backend name.
         failures: shared decode-failure counter.
         max_replacements: consecutive unreadable videos tolerated before giving up.
+        flow: what is read beside the RGB frames (optical flow); None: RGB only.
     """
 
     def __init__(
@@ -199,6 +329,7 @@ class ClipDataset(Dataset):
         decoder: str = DEFAULT_BACKEND,
         failures: DecodeFailureCounter | None = None,
         max_replacements: int = 16,
+        flow: FlowInput | None = None,
     ):
         self.records = list(records)
         self.sampler = sampler
@@ -207,6 +338,7 @@ class ClipDataset(Dataset):
         self.decoder = decoder
         self.failures = failures or DecodeFailureCounter()
         self.max_replacements = max_replacements
+        self.flow = flow
         self._unreadable: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -237,17 +369,22 @@ class ClipDataset(Dataset):
                 frame_indices = self.sampler.train_indices(num_frames, fps, worker_rng())[None]  # (1,T)
             else:
                 frame_indices = self.sampler.eval_indices(num_frames, fps)  # (num_clips,T)
-            frames = reader.get_frames(frame_indices.reshape(-1))  # (num_clips*T,H,W,C)
-        clips = frames.unflatten(0, frame_indices.shape)  # (num_clips,T,H,W,C)
+            if self.flow is None:
+                inputs = ClipInputs(reader.get_frames(frame_indices.reshape(-1)).unflatten(0, frame_indices.shape))
+            else:  # flow of the same source frames (and RGB unless modality is flow)
+                inputs = self.flow.read(reader, frame_indices)  # (num_clips,T,...)
         # training: (C,T,h,w); evaluation: every clip x crop view, (num_clips*crops,C,T,h,w)
-        video = self.transform(clips[0]) if self.train else self.transform(clips)
-        return {
+        video, _, flow_frames = inputs[0].transform(self.transform) if self.train else inputs.transform(self.transform)
+        sample = {
             keys.VIDEO: video,
             keys.LABEL: torch.tensor(record.label, dtype=torch.int64),
             keys.VIDEO_ID: record.video_id,
             keys.VIDEO_INDEX: torch.tensor(index, dtype=torch.int64),
             keys.FRAME_INDICES: torch.from_numpy(frame_indices[0] if self.train else frame_indices),
         }
+        if flow_frames is not None:
+            sample[FLOW_FRAMES] = flow_frames
+        return sample
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -282,9 +419,19 @@ class VideoDataModule(L.LightningDataModule):
             such as UCF101, its test list: see `validation_source`).
         split_seed: seed of the held-out draw: the same videos in every process, worker and machine.
         val_list: a file of held-out training video ids, one a line; replaces val_fraction.
+        modality: what a clip's channels hold: "rgb" (3), "flow" (2: optical flow x, y in pixels of the
+            delivered clip) or "rgb+flow" (5). Flow channel t is the flow from the clip's frame t to the
+            source frame after it (`lit_video.video.flow`).
+        flow_method: the stored flow to read: tvl1, farneback or raft (`lit-video data flow --method`).
+        flow_source: "stored" reads `<root>/flow/<flow_method>`; "raft" computes the flow on the device in
+            `on_after_batch_transfer` with torchvision's RAFT from the batch's frames (for GPUs; slow on a CPU).
+        raft_weights: the RAFT checkpoint of flow_source raft; None reads torchvision's file from the torch
+            hub cache (nothing is downloaded).
     """
 
     format_name: ClassVar[str] = ""
+    # The modalities the format's datasets read.
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
     # The base draws the held-out validation split (val_fraction / val_list) from the training list. False
     # where a format family reads its validation videos its own way (the segmentation formats).
     draws_heldout: ClassVar[bool] = True
@@ -314,12 +461,20 @@ class VideoDataModule(L.LightningDataModule):
         val_fraction: float = 0.0,
         split_seed: int = 0,
         val_list: str | None = None,
+        modality: str = "rgb",
+        flow_method: str = "tvl1",
+        flow_source: str = "stored",
+        raft_weights: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         check_clip_arguments(clip_len, stride, num_clips, num_crops, resolution, short_side, train_short_side_range,
                              target_fps, frame_sampling, batch_size, num_workers)
         check_heldout_arguments(val_fraction, split_seed, val_list)
+        check_modality_arguments(modality, flow_method, flow_source, raft_weights, self.modalities, self.format_name)
+        self.modality, self.flow_method, self.flow_source = modality, flow_method, flow_source
+        self.raft_weights = None if raft_weights is None else str(raft_weights)
+        self._raft = None  # on-the-fly flow: the RAFT model, loaded at the first batch
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"dataset root {self.root} does not exist or is not a folder")
@@ -369,6 +524,39 @@ class VideoDataModule(L.LightningDataModule):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of a clip: 3 (rgb), 2 (flow) or 5 (rgb+flow)."""
+        return MODALITY_CHANNELS[self.modality]
+
+    def flow_command(self) -> str:
+        """The command that writes the flow store this DataModule reads."""
+        return f"lit-video data flow --format {self.format_name} --root {self.root} --method {self.flow_method}"
+
+    def flow_input(self, records: Sequence[VideoRecord], subset: str) -> FlowInput | None:
+        """What `subset`'s datasets read beside RGB; None for modality rgb.
+
+        Raises:
+            DatasetLayoutError: stored flow is read and the store, or some video's flow, is missing: one line
+                naming the count, the first missing folder and the command that computes it.
+        """
+        if self.modality == "rgb":
+            return None
+        if self.flow_source == "raft":
+            return FlowInput(self.modality, str(self.root), self.flow_method, "raft")
+        store = store_folder(self.root, self.flow_method)
+        if not (store / "flow.json").exists():
+            raise DatasetLayoutError(f"modality {self.modality}: no stored {self.flow_method} flow for {self.root} "
+                                     f"({store / 'flow.json'} is missing); compute it with `{self.flow_command()}`")
+        bound = read_store_info(self.root, self.flow_method)["bound"]
+        missing = [folder for folder in (flow_folder(self.root, r.path, self.flow_method) for r in records)
+                   if not folder.is_dir()]
+        if missing:
+            raise DatasetLayoutError(f"modality {self.modality}: {len(missing)} of {len(records)} {subset} videos have no "
+                                     f"stored {self.flow_method} flow (first: {missing[0]}); compute it with "
+                                     f"`{self.flow_command()}`")
+        return FlowInput(self.modality, str(self.root), self.flow_method, "stored", bound)
 
     @property
     def holds_out_validation(self) -> bool:
@@ -475,7 +663,7 @@ class VideoDataModule(L.LightningDataModule):
         if not records:
             raise DatasetLayoutError(f"{self.format_name} {subset}: no video files found under {self.root}")
         return ClipDataset(records, self.sampler, self.clip_transform(train), train=train, decoder=self.decoder,
-                           failures=self.decode_failures)
+                           failures=self.decode_failures, flow=self.flow_input(records, subset))
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
@@ -506,9 +694,46 @@ class VideoDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         video = batch.get(keys.VIDEO) if isinstance(batch, dict) else None  # the summary passes bare tensors
-        if self.normalize_on_device and isinstance(video, torch.Tensor) and video.dtype == torch.uint8:
+        if not isinstance(video, torch.Tensor):
+            return batch
+        if self.modality != "rgb" and self.flow_source == "raft":
+            batch[keys.VIDEO] = self.flow_on_device(video, batch.pop(FLOW_FRAMES, None))
+        elif self.normalize_on_device and video.dtype == torch.uint8:
             batch[keys.VIDEO] = normalize_clips(video)  # (..., C, T, H, W)
+        elif self.normalize_on_device and self.modality == "rgb+flow" and video.is_floating_point():
+            # the workers left the RGB channels in [0, 255] beside the float flow: normalized here, in place
+            normalize_clips(video[..., :3, :, :, :])
         return batch
+
+    def flow_on_device(self, video: torch.Tensor, flow_frames: torch.Tensor | None) -> torch.Tensor:
+        """The batch's video with RAFT flow channels (flow_source raft), computed where the batch is.
+
+        Args:
+            video: RGB (..., 3, T, H, W), normalized float or uint8 (normalize_on_device).
+            flow_frames: (..., 3, 2T, H, W) the frames each flow channel is computed between (as `video`),
+                or None when the frames of `video` are consecutive (whole evaluation videos).
+
+        Returns:
+            (..., C, T, H, W): the flow (C = 2) or the normalized RGB then the flow (C = 5).
+        """
+        if self._raft is None:
+            self._raft = load_raft(self.raft_weights)
+        self._raft.to(video.device)
+        frames = video.shape[-3]
+        if flow_frames is None:  # consecutive frames: each frame's pair is (t, t + 1), the last one (T-2, T-1)
+            first = torch.from_numpy(flow_pair_indices(np.arange(frames), frames)[0]).to(video.device)
+            flow_frames = torch.cat([video.index_select(-3, first), video.index_select(-3, first + 1)], dim=-3)
+        pairs = _as_255(flow_frames)  # (...,3,2T,H,W)
+        leading, (height, width) = pairs.shape[:-4], pairs.shape[-2:]
+        pairs = pairs.reshape(-1, 3, 2, frames, height, width).permute(2, 0, 3, 1, 4, 5)  # (2,N,T,3,H,W)
+        first, second = pairs[0].reshape(-1, 3, height, width), pairs[1].reshape(-1, 3, height, width)
+        flow = torch.cat([raft_flow(self._raft, first[i:i + 16], second[i:i + 16])
+                          for i in range(0, len(first), 16)])  # (N*T,2,H,W)
+        flow = flow.reshape(-1, frames, 2, height, width).transpose(1, 2).reshape(*leading, 2, frames, height, width)
+        if self.modality == "flow":
+            return flow
+        rgb = normalize_clips(video) if video.dtype == torch.uint8 else video
+        return torch.cat([rgb, flow.to(rgb.dtype)], dim=-4)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -522,3 +747,13 @@ class VideoDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
 
+
+def _as_255(video: torch.Tensor) -> torch.Tensor:
+    """RGB clips (..., 3, T, H, W) -> float in [0, 255]: uint8 as is, normalized float un-normalized."""
+    if video.dtype == torch.uint8:
+        return video.float()
+    shape = [1] * video.dim()
+    shape[-4] = 3
+    mean = torch.tensor(KINETICS_MEAN, dtype=video.dtype, device=video.device).view(shape) * 255
+    std = torch.tensor(KINETICS_STD, dtype=video.dtype, device=video.device).view(shape) * 255
+    return video * std + mean

@@ -26,10 +26,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
-from lit_video.data.base import ClipDataset, DecodeFailureCounter, VideoDataModule, check_integer
+from lit_video.data.base import (
+    ClipDataset,
+    ClipInputs,
+    DecodeFailureCounter,
+    FlowInput,
+    VideoDataModule,
+    check_integer,
+)
 from lit_video.data.records import VideoRecord
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
+from lit_video.video.flow import count_pairs, flow_folder, read_flow, resize_flow
 from lit_video.video.sampling import ClipSampler
 from lit_video.video.transforms import ClipTransform, normalize_clips
 
@@ -73,12 +81,14 @@ class SegmentationClipDataset(ClipDataset):
         failures: shared counter of unreadable videos.
         max_retries: clip starts tried per video.
         crop_retries: crops tried per decoded clip.
+        flow: optical flow read beside the frames (a subclass's `load` reads it through `self.flow`);
+            None: RGB only. The DataModule sets it on the dataset `clip_dataset` returns.
     """
 
     def __init__(self, records: Sequence[VideoRecord], sampler: ClipSampler, transform: ClipTransform,
                  length: int | None = None, failures: DecodeFailureCounter | None = None, max_retries: int = 10,
-                 crop_retries: int = 3):
-        super().__init__(records, sampler, transform, train=True, failures=failures)
+                 crop_retries: int = 3, flow: FlowInput | None = None):
+        super().__init__(records, sampler, transform, train=True, failures=failures, flow=flow)
         self.length = length or len(self.records)
         self.max_retries, self.crop_retries = max_retries, crop_retries
 
@@ -87,6 +97,15 @@ class SegmentationClipDataset(ClipDataset):
 
     def __getitem__(self, index: int) -> dict:
         return super().__getitem__(index % len(self.records))
+
+    def read_inputs(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> ClipInputs:
+        """The clip's frames (resized to `size`, the annotations' (height, width)), and its flow as `self.flow`
+        says (resized to the same grid by the transform)."""
+        if self.flow is None:
+            return ClipInputs(resize_frames(reader.get_frames(frame_indices), size))
+        inputs = self.flow.read(reader, frame_indices)
+        return ClipInputs(None if inputs.frames is None else resize_frames(inputs.frames, size), inputs.flow,
+                          None if inputs.pairs is None else resize_frames(inputs.pairs, size))
 
 
 class SegmentationVideoDataset(Dataset):
@@ -97,14 +116,17 @@ class SegmentationVideoDataset(Dataset):
         eval_resolution: resize the frames (not the masks) so their short side is this; None = full.
         normalize: return normalized float video; False: uint8, normalized later on the device.
         failures: shared counter of unreadable files.
+        flow: stored optical flow appended to (or replacing) the RGB channels by `_decode`; None (and
+            on-the-fly flow, which the DataModule computes from the consecutive frames): RGB only.
     """
 
     def __init__(self, records: Sequence[VideoRecord], eval_resolution: int | None = None, normalize: bool = True,
-                 failures: DecodeFailureCounter | None = None):
+                 failures: DecodeFailureCounter | None = None, flow: FlowInput | None = None):
         self.records = list(records)
         self.eval_resolution = eval_resolution
         self.normalize = normalize
         self.failures = failures or DecodeFailureCounter()
+        self.flow = flow
 
     def __len__(self) -> int:
         return len(self.records)
@@ -114,7 +136,35 @@ class SegmentationVideoDataset(Dataset):
         log.warning("unreadable file %s (%s): %s", err.path, err.reason, consequence)
 
     def _decode(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
-        """Every frame at `size` -> (C,T,h,w); an unreadable frame is replaced by its nearest readable one."""
+        """Every frame at `size` -> (C,T,h,w); an unreadable frame is replaced by its nearest readable one.
+
+        With stored flow, its channels (the flow of the same frames, in pixels of the delivered grid) follow
+        the RGB ones (modality rgb+flow) or replace them (flow)."""
+        stored = self.flow is not None and self.flow.source == "stored"
+        if stored and self.flow.modality == "flow":
+            return self._stored_flow(reader, frame_indices, size)
+        video = self._decode_rgb(reader, frame_indices, size)
+        if not stored:
+            return video
+        video = video.float() if not video.is_floating_point() else video  # RGB in [0, 255] without normalize
+        return torch.cat([video, self._stored_flow(reader, frame_indices, size)])
+
+    def _stored_flow(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
+        """The stored flow of `frame_indices` -> float (2,T,h,w) on the grid of the delivered frames."""
+        folder = flow_folder(self.flow.root, reader.path, self.flow.method)
+        flow = torch.from_numpy(read_flow(folder, frame_indices, self.flow.bound, num_pairs=count_pairs(folder)))
+        flow = resize_flow(flow.permute(0, 3, 1, 2), self._delivered_size(size))  # (T,2,h,w)
+        return flow.transpose(0, 1).contiguous()
+
+    def _delivered_size(self, size: Sequence[int]) -> tuple[int, int]:
+        """The (height, width) evaluation frames of annotation size `size` are delivered at."""
+        if not self.eval_resolution:
+            return tuple(size)
+        height, width = size
+        scale = self.eval_resolution / min(height, width)
+        return max(1, round(height * scale)), max(1, round(width * scale))
+
+    def _decode_rgb(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
         frames: list[torch.Tensor | None] = []
         for index in frame_indices.tolist():
             try:
@@ -130,9 +180,7 @@ class SegmentationVideoDataset(Dataset):
                 frames[t] = frames[min(readable, key=lambda r: (abs(r - t), r))]
         video = torch.stack(frames).permute(3, 0, 1, 2)  # (C,T,H,W) uint8
         if self.eval_resolution:
-            height, width = size
-            scale = self.eval_resolution / min(height, width)
-            resized = [max(1, round(height * scale)), max(1, round(width * scale))]
+            resized = list(self._delivered_size(size))
             video = F.resize(video.transpose(0, 1), resized, antialias=True).transpose(0, 1)  # (C,T,h,w)
         return normalize_clips(video) if self.normalize else video.contiguous()
 
@@ -164,9 +212,13 @@ class SegmentationDataModule(VideoDataModule):
         normalize_on_device: workers return uint8 video, normalized once on the device (a quarter of
             the bytes; whole evaluation videos are large).
         max_retries: training clip starts tried per video while a clip shows nothing to segment.
+        modality, flow_method, flow_source, raft_weights: optical flow beside or instead of the RGB
+            channels, as `VideoDataModule` (the formats that read it list it in `modalities`).
     """
 
     video_dataset_class: ClassVar[type[SegmentationVideoDataset]]
+    # A format's datasets read flow once they say so (VOS); the others refuse any other modality in one line.
+    modalities: ClassVar[tuple[str, ...]] = ("rgb",)
     # the formats that validate on held-out training videos (YouTube-VOS, YouTube-VIS) draw them themselves
     draws_heldout = False
     stratify_heldout = False  # their videos have no class
@@ -190,11 +242,16 @@ class SegmentationDataModule(VideoDataModule):
         pin_memory: bool = True,
         normalize_on_device: bool = False,
         max_retries: int = 10,
+        modality: str = "rgb",
+        flow_method: str = "tvl1",
+        flow_source: str = "stored",
+        raft_weights: str | None = None,
     ):
         super().__init__(
             root, clip_len=clip_len, stride=stride, resolution=resolution, short_side=short_side,
             train_short_side_range=train_short_side_range, flip=flip, batch_size=batch_size,
             num_workers=num_workers, decoder=decoder, pin_memory=pin_memory, normalize_on_device=normalize_on_device,
+            modality=modality, flow_method=flow_method, flow_source=flow_source, raft_weights=raft_weights,
         )
         for name, value, least in (("clip_len", clip_len, 1), ("stride", stride, 1), ("stride_jitter", stride_jitter, 0),
                                    ("clips_per_video", clips_per_video, 1), ("max_retries", max_retries, 1)):
@@ -242,11 +299,14 @@ class SegmentationDataModule(VideoDataModule):
         records = self.records(subset)
         if not records:
             raise DatasetLayoutError(f"{self.format_name} {subset}: no videos listed {self.listing(subset)}")
+        flow = self.flow_input(records, subset)
         if subset != "train":
             return self.video_dataset_class(records, self.eval_resolution, normalize=not self.normalize_on_device,
-                                            failures=self.decode_failures)
-        return self.clip_dataset(records, self.clip_transform(train=True),
-                                 length=self.samples_per_epoch or self.clips_per_video * len(records))
+                                            failures=self.decode_failures, flow=flow)
+        dataset = self.clip_dataset(records, self.clip_transform(train=True),
+                                    length=self.samples_per_epoch or self.clips_per_video * len(records))
+        dataset.flow = flow
+        return dataset
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:
         if subset == "train":

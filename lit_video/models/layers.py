@@ -9,6 +9,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+# Optical flow arrives in pixels of the delivered clip (lit_video.video.flow); models divide it by this
+# so that typical motions (a few pixels per frame) are of the order of the normalized RGB channels.
+FLOW_SCALE = 10.0
+
 
 def pad_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Repeat the last frame of `x` (B, C, T, H, W) until it has `num_frames` frames (no-op if it has).

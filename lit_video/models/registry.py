@@ -127,6 +127,7 @@ def build_task_model(
     num_classes: int | None = None,
     clip_len: int | None = None,
     resolution: int | list[int] | None = None,
+    modality: str = "rgb",
     **fixed: Any,
 ) -> nn.Module:
     """What a task's `model` argument names -> the module; the one model builder of every task.
@@ -139,12 +140,14 @@ def build_task_model(
         num_classes: outputs of a classifier, categories of a VIS model; None for the other tasks.
         clip_len, resolution: the DataModule's clip size, given to architectures built for one clip size
             (whose factory takes them, e.g. torchvision's MViT) unless `model_kwargs` sets them.
+        modality: what the input's channels hold (rgb, flow, rgb+flow), given to every model whose factory
+            takes `modality`; a model that does not take it reads RGB only.
         fixed: other arguments the task itself supplies (e.g. a captioner's vocabulary size), passed to a
             name or a factory.
 
     Raises:
-        LitVideoError: a name of another task, an argument the model does not take, or `model_kwargs`
-            beside a class.
+        LitVideoError: a name of another task, an argument the model does not take, `model_kwargs`
+            beside a class, or a modality other than rgb for a model that does not take `modality`.
     """
     if isinstance(model, nn.Module):
         return model
@@ -154,6 +157,13 @@ def build_task_model(
         for name, value in (("clip_len", clip_len), ("resolution", resolution)):
             if value is not None and name in accepted:
                 model_kwargs.setdefault(name, value)
+        if "modality" in accepted:
+            if "modality" in model_kwargs and model_kwargs["modality"] != modality:
+                raise LitVideoError(f"model '{model}': model_kwargs.modality {model_kwargs['modality']!r} differs from "
+                                    f"the data's modality {modality!r}; leave it out (it follows data.init_args.modality)")
+            model_kwargs["modality"] = modality
+        elif modality != "rgb":
+            raise _modality_refused(repr(model), modality, task)
         try:
             return create_model(model, num_classes, task=task, **fixed, **model_kwargs)
         except LitVideoError:
@@ -168,9 +178,20 @@ def build_task_model(
         raise LitVideoError("model_kwargs applies to a registry name; put a class's arguments in its init_args")
     if not callable(model):
         raise LitVideoError(f"model must be a {task} model name or module, got {model!r}")
+    if modality != "rgb":
+        if not _accepts(model, "modality"):
+            raise _modality_refused(getattr(model, "__name__", repr(model)), modality, task)
+        fixed = {**fixed, "modality": modality}
     if task == "classification":
-        return model(num_classes)
+        return model(num_classes, **fixed) if modality != "rgb" else model(num_classes)
     return model(**fixed) if num_classes is None else model(num_classes=num_classes, **fixed)
+
+
+def _modality_refused(model: str, modality: str, task: str) -> LitVideoError:
+    """The one-line refusal of a model that reads RGB only, naming the models of `task` that take `modality`."""
+    takers = [name for name in list_models(task=task) if "modality" in inspect.signature(_MODELS[name]).parameters]
+    return LitVideoError(f"model {model} reads RGB only (its factory takes no modality argument), but the data's "
+                         f"modality is {modality!r}; {task} models that take it: {', '.join(takers) or 'none yet'}")
 
 
 def list_models(task: str | None = "classification") -> list[str]:

@@ -26,6 +26,7 @@ from lit_video.tasks.optim import (
     optimizer_and_schedule,
     weight_decay_groups,
 )
+from lit_video.video.flow import MODALITY_CHANNELS, check_modality
 
 # Checkpoints written while VOS, VIS and captioning registered their compute-profile wrapper as a submodule
 # hold every weight a second time under this prefix.
@@ -61,6 +62,8 @@ class VideoTask(L.LightningModule):
             profile and the model summary run.
         optimizer: optimizer and schedule.
         predictions_path: where `predict` writes; None = `default_predictions` in the trainer's log folder.
+        modality: what the clips' channels hold (rgb: 3, flow: 2, rgb+flow: 5), linked from the DataModule;
+            sets the example input's channels. A task that takes it passes it to `build_task_model`.
     """
 
     monitor: str = ""
@@ -85,8 +88,10 @@ class VideoTask(L.LightningModule):
         resolution: int | list[int],
         optimizer: OptimizerConfig | None,
         predictions_path: str | None,
+        modality: str = "rgb",
     ):
         check_clip_size(clip_len, resolution)
+        check_modality(modality, "model.init_args.modality")
         optimizer = as_optimizer_config(optimizer)
         super().__init__()
         # The hyperparameters are the arguments of the task's own __init__ (the frame that called this one),
@@ -101,7 +106,9 @@ class VideoTask(L.LightningModule):
         self.optimizer_config = optimizer or OptimizerConfig()
         self.predictions_path = predictions_path
         height, width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-        self.example_input_array = torch.zeros(1, 3, clip_len, height, width)  # (B, C, T, H, W)
+        self.modality = modality
+        channels = MODALITY_CHANNELS[modality]
+        self.example_input_array = torch.zeros(1, channels, clip_len, height, width)  # (B, C, T, H, W)
         self.val_best = MaxMetric()
         # this rank's per-video outputs of the running evaluation or prediction epoch, by video id
         self.video_outputs: dict[Any, Any] = {}

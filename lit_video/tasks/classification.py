@@ -48,6 +48,7 @@ class VideoClassifier(VideoTask, monitor="acc_video", predictions="predictions.j
         optimizer: optimizer and schedule.
         predictions_path: where `predict` writes per-video class scores (JSON lines); default
             `predictions.jsonl` in the trainer's log folder.
+        modality: rgb, flow or rgb+flow, linked from the DataModule; given to models that take it.
     """
 
     def __init__(
@@ -60,12 +61,13 @@ class VideoClassifier(VideoTask, monitor="acc_video", predictions="predictions.j
         label_smoothing: float = 0.0,
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
+        modality: str = "rgb",
     ):
         check_number("num_classes", num_classes, 2, integer=True)  # linked from the DataModule
         check_number("label_smoothing", label_smoothing, 0, 1, high_open=True)
-        super().__init__(model, clip_len, resolution, optimizer, predictions_path)
+        super().__init__(model, clip_len, resolution, optimizer, predictions_path, modality)
         self.model = build_task_model(model, "classification", model_kwargs, num_classes=num_classes,
-                                      clip_len=clip_len, resolution=resolution)
+                                      clip_len=clip_len, resolution=resolution, modality=modality)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
 

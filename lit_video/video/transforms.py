@@ -1,4 +1,4 @@
-"""Clip transforms: uint8 (T,H,W,C) frames -> normalized float (C,T,H,W), masks transformed jointly.
+"""Clip transforms: uint8 (T,H,W,C) frames -> normalized float (C,T,H,W), masks and flow transformed jointly.
 
 Built on torchvision.transforms.v2, which applies one random draw to a `Video` and its `Mask`
 together (nearest-neighbour resizing for the mask, no normalisation of it), so segmentation
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
+
+from lit_video.video.flow import resize_flow
 
 # The statistics torchvision's Kinetics-400 video weights were trained with.
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -68,48 +70,83 @@ class ClipTransform:
         self.flip = flip and train
         self.mean, self.std = tuple(mean), tuple(std)
 
-    def __call__(self, frames: torch.Tensor, masks: torch.Tensor | None = None):
+    def __call__(self, frames: torch.Tensor | None, masks: torch.Tensor | None = None,
+                 flow: torch.Tensor | None = None):
         """Transform one clip, or several clips of one video.
 
         Args:
-            frames: uint8 (T,H,W,C) for one clip, or (N,T,H,W,C) for N clips (evaluation views).
+            frames: uint8 (T,H,W,C) for one clip, or (N,T,H,W,C) for N clips (evaluation views); None when
+                only `flow` is delivered.
             masks: optional integer (T,H,W) or (N,T,H,W), transformed with the same random draws.
+            flow: optional float (T,h,w,2) or (N,T,h,w,2) optical flow in pixels of its own grid (x right,
+                y down), resized to the frames' grid (the masks' without frames) first, then cropped,
+                resized and flipped with the frames: its vectors scaled by each resize and x negated by a
+                flip, so they stay in pixels of the delivered clip. Never normalized.
 
         Returns:
             one clip: float video (C,T,h,w), or (num_crops,C,T,h,w) when num_crops > 1;
             N clips: float (N*num_crops,C,T,h,w), crops of a clip adjacent.
+            C is 3 (RGB), 2 (flow x, y) or 5 (RGB then flow). Without `normalize`, RGB-only video is uint8;
+            with flow it is float, the RGB channels in [0, 255] for `normalize_clips` to finish.
             With masks given, a tuple (video, masks), masks int64 shaped like the video without C.
         """
-        single = frames.dim() == 4
-        clips = frames[None] if single else frames  # (N,T,H,W,C)
+        reference = frames if frames is not None else flow
+        if reference is None:
+            raise ValueError("ClipTransform needs frames, flow or both")
+        single = reference.dim() == 4
+        clips = None if frames is None else (frames[None] if single else frames)  # (N,T,H,W,C)
         clip_masks = None if masks is None else (masks[None] if single else masks)  # (N,T,H,W)
-        num_clips, num_frames, height, width, _ = clips.shape
+        clip_flow = None
+        if flow is not None:
+            clip_flow = (flow[None] if single else flow).float().permute(0, 1, 4, 2, 3)  # (N,T,2,h,w)
+            grid = clips.shape[2:4] if clips is not None else (
+                clip_masks.shape[-2:] if clip_masks is not None else clip_flow.shape[-2:])
+            clip_flow = resize_flow(clip_flow, tuple(grid))  # (N,T,2,H,W) in source pixels
+        num_clips, num_frames = reference.shape[:2] if not single else (1, reference.shape[0])
+        height, width = (clips.shape[2:4] if clips is not None else clip_flow.shape[-2:])
+        rgb_channels = 3 if clips is not None else 0
+        channels = rgb_channels + (2 if clip_flow is not None else 0)
         # One output buffer: stacking per-crop tensors of a 224 clip costs more than computing them.
-        dtype = torch.float32 if self.normalize else torch.uint8
-        out = torch.empty((num_clips * self.num_crops, 3, num_frames, *self.size), dtype=dtype)
+        dtype = torch.float32 if (self.normalize or clip_flow is not None) else torch.uint8
+        out = torch.empty((num_clips * self.num_crops, channels, num_frames, *self.size), dtype=dtype)
         out_masks = None if masks is None else torch.empty((len(out), num_frames, *self.size), dtype=torch.int64)
         for n in range(num_clips):
             short_side = self.short_side
             if self.short_side_range is not None:
                 short_side = int(torch.randint(self.short_side_range[0], self.short_side_range[1] + 1, ()).item())
             flipped = self.flip and bool(torch.rand(()) < 0.5)
-            video = tv_tensors.Video(clips[n].permute(0, 3, 1, 2))  # (T,C,H,W), a channels-last view
+            video = None if clips is None else tv_tensors.Video(clips[n].permute(0, 3, 1, 2))  # (T,C,H,W) view
             mask = None if clip_masks is None else tv_tensors.Mask(clip_masks[n])
             for k, box in enumerate(self._boxes(height, width, short_side)):
                 view = n * self.num_crops + k
-                crop = F.resize(F.crop(video, *box), list(self.size), antialias=True)  # (T,C,h,w) uint8
-                if flipped:
-                    crop = F.horizontal_flip(crop)
-                out[view].copy_(crop.as_subclass(torch.Tensor).permute(1, 0, 2, 3))  # (C,T,h,w)
+                if video is not None:
+                    crop = F.resize(F.crop(video, *box), list(self.size), antialias=True)  # (T,C,h,w) uint8
+                    if flipped:
+                        crop = F.horizontal_flip(crop)
+                    out[view, :3].copy_(crop.as_subclass(torch.Tensor).permute(1, 0, 2, 3))  # (C,T,h,w)
+                if clip_flow is not None:
+                    out[view, rgb_channels:].copy_(self._flow_crop(clip_flow[n], box, flipped).permute(1, 0, 2, 3))
                 if mask is not None:
                     crop_mask = F.resize(F.crop(mask, *box), list(self.size))  # nearest for masks
                     out_masks[view] = F.horizontal_flip(crop_mask) if flipped else crop_mask
-        if self.normalize:
-            normalize_clips(out, self.mean, self.std, channel_dim=1)
+        if self.normalize and rgb_channels:
+            normalize_clips(out[:, :3], self.mean, self.std, channel_dim=1)  # in place: `out` is float
         video_out = out[0] if single and self.num_crops == 1 else out
         if masks is None:
             return video_out
         return video_out, out_masks[0] if single and self.num_crops == 1 else out_masks
+
+    def _flow_crop(self, flow: torch.Tensor, box: tuple[int, int, int, int], flipped: bool) -> torch.Tensor:
+        """(T,2,H,W) source-pixel flow -> (T,2,h,w) flow of the crop `box`, resized (bilinear) to the crop
+        size with its vectors scaled likewise, mirrored with x negated when `flipped`."""
+        _, _, box_h, box_w = box
+        crop = F.resize(F.crop(flow, *box), list(self.size), antialias=True)  # zeros (no motion) past the edge
+        crop[:, 0] *= self.size[1] / box_w
+        crop[:, 1] *= self.size[0] / box_h
+        if flipped:
+            crop = F.horizontal_flip(crop)
+            crop[:, 0].neg_()
+        return crop
 
     def _boxes(self, height: int, width: int, short_side: int) -> list[tuple[int, int, int, int]]:
         """(top, left, height, width) of each crop in SOURCE pixels.
