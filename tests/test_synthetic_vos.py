@@ -12,17 +12,20 @@ from PIL import Image
 from scipy import ndimage
 
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette
-from lit_video.data.synthetic.scene import ANNOTATION_STEP, SHAPES, void_band
+from lit_video.data.synthetic.scene import ANNOTATION_STEP, SHAPES, TEXTURES, void_band
 from lit_video.data.synthetic.spec import SynthSpec
 from lit_video.data.synthetic.vos import (
     FULL_ANNOTATIONS_DIR,
     VosSynthSpec,
+    category_name,
     plan_video,
     write_davis,
     write_youtube_vos,
 )
 from lit_video.errors import LitVideoError
 from lit_video.video.decode import FrameFolderReader
+
+CATEGORIES = {category_name(shape, texture) for shape in SHAPES for texture in TEXTURES}
 
 # nine videos cover every per-index case: single-object DAVIS sequences in both splits, void and
 # no-void sequences, YouTube-VOS videos with and without skipped ids, late starts and late entries
@@ -154,7 +157,7 @@ def test_youtube_vos_train_layout_and_meta(ytvos):
         objects = meta[vid]["objects"]
         assert set(objects) == {str(i) for m in masks.values() for i in ids_in(m)}
         for key, obj in objects.items():
-            assert set(obj) == {"category", "frames"} and obj["category"] in SHAPES
+            assert set(obj) == {"category", "frames"} and obj["category"] in CATEGORIES
             assert obj["frames"] == [s for s in frames if int(key) in ids_in(masks[s])]
         ids = sorted(int(k) for k in objects)
         gaps.append(ids != list(range(1, len(ids) + 1)))
@@ -176,7 +179,7 @@ def test_youtube_vos_valid_gives_first_appearance_masks_only(ytvos):
         objects = video["objects"]
         first = {int(k): obj["frames"][0] for k, obj in objects.items()}
         for key, obj in objects.items():
-            assert obj["category"] in SHAPES
+            assert obj["category"] in CATEGORIES
             # the frames to predict: every annotation-rate frame from the first appearance on
             assert obj["frames"] == frames[frames.index(obj["frames"][0]):]
             # the first appearance in the full ground truth is where the given mask is

@@ -19,12 +19,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="score predictions as the official evaluators do")
     evaluate_commands = evaluate.add_subparsers(dest="evaluate_command", required=True)
     vos = evaluate_commands.add_parser("vos", help="DAVIS J&F of a results folder (davis2017-evaluation, "
-                                       "semi-supervised)")
-    vos.add_argument("--gt", required=True, metavar="DAVIS_ROOT", help="holds Annotations/ and ImageSets/")
+                                       "semi-supervised or unsupervised)")
+    vos.add_argument("--gt", required=True, metavar="DAVIS_ROOT", help="holds Annotations/ (or "
+                     "Annotations_unsupervised/) and ImageSets/")
     vos.add_argument("--pred", required=True, metavar="RESULTS_DIR", help="<sequence>/<frame>.png indexed PNGs")
     vos.add_argument("--set", default="val", help="the ImageSets list to score (default val)")
     vos.add_argument("--year", type=int, default=2017, choices=[2016, 2017],
                      help="2016: every non-zero pixel is the one object")
+    vos.add_argument("--task", default="semi-supervised", choices=["semi-supervised", "unsupervised"],
+                     help="unsupervised: DAVIS 2017 Annotations_unsupervised, every frame scored, each object "
+                     "matched to one of at most 20 proposals (the result ids) by the Hungarian method")
     vos.add_argument("--resolution", default="480p", help="the Annotations subfolder")
     vos.add_argument("--out", default=None, help="folder for the two CSV files (default RESULTS_DIR)")
     vos.add_argument("--ignore-void", action="store_true", help="leave void (255) pixels out of both masks; the "
@@ -65,8 +69,9 @@ def evaluate_vos(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     out = _output_folder(args.out) if args.out else Path(args.pred)
-    results = evaluate_folder(args.gt, args.pred, args.set, args.year, args.resolution, ignore_void=args.ignore_void,
-                              official_decay_wrap=args.official_decay_wrap, progress=sys.stderr.isatty())
+    results = evaluate_folder(args.gt, args.pred, args.set, args.year, args.resolution, task=args.task,
+                              ignore_void=args.ignore_void, official_decay_wrap=args.official_decay_wrap,
+                              progress=sys.stderr.isatty())
     global_csv, sequence_csv = _written(lambda: write_csvs(results, out, args.set), out, args.out is not None)
     return _report(format_tables(results, args.set), f"{global_csv} and {sequence_csv}", start)
 

@@ -14,6 +14,9 @@ NUM_OBJECTS = "num_objects"  # int64 (): objects in a training clip, ids 1..K in
 FIRST_FRAMES = "first_frames"  # int64 (K,): the frame where object k+1's given mask is (evaluation)
 ANNOTATED = "annotated"  # bool (T,): frames that have a ground-truth mask
 FRAME_NAMES = "frame_names"  # list[str] (T,): file stems of the frames, e.g. "00005" (to write predictions)
+# list[str] (K,): category of object k+1 of MASKS as the dataset names it (YouTube-VOS meta.json; "" when the
+# object has none); evaluation samples of formats with categories only
+OBJECT_CATEGORIES = "object_categories"
 
 # Video instance segmentation (YouTube-VIS): MASKS holds instances 1..K, NUM_OBJECTS is K
 CATEGORIES = "categories"  # int64 (K,): 0-based class index of instance k+1 of MASKS (-1 = padding)

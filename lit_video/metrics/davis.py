@@ -28,6 +28,15 @@ and `evaluation_method.py`), and so what this module computes:
 - Global figures: J-Mean, J-Recall, ... are plain means over ALL objects of all sequences (not of sequence
   means); J&F-Mean = (J-Mean + F-Mean) / 2 (`JFAccumulator`).
 
+The unsupervised task (`evaluate_unsupervised_sequence`, the official `_evaluate_unsupervised`): the ground
+truth is `Annotations_unsupervised`, objects 1..K counted from its first frame as above; the prediction's ids
+1..P (P = its largest id, over all frames) are proposals, P > 20 is an error, P < K is padded with empty
+proposals. EVERY frame is scored. J and F are computed for every (proposal, object) pair over all frames, and
+scipy's `linear_sum_assignment` picks the proposal of each object maximising the mean over frames of (J + F) / 2
+summed over objects. The result's rows are the assigned pairs in ascending PROPOSAL order (the official
+`j[row_ind, col_ind]`), named "<sequence>_1", ... in that order, so row k need not be object k. Void is read as
+background there too: the official code tests `== 255` on masks that are already binary.
+
 Reading a DAVIS root and a results folder, and the official CSV files and tables, are in `davis_folder`.
 
 How it is fast. The official code loops over objects and frames and dilates full frames with OpenCV. Here a
@@ -379,6 +388,127 @@ def scores_from_frames(j_frames, f_frames, official_decay_wrap: bool = False) ->
     for letter, values in (("J", j_frames), ("F", f_frames)):
         mean, recall, decay = statistics(values, official_decay_wrap)
         scores.update({letter: mean, f"{letter}_recall": recall, f"{letter}_decay": decay})
+    return scores
+
+
+# --------------------------------------------------------------------------- the unsupervised task
+def _boundary_counts(masks: np.ndarray) -> np.ndarray:
+    """|seg2bmap(mask)| of each of n <= 8 binary masks (n,h,w) -> int64 (n,)."""
+    n, height, width = masks.shape
+    seg = np.empty((height, width), np.uint8)
+    _pack(masks, seg)
+    size = height * width
+    buffer = np.zeros((1, -(-size // 8) * 8), np.uint8)  # rows of whole uint64 words, as in `_group_counts`
+    _boundary(seg, buffer[0, :size].reshape(height, width))
+    words = buffer.view(np.uint64)
+    return np.array([_lane_counts(words, _LANES[bit])[0] for bit in range(n)], np.int64)
+
+
+def _near(a: tuple[slice, slice], b: tuple[slice, slice], margin: int) -> bool:
+    """Whether box `a` meets box `b` grown by `margin` pixels on every side."""
+    return all(x.start < y.stop + margin and y.start - margin < x.stop for x, y in zip(a, b))
+
+
+def _mask_summaries(ids: np.ndarray, count: int) -> list[tuple]:
+    """(rows (H,), cols (W,), box, area (n,), boundary length (n,)) of the masks of ids 1..count in a group of
+    n <= 8 frames of ids (n,H,W); box None for an id that is nowhere."""
+    out = []
+    for i in range(1, count + 1):
+        mask = ids == i
+        rows, cols = mask.any(axis=(0, 2)), mask.any(axis=(0, 1))
+        box = _box(rows, cols)
+        area, bound = np.zeros(len(ids), np.int64), np.zeros(len(ids), np.int64)
+        if box is not None:
+            crop = mask[:, box[0], box[1]]
+            area, bound = np.count_nonzero(crop, axis=(1, 2)), _boundary_counts(crop)
+        out.append((rows, cols, box, area, bound))
+    return out
+
+
+def _pair_frames(pred: np.ndarray, gt: np.ndarray, num_proposals: int, num_objects: int, ignore_void: bool,
+                 bound_th: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame J, F (P,K,T) of every (proposal p+1, object k+1) pair: uint8 ids pred, gt (T,H,W).
+
+    Each mask's own counts (area, boundary length) are taken once per group of frames; a pair adds only what
+    the two share (intersection, matched boundary pixels), which is zero unless one mask's box comes within the
+    dilation radius of the other's, so pairs far apart cost nothing."""
+    num_frames, height, width = gt.shape
+    j, f = np.ones((num_proposals, num_objects, num_frames)), np.ones((num_proposals, num_objects, num_frames))
+    if not (num_proposals and num_objects and num_frames):
+        return j, f
+    radius = disk_radius(height, width, bound_th)
+    half_widths = _half_widths(radius)
+    for start in range(0, num_frames, _GROUP):
+        group = slice(start, start + _GROUP)
+        p, g = pred[group], gt[group]
+        n = len(g)
+        if ignore_void:
+            p = p * (g != VOID)
+        if g.max(initial=0) > num_objects:
+            g = g * (g <= num_objects)  # void (unless left out above) and objects absent from frame 0: background
+        proposals, objects = _mask_summaries(p, num_proposals), _mask_summaries(g, num_objects)
+        zero = np.zeros(n, np.int64)
+        for a, (p_rows, p_cols, p_box, p_area, p_bound) in enumerate(proposals):
+            for k, (g_rows, g_cols, g_box, g_area, g_bound) in enumerate(objects):
+                if p_box is not None and g_box is not None and _near(p_box, g_box, radius):
+                    box = _box(p_rows | g_rows, p_cols | g_cols)
+                    counts = _group_counts(p[:, box[0], box[1]] == a + 1, g[:, box[0], box[1]] == k + 1, half_widths)
+                else:  # nothing shared: neither pixels nor boundary pixels within the other's dilation
+                    counts = np.stack([zero, p_area, g_area, p_bound, g_bound, zero, zero])
+                j[a, k, group], f[a, k, group] = _scores_from_counts(counts)
+    return j, f
+
+
+def evaluate_unsupervised_sequence(pred, gt, *, num_objects: int | None = None, max_proposals: int = 20,
+                                   ignore_void: bool = False, official_decay_wrap: bool = False,
+                                   bound_th: float = BOUND_TH, name: str | None = None) -> dict[str, np.ndarray]:
+    """J and F of one sequence, unsupervised DAVIS semantics (davis2017-evaluation's `_evaluate_unsupervised`).
+
+    Args:
+        pred: predicted proposal ids (T, H, W) of every frame, any integer type, NumPy or torch; 0 = background,
+            proposals are the ids 1..max(pred).
+        gt: ground-truth object ids (T, H, W) of every frame (Annotations_unsupervised); 255 = void.
+        num_objects: K, the objects 1..K to score; default: the largest id of gt's first frame (officially).
+        max_proposals: most proposals a prediction may have (the official 20).
+        ignore_void: remove void pixels from both masks instead of reading them as background (not official).
+        official_decay_wrap: reproduce the official uint8 wrap of Decay for sequences over 256 frames.
+        bound_th: boundary tolerance (fraction of the image diagonal).
+        name: the sequence, named in errors.
+
+    Returns:
+        the keys of `evaluate_sequence` (per row: "J_frames", "F_frames" (K, T), "J", "J_recall", "J_decay",
+        "F", "F_recall", "F_decay" (K,)), plus "objects" and "proposals": int64 (K,) the ground-truth id each
+        row scores and the proposal assigned to it (an id above max(pred) is an empty padding proposal), and
+        "pair_scores": (P', K) the mean over frames of (J + F) / 2 of every pair, P' = max(P, K). Rows are in
+        the official order: ascending proposal id.
+
+    Raises:
+        LitVideoError: the prediction has more than `max_proposals` proposals.
+    """
+    if isinstance(max_proposals, bool) or not isinstance(max_proposals, int) or max_proposals < 1:
+        raise ValueError(f"max_proposals must be a positive integer, got {max_proposals!r}")
+    pred, gt = _as_ids(pred, "prediction"), _as_ids(gt, "ground truth")
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    if num_objects is None:
+        first = gt[0] if len(gt) else np.zeros((0,), np.uint8)
+        num_objects = int(first[first != VOID].max(initial=0))
+    num_proposals = int(pred.max(initial=0))
+    if num_proposals > max_proposals:
+        where = f"sequence {name}" if name else "the prediction"
+        raise LitVideoError(f"{where}: proposal id {num_proposals} is above the {max_proposals} proposals allowed "
+                            f"(an unsupervised prediction's ids 1..{max_proposals} are its proposals, 0 background)")
+    # fewer proposals than objects: the missing ones are empty, as the official zero padding
+    j, f = _pair_frames(pred, gt, max(num_proposals, num_objects), num_objects, ignore_void, bound_th)
+    from scipy.optimize import linear_sum_assignment
+
+    if gt.shape[0]:
+        pair_scores = (np.mean(j, axis=2) + np.mean(f, axis=2)) / 2  # the official expression, operand for operand
+    else:
+        pair_scores = np.zeros(j.shape[:2])
+    rows, cols = linear_sum_assignment(-pair_scores)  # rows ascending: the official row order
+    scores = scores_from_frames(j[rows, cols], f[rows, cols], official_decay_wrap)
+    scores.update(objects=cols.astype(np.int64) + 1, proposals=rows.astype(np.int64) + 1, pair_scores=pair_scores)
     return scores
 
 

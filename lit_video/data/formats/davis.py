@@ -5,6 +5,10 @@ object k, 0 background, 255 void), `ImageSets/<year>/<subset>.txt` (one sequence
 frame is annotated; all objects are given in the first frame. 2016 is single-object: every object
 of the (2017-style) annotations is merged into object 1, as DAVIS 2016 is evaluated. Predictions
 go to `<out>/<seq>/<frame>.png`, the layout the DAVIS evaluator reads.
+
+`annotations="unsupervised"` reads the DAVIS 2017 unsupervised release's `Annotations_unsupervised/<quality>/`
+instead (the train and val sets re-annotated for the unsupervised task: the salient objects, ids 1..N, every
+frame), scored with `lit-video evaluate vos --task unsupervised`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from lit_video.errors import DatasetLayoutError
 from lit_video.video.decode import FRAME_EXTENSIONS
 
 YEARS = (2016, 2017)
+ANNOTATIONS = {"semi-supervised": "Annotations", "unsupervised": "Annotations_unsupervised"}
 
 
 @register_datamodule("davis")
@@ -32,16 +37,25 @@ class DAVISDataModule(VOSDataModule):
         train_subset: image set the training stage reads.
         val_subset: image set the validation stage reads.
         test_subset: image set the test and predict stages read (e.g. "test-dev"); None = val_subset.
+        annotations: "semi-supervised" (`Annotations/`) or "unsupervised" (`Annotations_unsupervised/`, DAVIS
+            2017's unsupervised release; year 2017).
         **kwargs: the clip, transform and loader arguments of `VOSDataModule`.
     """
 
     prediction_layout = "davis"
 
     def __init__(self, root: str, year: int = 2017, quality: str = "480p", train_subset: str = "train",
-                 val_subset: str = "val", test_subset: str | None = None, **kwargs):
+                 val_subset: str = "val", test_subset: str | None = None, annotations: str = "semi-supervised",
+                 **kwargs):
         super().__init__(root, **kwargs)
         if year not in YEARS:
             raise DatasetLayoutError(f"DAVIS year must be 2016 or 2017, got {year!r}")
+        if annotations not in ANNOTATIONS:
+            raise DatasetLayoutError(f"DAVIS annotations must be one of {', '.join(ANNOTATIONS)}, got {annotations!r}")
+        if annotations == "unsupervised" and year != 2017:
+            raise DatasetLayoutError(f"DAVIS annotations: unsupervised is the DAVIS 2017 release "
+                                     f"(Annotations_unsupervised); set year: 2017, got {year!r}")
+        self.annotations = annotations
         if not (self.root / "JPEGImages").is_dir() and (self.root / "DAVIS" / "JPEGImages").is_dir():
             self.root = self.root / "DAVIS"  # the release archives unpack into DAVIS/
         self.year, self.quality = year, quality
@@ -63,7 +77,7 @@ class DAVISDataModule(VOSDataModule):
 
     @property
     def annotations_dir(self) -> Path:
-        return self.root / "Annotations" / self.quality
+        return self.root / ANNOTATIONS[self.annotations] / self.quality
 
     def image_set(self, name: str) -> list[str]:
         """Sequence names of `ImageSets/<year>/<name>.txt`, checked against the frame and mask folders
@@ -77,8 +91,12 @@ class DAVISDataModule(VOSDataModule):
         if not path.is_file():
             raise DatasetLayoutError(
                 f"{path}: no such DAVIS image set (expected ImageSets/{self.year}/{name}.txt, one sequence a line, "
-                f"beside JPEGImages/{self.quality}/ and Annotations/{self.quality}/)"
+                f"beside JPEGImages/{self.quality}/ and {ANNOTATIONS[self.annotations]}/{self.quality}/)"
             )
+        if self.annotations == "unsupervised" and not self.annotations_dir.is_dir():
+            raise DatasetLayoutError(f"{self.annotations_dir}: no such folder (annotations: unsupervised reads the "
+                                     f"DAVIS 2017 unsupervised release's Annotations_unsupervised/{self.quality}/"
+                                     f"<sequence>/*.png)")
         sequences = Listing()
         for number, line in enumerate(read_text_file(path).splitlines(), start=1):
             parts = line.split()

@@ -2,7 +2,8 @@
 
 `{train,valid,test}/JPEGImages/<vid>/<5 digits>.jpg`, `{split}/Annotations/<vid>/<frame>.png`
 (palette), `{split}/meta.json` = `{"videos": {vid: {"objects": {"<id>": {"category", "frames":
-[...]}}}}}`. Train has masks of every 5th frame, frame names need not start at 00000; valid and test
+[...]}}}}}`; the categories are read too (evaluation samples carry them, and `seen_categories` is the
+set of the training videos': YouTube-VOS reports J and F on objects of seen and of unseen categories). Train has masks of every 5th frame, frame names need not start at 00000; valid and test
 give only each object's first-appearance mask, and objects may first appear mid-video. The official
 `{split}_all_frames/JPEGImages` (every raw frame) is read instead with `all_frames=True`.
 
@@ -40,16 +41,27 @@ def parse_meta(path: Path) -> dict[str, dict[int, list[str]]]:
     Raises:
         DatasetLayoutError: one line naming the file and the offending key.
     """
+    return read_meta(path)[0]
+
+
+def read_meta(path: Path) -> tuple[dict[str, dict[int, list[str]]], dict[str, dict[int, str]]]:
+    """meta.json -> ({video id: {object id: sorted frame stems}}, {video id: {object id: category}}), checked
+    key by key; an object without "category" is left out of the second.
+
+    Raises:
+        DatasetLayoutError: one line naming the file and the offending key.
+    """
     meta = read_json_file(path, "missing YouTube-VOS meta.json")
     videos = meta.get("videos") if isinstance(meta, dict) else None
     if not isinstance(videos, dict):
         raise DatasetLayoutError(f'{path}: expected {{"videos": {{video id: {{"objects": ...}}}}}} at the top level')
     parsed: dict[str, dict[int, list[str]]] = {}
+    categories: dict[str, dict[int, str]] = {}
     for vid, video in videos.items():
         objects = video.get("objects") if isinstance(video, dict) else None
         if not isinstance(objects, dict):
             raise DatasetLayoutError(f'{path}: videos["{vid}"] has no "objects" mapping')
-        parsed[vid] = {}
+        parsed[vid], categories[vid] = {}, {}
         for key, obj in objects.items():
             where = f'videos["{vid}"]["objects"]["{key}"]'
             if not str(key).isdigit() or not 0 < int(key) < 255:
@@ -58,7 +70,12 @@ def parse_meta(path: Path) -> dict[str, dict[int, list[str]]]:
             if not isinstance(frames, list) or not frames or not all(isinstance(f, str) for f in frames):
                 raise DatasetLayoutError(f'{path}: {where}["frames"] must be a non-empty list of frame names')
             parsed[vid][int(key)] = sorted(frames)
-    return parsed
+            if "category" in obj:
+                if not isinstance(obj["category"], str) or not obj["category"]:
+                    raise DatasetLayoutError(f'{path}: {where}["category"] must be a category name (a non-empty '
+                                             f'string), got {obj["category"]!r}')
+                categories[vid][int(key)] = obj["category"]
+    return parsed, categories
 
 
 @register_datamodule("youtube-vos")
@@ -99,6 +116,7 @@ class YouTubeVOSDataModule(VOSDataModule):
         self.val_fraction, self.val_list, self.split_seed = val_fraction, val_list, split_seed
         self.all_frames = all_frames
         self._meta: dict[str, dict[str, dict[int, list[str]]]] = {}  # split -> parsed meta.json
+        self._categories: dict[str, dict[str, dict[int, str]]] = {}  # split -> its objects' categories
 
     def listing_name(self, subset: str) -> str:
         """`<split>/meta.json` of the split `subset` reads (train: the videos not held out)."""
@@ -119,8 +137,25 @@ class YouTubeVOSDataModule(VOSDataModule):
     def meta(self, split: str) -> dict[str, dict[int, list[str]]]:
         """The parsed meta.json of `split` (read once)."""
         if split not in self._meta:
-            self._meta[split] = parse_meta(self.meta_path(split))
+            self._meta[split], self._categories[split] = read_meta(self.meta_path(split))
         return self._meta[split]
+
+    def categories(self, split: str) -> dict[str, dict[int, str]]:
+        """{video id: {object id: category}} of `split`'s meta.json (objects without one left out)."""
+        self.meta(split)
+        return self._categories[split]
+
+    @property
+    def seen_categories(self) -> frozenset[str] | None:
+        """The categories of the objects of the training videos (train minus the held-out ones): an evaluated
+        object of another category is "unseen", as YouTube-VOS reports its valid scores. None when there is
+        no train/meta.json or it gives no categories."""
+        if not self.meta_path("train").is_file():
+            return None
+        categories = self.categories("train")
+        if not any(categories.values()):
+            return None
+        return frozenset(c for vid, objects in categories.items() if vid not in self.heldout for c in objects.values())
 
     @cached_property
     def heldout(self) -> frozenset[str]:
@@ -164,6 +199,7 @@ class YouTubeVOSDataModule(VOSDataModule):
                 objects=tuple((object_id, stems[0]) for object_id, stems in sorted(objects.items())),
                 listed_frames=tuple(sorted({s for stems in objects.values() for s in stems})),
                 full_gt=split == "train",
+                categories=tuple(sorted(self.categories(split)[vid].items())),
             ))
         return records
 

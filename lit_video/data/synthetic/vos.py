@@ -16,6 +16,12 @@ Which video gets which property is fixed by its index, so small datasets still c
   skip one number (e.g. 1, 3) when index is odd; frame names start at a random multiple of 5
   (e.g. 00015) when index is odd, else at 00000.
 
+DAVIS also gets the unsupervised release's `Annotations_unsupervised/480p/<seq>/` (see `write_davis`).
+
+YouTube-VOS objects have a category in meta.json, as released: "<shape>_<texture>" (e.g. "star_checker"), 24
+categories that a model can tell by appearance, few enough to recur across videos and many enough that a
+held-out part of train usually holds categories its training part lacks ("unseen", as YouTube-VOS reports).
+
 YouTube-VOS `JPEGImages` hold every 5th frame of the 30 fps video (names step by 5), as released;
 `all_frames=True` also writes `{train,valid}_all_frames/JPEGImages` with every frame. As a
 synthetic-only extra, `valid/Annotations_full/<vid>/` holds the ground truth of every valid frame
@@ -49,6 +55,12 @@ from lit_video.data.synthetic.spec import SynthSpec, as_spec, check_video_fields
 from lit_video.errors import LitVideoError
 
 FULL_ANNOTATIONS_DIR = "Annotations_full"  # synthetic-only: valid ground truth on every frame
+UNSUPERVISED_DIR = "Annotations_unsupervised"  # DAVIS 2017's unsupervised release
+
+
+def category_name(shape: str, texture: str) -> str:
+    """The YouTube-VOS category of a synthetic object: its shape and its texture, e.g. "star_checker"."""
+    return f"{shape}_{texture}"
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,7 @@ def plan_video(spec: VosSynthSpec | SynthSpec, index: int, layout: str) -> Video
         split=("val" if davis else "valid") if spec.valid_every and index % spec.valid_every == 1 else "train",
         frame_names=frame_names,
         object_ids=tuple(obj.object_id for obj in annotated),
-        categories={obj.object_id: obj.category for obj in annotated},
+        categories={obj.object_id: category_name(obj.category, obj.texture) for obj in annotated},
         first_frames={obj.object_id: frame_names[int(obj.enter)] for obj in annotated},
         void=davis and index % 3 != 2,  # keep in step with the placement check above
         scene=scene,
@@ -204,6 +216,14 @@ def write_davis(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
     Layout: `JPEGImages/480p/<seq>/00000.jpg`, `Annotations/480p/<seq>/00000.png` for every frame,
     `ImageSets/2017/{train,val}.txt` (all sequences) and `ImageSets/2016/{train,val}.txt` (the
     single-object ones), one name a line. "480p" is the folder name only; frames are `spec.size`.
+
+    `Annotations_unsupervised/480p/<seq>/00000.png` for every frame, as the DAVIS 2017 unsupervised release
+    (its re-annotation of train and val: the salient objects, ids 1..N, every one in the first frame's mask
+    since the official evaluation counts them there). Here they are the objects of `Annotations`, the same
+    files: each synthetic object is one rigid shape moving as a whole, with nothing carried or attached to
+    group with it. What differs from the release: its objects can differ from the semi-supervised ones
+    (grouped or re-split); and the moving unannotated distractor shapes are left out here, where a salient
+    moving thing would likely be annotated there.
 
     Args:
         out: the dataset root.
@@ -231,6 +251,7 @@ def write_davis_sequence(root: Path, spec: VosSynthSpec, index: int) -> VideoPla
     save_frames(root / "JPEGImages" / "480p" / plan.name, rendered.frames, plan.frame_names, spec.jpeg_quality)
     for t, stem in enumerate(plan.frame_names):
         write_mask(root / "Annotations" / "480p" / plan.name / f"{stem}.png", masks[t])
+        write_mask(root / UNSUPERVISED_DIR / "480p" / plan.name / f"{stem}.png", masks[t])
     return plan
 
 
@@ -247,7 +268,8 @@ def write_youtube_vos(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
     """Write a YouTube-VOS 2018/2019 dataset under `out`.
 
     Layout, per split in (train, valid): `<split>/JPEGImages/<vid>/<5 digits>.jpg` (names step by 5),
-    `<split>/meta.json` = {"videos": {vid: {"objects": {"<id>": {"category", "frames"}}}}}.
+    `<split>/meta.json` = {"videos": {vid: {"objects": {"<id>": {"category", "frames"}}}}}, the category
+    "<shape>_<texture>" (`category_name`).
     train: `Annotations/<vid>/` for every frame; an object's "frames" are those it is visible in.
     valid: `Annotations/<vid>/` only at each object's first-appearance frame, holding only the
     objects that appear first there; an object's "frames" run from that frame to the last (the
