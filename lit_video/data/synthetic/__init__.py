@@ -46,16 +46,16 @@ class SynthesisOptionError(LitVideoError):
             super().__init__(f"{option} is not a synthesis option of any format")
 
 
-def _ucf101(out: Path, spec: SynthSpec, progress: Callable[[], None]) -> None:
+def _ucf101(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: int | None = None) -> None:
     from lit_video.data.synthetic.classification import write_ucf101
 
-    write_ucf101(out, spec, progress)
+    write_ucf101(out, spec, progress, colours=colours)
 
 
-def _kinetics(out: Path, spec: SynthSpec, progress: Callable[[], None]) -> None:
+def _kinetics(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: int | None = None) -> None:
     from lit_video.data.synthetic.classification import write_kinetics
 
-    write_kinetics(out, spec, progress)
+    write_kinetics(out, spec, progress, colours=colours)
 
 
 def _davis(out: Path, spec: SynthSpec, progress: Callable[[], None], valid_every: int | None = None) -> None:
@@ -147,7 +147,8 @@ def synthesize(format_name: str, out: str | Path, spec: SynthSpec, progress: Cal
             (`VosSynthSpec`, `VisSynthSpec`, `CaptionSynthSpec`).
         progress: called once per video written.
         **options: what only some formats take: `valid_every` (davis, youtube-vos, youtube-vis: hold out
-            video index % valid_every == 1), `category_colours` (youtube-vis: a hue per category). None
+            video index % valid_every == 1), `category_colours` (youtube-vis: a hue per category), `colours`
+            (ucf101, kinetics: classes are motion x this many colours, see `spec.colour_classes`). None
             means unset: the format's default.
 
     Raises:

@@ -1,5 +1,5 @@
 """Synthetic classification datasets in the UCF101 and Kinetics layouts: the motion-class videos of
-`spec.SynthSpec`, encoded and listed as each release does."""
+`spec.SynthSpec` (or its motion x colour classes), encoded and listed as each release does."""
 
 from __future__ import annotations
 
@@ -15,19 +15,23 @@ from lit_video.data.synthetic.spec import SynthSpec, random_youtube_id
 from lit_video.video.encode import write_video
 
 
-def write_ucf101(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+def write_ucf101(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                 colours: int | None = None) -> None:
     """Write a UCF101 copy: `UCF-101/<Class>/v_<Class>_gXX_cYY.avi` and `ucfTrainTestlist/` (classInd and
     the three official train/test lists, with `\\r\\n` line endings as released).
 
     Args:
         out: the dataset root.
-        spec: what to write; the classes are `spec.motions`.
+        spec: what to write; the classes are `spec.classes(colours)`.
         progress: called once per video written.
+        colours: cross every motion with this many class colours (see `spec.colour_classes`); None: the
+            motion classes alone.
     """
     out = Path(out)
+    classes = spec.classes(colours)  # checks colours before anything is written
     lists = out / LISTS_DIR
     lists.mkdir(parents=True, exist_ok=True)
-    names = [m.name for m in spec.motions]
+    names = [m.name for m in classes]
     entries: list[tuple[str, int, int]] = []  # (relative path, 0-based label, group)
     for label, name in enumerate(names):
         (out / VIDEOS_DIRS[0] / name).mkdir(parents=True, exist_ok=True)
@@ -37,7 +41,8 @@ def write_ucf101(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[],
             group = 1 + (i * NUM_GROUPS) // spec.videos_per_class if spec.videos_per_class <= NUM_GROUPS else 1 + i % NUM_GROUPS
             clip = clips_in_group[group] = clips_in_group.get(group, 0) + 1
             relative = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.avi"
-            write_video(out / VIDEOS_DIRS[0] / relative, spec.render(label, i), fps=spec.fps, quality="normal")
+            write_video(out / VIDEOS_DIRS[0] / relative, spec.render(label, i, colours), fps=spec.fps,
+                        quality="normal")
             entries.append((relative, label, group))
             progress()
     crlf = "\r\n"  # as the official list files
@@ -49,19 +54,21 @@ def write_ucf101(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[],
         (lists / f"testlist{split:02d}.txt").write_text(crlf.join(test) + crlf, newline="")
 
 
-def write_kinetics(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None) -> None:
+def write_kinetics(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                   colours: int | None = None) -> None:
     """Write a Kinetics copy: CSVs and clips, `train/<label with _>/` folders, flat `val/` and `test/` (both
     layouts occur in real copies), and about 8% of listed clips left out, as in any downloaded copy.
 
     Args:
         out: the dataset root.
-        spec: what to write; the classes are `spec.motions` (their spaced labels).
+        spec: what to write; the classes are `spec.classes(colours)` (their spaced labels).
         progress: called once per listed clip.
+        colours: cross every motion with this many class colours; None: the motion classes alone.
     """
     out = Path(out)
     rng = np.random.default_rng([spec.seed, 7])
     rows: dict[str, list[tuple[str, str, int, int]]] = {s: [] for s in CSV_NAMES}
-    for label_index, motion in enumerate(spec.motions):
+    for label_index, motion in enumerate(spec.classes(colours)):
         for i in range(spec.videos_per_class):
             fraction = i / spec.videos_per_class
             subset = "train" if fraction < 0.6 else "val" if fraction < 0.8 else "test"
@@ -73,7 +80,7 @@ def write_kinetics(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[
                 continue  # listed, never downloaded
             folder = out / subset / motion.label.replace(" ", "_") if subset == "train" else out / subset
             folder.mkdir(parents=True, exist_ok=True)
-            write_video(folder / f"{clip_stem(youtube_id, start, start + 10)}.mp4", spec.render(label_index, i),
+            write_video(folder / f"{clip_stem(youtube_id, start, start + 10)}.mp4", spec.render(label_index, i, colours),
                         fps=spec.fps, gop_size=250, max_b_frames=2, quality="normal")
     csv_names = {"train": "train.csv", "val": "validate.csv", "test": "test.csv"}
     for subset, subset_rows in rows.items():

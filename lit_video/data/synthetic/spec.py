@@ -5,6 +5,10 @@ positions and clutter are drawn from the same distributions for every class. Onl
 move (direction, speed, rotation, scale over time) depends on the class, so no single frame tells
 the class and only a model that looks across time can solve the task.
 
+The motion x colour variant (`colour_classes`, `data synth --colours N`) crosses each motion with N
+colours: every moving shape of a video has its class's colour, everything else is as above. A single
+frame then tells the colour but not the motion, optical flow the motion but not the colour.
+
 The other formats read their own spec from a `SynthSpec` (`VosSynthSpec`, `VisSynthSpec`,
 `CaptionSynthSpec`, each with `from_synth_spec` and an `as_..._spec` converter): `as_spec`,
 `video_fields` and `check_video_fields` are what those share.
@@ -34,6 +38,8 @@ class Motion:
         spin: rotation per frame in degrees (positive = clockwise on screen).
         growth: relative scale change over the whole video (1.0 -> ends at twice its start size).
         wobble: amplitude of a horizontal (x) or vertical (y) oscillation, fraction of the frame.
+        colour: RGB of every moving shape (the motion x colour classes); None draws each shape's colour
+            at random.
     """
 
     name: str
@@ -42,6 +48,7 @@ class Motion:
     spin: float = 0.0
     growth: float = 0.0
     wobble: tuple[float, float] = (0.0, 0.0)
+    colour: tuple[int, int, int] | None = None
 
 
 MOTIONS: tuple[Motion, ...] = (
@@ -65,6 +72,38 @@ def motions(num_classes: int) -> tuple[Motion, ...]:
     if not 2 <= num_classes <= len(MOTIONS):
         raise ValueError(f"num_classes must be between 2 and {len(MOTIONS)}, got {num_classes}")
     return MOTIONS[:num_classes]
+
+
+# The class colours of the motion x colour variant (in this order): far apart in hue, all of the same
+# brightness (luma 157-161), so that optical flow, computed on grey frames, sees every colour's shapes equally
+# well and cannot tell the colours apart.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "orange": (255, 125, 0), "green": (0, 255, 0), "blue": (50, 175, 255),
+    "yellow": (175, 175, 0), "magenta": (255, 70, 255), "cyan": (0, 215, 215),
+}
+
+
+def check_colours(colours: object) -> int:
+    """`colours` as the number of class colours (2..len(COLOURS)).
+
+    Raises:
+        SynthSpecError: not an integer in range (field "colours").
+    """
+    if not _is_integer(colours) or not 2 <= colours <= len(COLOURS):
+        raise SynthSpecError("colours", f"must be an integer between 2 and {len(COLOURS)}, got {colours!r}")
+    return int(colours)
+
+
+def colour_classes(base: tuple[Motion, ...], colours: int) -> tuple[Motion, ...]:
+    """Each motion of `base` crossed with the first `colours` class colours, motion by motion: e.g.
+    MoveRightRed, MoveRightGreen, MoveLeftRed, ... ("moving right, red", ...).
+
+    Raises:
+        SynthSpecError: `colours` out of range.
+    """
+    chosen = list(COLOURS.items())[:check_colours(colours)]
+    return tuple(dataclasses.replace(m, name=f"{m.name}{name.capitalize()}", label=f"{m.label}, {name}", colour=rgb)
+                 for m in base for name, rgb in chosen)
 
 
 def _polygon(kind: str, center: tuple[float, float], radius: float, angle_deg: float) -> list[tuple[float, float]]:
@@ -103,6 +142,8 @@ def render_video(motion: Motion, num_frames: int, size: tuple[int, int], rng: np
     num_shapes = int(rng.integers(2, 4))
     kinds = rng.choice(["triangle", "square", "pentagon", "bar"], size=num_shapes)
     colours = [tuple(int(c) for c in rng.integers(150, 256, 3)) for _ in range(num_shapes)]
+    if motion.colour is not None:  # drawn all the same above, so every other choice matches the plain variant
+        colours = [motion.colour] * num_shapes
     starts = rng.uniform(0, 1, size=(num_shapes, 2)) * (width, height)
     radii = rng.uniform(0.07, 0.13, size=num_shapes) * min(height, width)
     angles = rng.uniform(0, 360, size=num_shapes)
@@ -190,10 +231,15 @@ class SynthSpec:
     def motions(self) -> tuple[Motion, ...]:
         return motions(self.num_classes)
 
-    def render(self, class_index: int, video_index: int) -> np.ndarray:
-        """Frames of one video, reproducible from (seed, class, video) alone -> uint8 (T,H,W,3)."""
+    def classes(self, colours: int | None = None) -> tuple[Motion, ...]:
+        """The classes: `motions`, or each of them crossed with `colours` class colours (`colour_classes`)."""
+        return colour_classes(self.motions, colours) if colours else self.motions
+
+    def render(self, class_index: int, video_index: int, colours: int | None = None) -> np.ndarray:
+        """Frames of one video of `classes(colours)`, reproducible from (seed, class, video) alone -> uint8
+        (T,H,W,3)."""
         rng = np.random.default_rng([self.seed, class_index, video_index])
-        return render_video(self.motions[class_index], self.num_frames, self.size, rng)
+        return render_video(self.classes(colours)[class_index], self.num_frames, self.size, rng)
 
 
 SpecT = TypeVar("SpecT")
