@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lit_video.data import keys
-from lit_video.data.base import worker_rng
+from lit_video.data.base import FLOW_FRAMES, MODALITIES, worker_rng
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette, write_mask
 from lit_video.data.records import VideoRecord
 from lit_video.data.segmentation import (
@@ -43,7 +43,6 @@ from lit_video.data.segmentation import (
     check_integer,
     choose_at_most,
     padded,
-    resize_frames,
 )
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import FrameFolderReader
@@ -68,6 +67,8 @@ class VOSRecord(VideoRecord):
         full_gt: every annotation PNG holds the ground truth of every object (DAVIS, YouTube-VOS
             train); False: only each object's first-appearance mask exists (YouTube-VOS valid/test).
         merge_objects: single-object evaluation: every non-zero, non-void id is object 1 (DAVIS 2016).
+        categories: (dataset id, category) per object that the index file gives one (YouTube-VOS meta.json);
+            empty when the format has none.
     """
 
     annotations: str = ""
@@ -75,6 +76,7 @@ class VOSRecord(VideoRecord):
     listed_frames: tuple[str, ...] = ()
     full_gt: bool = True
     merge_objects: bool = False
+    categories: tuple[tuple[int, str], ...] = ()
 
 
 def file_stems(folder: str | os.PathLike, extensions: Sequence[str]) -> list[str]:
@@ -127,6 +129,15 @@ def _frame_positions(frame_names: Sequence[str]) -> dict[str, int]:
 
 def _mask_path(record: VOSRecord, stem: str) -> str:
     return os.path.join(record.annotations, stem + MASK_EXTENSION)
+
+
+def _categories(record: VOSRecord, object_ids: Sequence[int]) -> dict:
+    """{OBJECT_CATEGORIES: category of each of `object_ids` ("" for one without)} when the record has
+    categories, else {} (the key is left out for formats without them)."""
+    if not record.categories:
+        return {}
+    category_of = dict(record.categories)
+    return {keys.OBJECT_CATEGORIES: [category_of.get(i, "") for i in object_ids]}
 
 
 class VOSClipDataset(SegmentationClipDataset):
@@ -194,19 +205,21 @@ class VOSClipDataset(SegmentationClipDataset):
                 raise VideoDecodeError(record.annotations, "masks of different sizes in one video")
             clip_masks = torch.from_numpy(np.stack([masks[s] for s in stems])).long()  # (T,H,W)
             frame_indices = np.array([position[s] for s in stems], dtype=np.int64)  # (T,)
-            # (T,H,W,C), at the annotations' resolution should a copy's JPEGs differ from it
-            frames = resize_frames(reader.get_frames(frame_indices), clip_masks.shape[1:])
+            # frames (T,H,W,C) at the annotations' resolution should a copy's JPEGs differ from it, and flow
+            inputs = self.read_inputs(reader, frame_indices, clip_masks.shape[1:])
             for _ in range(self.crop_retries):
-                video, crop_masks = self.transform(frames, clip_masks)  # (C,T,h,w), (T,h,w)
+                video, crop_masks, flow_frames = inputs.transform(self.transform, clip_masks)  # (C,T,h,w), (T,h,w)
                 present = object_ids_in(crop_masks[0])
                 if present:
-                    return self._sample(record, video, crop_masks, present, frame_indices)
+                    return self._sample(record, video, crop_masks, present, frame_indices, flow_frames)
         return None
 
     def _sample(self, record: VOSRecord, video: torch.Tensor, masks: torch.Tensor, present: list[int],
-                frame_indices: np.ndarray) -> dict:
+                frame_indices: np.ndarray, flow_frames: torch.Tensor | None = None) -> dict:
         present = choose_at_most(present, self.max_objects)
-        return {
+        # on-the-fly flow's frame pairs, turned into flow channels on the device
+        extra = {} if flow_frames is None else {FLOW_FRAMES: flow_frames}
+        return extra | {
             keys.VIDEO: video,  # (C,T,h,w)
             keys.MASKS: id_lookup(present)[masks],  # (T,h,w): 1..K, 0 others and background, 255 void
             keys.NUM_OBJECTS: torch.tensor(len(present), dtype=torch.int64),
@@ -224,7 +237,8 @@ class VOSVideoDataset(SegmentationVideoDataset):
     objects 1..K (the ground truth of annotated frames where the dataset has it, otherwise each
     object's given mask at its first frame, 0 elsewhere); ANNOTATED bool (T,); FIRST_FRAMES int64 (K,);
     OBJECT_IDS int64 (K,) (dataset id of object k+1); NUM_OBJECTS int64 (); FRAME_NAMES list of T
-    stems; FRAME_INDICES int64 (T,) (positions in the frame folder); VIDEO_ID.
+    stems; FRAME_INDICES int64 (T,) (positions in the frame folder); VIDEO_ID; OBJECT_CATEGORIES list of K
+    category names where the format has categories (YouTube-VOS).
     """
 
     def _read_masks(self, record: VOSRecord, stems: Sequence[str], masks: dict[str, np.ndarray | None]) -> None:
@@ -307,7 +321,7 @@ class VOSVideoDataset(SegmentationVideoDataset):
             keys.FRAME_NAMES: stems,
             keys.FRAME_INDICES: torch.from_numpy(frame_indices),
             keys.VIDEO_ID: record.video_id,
-        }
+        } | _categories(record, object_ids)
 
 
 class VOSDataModule(SegmentationDataModule):
@@ -325,6 +339,7 @@ class VOSDataModule(SegmentationDataModule):
 
     prediction_layout: ClassVar[str] = ""
     video_dataset_class = VOSVideoDataset
+    modalities = MODALITIES  # training clips and evaluation videos carry flow channels
 
     def __init__(self, root: str, clip_len: int = 3, max_objects: int = 3, **kwargs):
         super().__init__(root, clip_len=clip_len, **kwargs)
@@ -357,6 +372,12 @@ class VOSDataModule(SegmentationDataModule):
     def classes(self) -> list[str]:
         """VOS is class-agnostic: objects are identified by their given first mask."""
         return []
+
+    @property
+    def seen_categories(self) -> frozenset[str] | None:
+        """The object categories of the training videos (YouTube-VOS "seen" categories: an evaluated object
+        of another category is "unseen"); None for a format without categories."""
+        return None
 
     @cached_property
     def palette(self) -> list[int]:

@@ -9,23 +9,31 @@ frame is memorized every `mem_every` frames, and J&F is computed as davis2017-ev
 
 The model returns one foreground logit map per object; objects compete for pixels through STM's
 soft aggregation (`soft_aggregate`), so a pixel ends up with at most one object.
+
+`task="unsupervised"` gives no mask at all: a zero-shot model (`propose`) decodes slots on every frame, each a
+mask and a score; training matches the slots to the clip's objects by Hungarian assignment (`match_slots`,
+`unsupervised_loss`), evaluation proposes up to 20 objects per video and scores them with DAVIS's unsupervised
+protocol.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torchmetrics.aggregation import CatMetric
 
 from lit_video.data import keys
 from lit_video.data.masks import VOID
 from lit_video.errors import LitVideoError
-from lit_video.models.losses import segmentation_loss
-from lit_video.models.registry import build_task_model
+from lit_video.models.losses import pairwise_dice_loss, pairwise_sigmoid_bce_loss, segmentation_loss
+from lit_video.models.registry import build_task_model, list_models, model_entry
 from lit_video.tasks.base import VideoTask
 from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
@@ -101,6 +109,10 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         online_lr: learning rate of the online fine-tuning.
         flip_tta: evaluation also segments the mirrored video, with a memory of its own, and averages the
             two passes' logits (test-time augmentation, as XMem's `--flip`): twice the evaluation compute.
+        task: "semi-supervised" (each object's first mask is given) or "unsupervised" (no mask is given: a
+            zero-shot model proposes up to 20 objects per video; training matches its slots to the clip's
+            objects by Hungarian assignment; evaluation is DAVIS's unsupervised protocol). A registry model
+            that has a `zero_shot` argument is built with it on for "unsupervised".
         optimizer: optimizer and schedule.
         predictions_path: the folder where `predict` writes palette PNGs (default `predictions/` in the log
             folder), in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission
@@ -119,8 +131,10 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         online_steps: int = 0,
         online_lr: float = 1e-5,
         flip_tta: bool = False,
+        task: str = "semi-supervised",
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
+        modality: str = "rgb",
     ):
         if mem_every < 1:
             raise LitVideoError(f"model.init_args.mem_every must be >= 1, got {mem_every}")
@@ -130,9 +144,17 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         check_number("bootstrap", bootstrap, 0, 1, low_open=True, optional=True)
         check_number("online_steps", online_steps, 0, integer=True)
         check_number("online_lr", online_lr, 0, low_open=True)
+        _check_task_mode(task, online_steps, flip_tta)
         super().__init__(model, clip_len, resolution, optimizer or OptimizerConfig(weight_decay=0.0),
-                         predictions_path)
-        self.model = build_task_model(model, "vos", model_kwargs)
+                         predictions_path, modality)
+        if task == "unsupervised":
+            model_kwargs = _zero_shot_kwargs(model, model_kwargs)
+        self.model = build_task_model(model, "vos", model_kwargs, modality=modality)
+        self.task_mode = task
+        if task == "unsupervised" and not getattr(self.model, "zero_shot", False):
+            name = model if isinstance(model, str) else type(self.model).__name__
+            raise LitVideoError(f"model '{name}' cannot segment without given masks (model.init_args.task: "
+                                f"unsupervised); zero-shot models: {', '.join(_zero_shot_models())}")
         self.dice_weight, self.bootstrap = dice_weight, bootstrap  # the training loss
         self.mem_every, self.flip_tta = mem_every, flip_tta  # how evaluation propagates
         self.online_steps, self.online_lr = online_steps, online_lr  # OSVOS-style fine-tuning per video
@@ -190,8 +212,27 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
                 self.model.memorize(video[:, :, t], logits.softmax(dim=1)[:, 1:], memory)
         return torch.stack(losses).mean()
 
+    def propose_clip(self, video: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor) -> torch.Tensor:
+        """Unsupervised training: the zero-shot model proposes slots on every frame of the clip, no mask given;
+        its slots are matched to the clip's objects (`unsupervised_loss`).
+
+        Args:
+            video: (B,C,T,H,W) normalized frames.
+            masks: (B,T,H,W) int64 ids 0..K, VOID ignored.
+            num_objects: (B,) objects of each clip.
+
+        Returns:
+            the loss of the clip.
+        """
+        memory = self.model.new_memory()
+        logits, scores = zip(*(self.model.propose(video[:, :, t], memory) for t in range(video.shape[2])), strict=True)
+        # (B,S,T,H,W) slot logits, (B,S,T) slot score logits
+        return unsupervised_loss(torch.stack(logits, dim=2), torch.stack(scores, dim=2), masks, num_objects,
+                                 self.dice_weight, self.bootstrap)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.propagate_clip(batch[keys.VIDEO], batch[keys.MASKS], batch[keys.NUM_OBJECTS])
+        propagate = self.propose_clip if self.task_mode == "unsupervised" else self.propagate_clip
+        loss = propagate(batch[keys.VIDEO], batch[keys.MASKS], batch[keys.NUM_OBJECTS])
         return self.log_training_loss(loss, len(batch[keys.MASKS]))
 
     # -------------------------------------------------------------- evaluation
@@ -224,6 +265,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         # slot_ids -> object ids: 0 stays background, slot s (channel s+1) is object order[s] + 1
         object_ids = torch.cat([torch.zeros(1, dtype=torch.int64, device=order.device), order + 1])
         joined, last_memorized = 0, None
+        # a recurrent or flow-warping model's state must advance through every frame, whatever mem_every says
+        every_frame = getattr(model, "memorize_every_frame", False)
         for t in range(num_frames):
             frame = video[None, :, t]  # (1,C,h,w)
             arriving = int((slot_first == t).sum())
@@ -239,11 +282,39 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
                 joined += arriving
             full = F.interpolate(probabilities, size=full_size, mode="bilinear", align_corners=False)
             predicted[t] = object_ids[full[0].argmax(dim=0)]  # (H,W)
-            if joined and (arriving or last_memorized is None or t - last_memorized >= self.mem_every):
+            if joined and (every_frame or arriving or last_memorized is None or t - last_memorized >= self.mem_every):
                 for memory, mirror in views:
                     model.memorize(mirror(frame), mirror(probabilities[:, 1:]), memory)
                 last_memorized = t
         return predicted
+
+    @torch.no_grad()
+    def propose_video(self, video: torch.Tensor, full_size: tuple[int, ...]) -> torch.Tensor:
+        """Unsupervised: the zero-shot model's proposals on one whole video, no mask given.
+
+        On each frame the slots whose score is above 0.5 compete for the pixels (soft aggregation); a slot
+        keeps its identity through the video, and the slots used anywhere become proposals 1..N in slot order
+        (N <= the model's slots <= 20, the DAVIS unsupervised protocol's limit).
+
+        Args:
+            video: (C,T,h,w) normalized frames.
+            full_size: (H, W) of the annotations.
+
+        Returns:
+            (T,H,W) int64 proposal ids 0..N at annotation resolution.
+        """
+        memory = self.model.new_memory()
+        predicted = torch.zeros((video.shape[1], *full_size), dtype=torch.int64, device=video.device)
+        for t in range(video.shape[1]):
+            logits, scores = self.model.propose(video[None, :, t], memory)  # (1,S,h,w), (1,S)
+            probabilities = soft_aggregate(logits, scores.sigmoid() > 0.5).softmax(dim=1)  # (1,S+1,h,w)
+            full = F.interpolate(probabilities, size=full_size, mode="bilinear", align_corners=False)
+            predicted[t] = full[0].argmax(dim=0)  # slot + 1, 0 = background
+        used = torch.unique(predicted)
+        used = used[used > 0]
+        renumber = torch.zeros(int(predicted.max()) + 1, dtype=torch.int64, device=predicted.device)
+        renumber[used] = torch.arange(1, len(used) + 1, device=predicted.device)
+        return renumber[predicted]
 
     @staticmethod
     def _add_given_masks(probabilities: torch.Tensor, frame_masks: torch.Tensor, object_ids: torch.Tensor,
@@ -293,6 +364,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             raise LitVideoError("VOS evaluation takes one whole video per batch (the VOS DataModules' "
                                 "evaluation loaders have batch_size 1)")
         video, masks, first_frames = batch[keys.VIDEO][0], batch[keys.MASKS][0], batch[keys.FIRST_FRAMES][0]
+        if self.task_mode == "unsupervised":
+            return self.propose_video(video, masks.shape[-2:])
         model = self._online_finetune(video, masks, first_frames) if self.online_steps > 0 else None
         return self.segment_video(video, masks, first_frames, model)
 
@@ -303,9 +376,22 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         annotated = batch[keys.ANNOTATED][0]
         first_frames = batch[keys.FIRST_FRAMES][0]
         gt = batch[keys.MASKS][0]
-        scores = evaluate_sequence(predicted[annotated], gt[annotated], num_objects=len(first_frames))
+        if self.task_mode == "unsupervised":  # every frame scored, proposals matched to objects (Hungarian)
+            from lit_video.metrics.davis import evaluate_unsupervised_sequence
+
+            scores = evaluate_unsupervised_sequence(predicted[annotated], gt[annotated], num_objects=len(first_frames),
+                                                    name=str(batch[keys.VIDEO_ID][0]))
+            rows = torch.as_tensor(scores["objects"]).long() - 1  # the object each row scores
+        else:
+            scores = evaluate_sequence(predicted[annotated], gt[annotated], num_objects=len(first_frames))
+            rows = torch.arange(len(first_frames))
         for name, metric in self.eval_scores[stage].items():
             metric.update(torch.as_tensor(scores[name], dtype=torch.float32, device=self.device))
+        categories = batch.get(keys.OBJECT_CATEGORIES)
+        if categories is not None:  # kept per video for the seen / unseen split at the epoch's end
+            names = [c[0] if isinstance(c, list | tuple) else c for c in categories]
+            self.video_outputs[batch[keys.VIDEO_ID][0]] = (
+                [float(x) for x in scores["J"]], [float(x) for x in scores["F"]], [names[int(k)] for k in rows])
 
     def evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         # Means over every object of every video, as davis2017-evaluation averages (not per video).
@@ -314,9 +400,24 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             values[name] = metric.compute().float().nanmean() if metric.update_called else torch.tensor(float("nan"))
             metric.reset()
         values["JF"] = (values["J"] + values["F"]) / 2
+        values.update(self._seen_unseen_scores())
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "JF")
         return values
+
+    def _seen_unseen_scores(self) -> dict[str, torch.Tensor]:
+        """J and F of the objects whose category the training videos hold (seen) and of the others (unseen),
+        and their mean (YouTube-VOS's "overall"); empty when the DataModule gives no categories."""
+        outputs = self.gathered_outputs()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        seen = getattr(datamodule, "seen_categories", None)
+        if not outputs or seen is None:
+            return {}
+        from lit_video.metrics.ytvos import seen_unseen_scores
+
+        j, f, categories = ([x for output in outputs.values() for x in output[part]] for part in range(3))
+        scores = seen_unseen_scores({"J": np.asarray(j), "F": np.asarray(f)}, categories, seen)
+        return {name: torch.tensor(float(value)) for name, value in scores.items()}
 
     # ------------------------------------------------------------- prediction
     def predict_step(self, batch: dict, batch_idx: int) -> str:
@@ -326,13 +427,108 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         frame_names = [name[0] if isinstance(name, list | tuple) else name for name in batch[keys.FRAME_NAMES]]
         out_dir = self.predictions_location()
         wanted = set(datamodule.frames_to_write(video_id))
+        # proposals (unsupervised) are written as ids 1..N; objects as the dataset's own ids
+        object_ids = (torch.arange(1, int(predicted.max()) + 1) if self.task_mode == "unsupervised"
+                      else batch[keys.OBJECT_IDS][0])
         for t, name in enumerate(frame_names):
-            if name in wanted:  # written as the dataset's own ids, in its palette and layout
-                datamodule.write_prediction(out_dir, video_id, name, predicted[t], batch[keys.OBJECT_IDS][0])
+            if name in wanted:  # in the dataset's palette and layout
+                datamodule.write_prediction(out_dir, video_id, name, predicted[t], object_ids)
         return video_id
 
     def on_predict_epoch_end(self) -> None:
         self.print(f"wrote palette PNG predictions to {self.predictions_location()}")
+
+
+TASK_MODES = ("semi-supervised", "unsupervised")
+
+
+def _check_task_mode(task: str, online_steps: int, flip_tta: bool) -> None:
+    """One-line refusals of a task mode and of the options it cannot combine with."""
+    if task not in TASK_MODES:
+        raise LitVideoError(f"model.init_args.task must be one of {', '.join(TASK_MODES)}, got {task!r}")
+    if task == "unsupervised" and online_steps:
+        raise LitVideoError("model.init_args.online_steps fine-tunes on the given masks; task unsupervised gives "
+                            "none (set online_steps: 0)")
+    if task == "unsupervised" and flip_tta:
+        raise LitVideoError("model.init_args.flip_tta is for task semi-supervised: the mirrored pass of an "
+                            "unsupervised model proposes its own objects in its own order")
+
+
+def _zero_shot_models() -> list[str]:
+    """The registered VOS models that take a `zero_shot` argument."""
+    return [name for name in list_models(task="vos") if "zero_shot" in inspect.signature(model_entry(name)).parameters]
+
+
+def _zero_shot_kwargs(model: str | nn.Module, model_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`model_kwargs` with zero_shot on for a registry model that takes it (and was not told otherwise)."""
+    if isinstance(model, str) and model in _zero_shot_models():
+        return {"zero_shot": True, **(model_kwargs or {})}
+    return model_kwargs
+
+
+def match_slots(logits: torch.Tensor, scores: torch.Tensor, target: torch.Tensor,
+                num_objects: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hungarian assignment of a clip's predicted slots to its objects.
+
+    The cost of a (slot, object) pair over the whole clip, void pixels left out: the sigmoid cross-entropy
+    plus the dice loss of the slot's mask against the object's, plus the score's cross-entropy against
+    "is an object" (DETR's matching cost, in time as VisTR's).
+
+    Args:
+        logits: (S,T,H,W) slot mask logits.
+        scores: (S,T) slot score logits.
+        target: (T,H,W) int64 ids 0..K, VOID ignored.
+        num_objects: K.
+
+    Returns:
+        (slots, objects): int64 (M,) each, M = min(S, K); objects 0-based.
+    """
+    if num_objects == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=logits.device)
+        return empty, empty
+    with torch.no_grad():
+        valid = (target != VOID).flatten()  # (N,)
+        pixels = logits.float().flatten(1)[:, valid]  # (S,N')
+        objects = torch.arange(1, num_objects + 1, device=target.device)
+        truth = (target.flatten()[valid][None] == objects[:, None]).float()  # (K,N')
+        cost = pairwise_sigmoid_bce_loss(pixels, truth) + pairwise_dice_loss(pixels, truth)
+        cost = cost + F.softplus(-scores.float()).mean(dim=1, keepdim=True)  # (S,K)
+        slots, matched = linear_sum_assignment(cost.cpu().numpy())
+    return (torch.as_tensor(slots, dtype=torch.int64, device=logits.device),
+            torch.as_tensor(matched, dtype=torch.int64, device=logits.device))
+
+
+def unsupervised_loss(logits: torch.Tensor, scores: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor,
+                      dice_weight: float = 1.0, bootstrap: float | None = None) -> torch.Tensor:
+    """Loss of zero-shot slots against a clip's objects, whatever order the slots come in.
+
+    Slots are matched to objects (`match_slots`); the ground truth renumbered to the matched slots gives the
+    usual segmentation loss of the soft-aggregated slots on every frame (an unmatched slot's pixels count
+    as errors, so it is pushed to empty), and each slot's score learns whether it was matched.
+
+    Args:
+        logits: (B,S,T,H,W) slot mask logits.
+        scores: (B,S,T) slot score logits.
+        masks: (B,T,H,W) int64 ids 0..K, VOID ignored.
+        num_objects: (B,) objects of each clip.
+        dice_weight, bootstrap: as `segmentation_loss`.
+
+    Returns:
+        the mean loss over the clips.
+    """
+    losses = []
+    for clip_logits, clip_scores, target, count in zip(logits, scores, masks, num_objects, strict=True):
+        slots, objects = match_slots(clip_logits, clip_scores, target, int(count))
+        renumber = torch.zeros(256, dtype=torch.int64, device=target.device)  # object id -> slot + 1
+        renumber[VOID] = VOID
+        renumber[objects + 1] = slots + 1
+        slot_target = renumber[target]  # (T,H,W)
+        aggregated = soft_aggregate(clip_logits.transpose(0, 1))  # (T,S+1,H,W), frames as the batch
+        matched = torch.zeros_like(clip_scores)
+        matched[slots] = 1
+        score_loss = F.binary_cross_entropy_with_logits(clip_scores.float(), matched.float())
+        losses.append(segmentation_loss(aggregated, slot_target, dice_weight, bootstrap) + score_loss)
+    return torch.stack(losses).mean()
 
 
 def _one_hot(ids: torch.Tensor, num_objects: int) -> torch.Tensor:

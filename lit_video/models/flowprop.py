@@ -1,0 +1,180 @@
+"""Flow-guided mask propagation (in the line of MaskRNN, FusionSeg and LucidTracker): the previous frame's
+mask is warped along the optical flow to the current frame, then refined by an encoder-decoder that sees the
+current frame's colours, the warped mask and the flow that carried it.
+
+Frames arrive as rgb+flow (5 channels: R, G, B, flow x, flow y) or flow alone (2 channels), the flow of frame
+t going from t to t+1 in pixels. So the flow stored by `memorize(frame_{t-1}, ...)` is the one that carries
+the memorized masks from t-1 to t, and `segment(frame_t)` warps them with it.
+
+Warping. The stored flow f is FORWARD (defined on frame t-1's grid: pixel p moves to p + f(p)); pulling a
+mask onto frame t's grid with `grid_sample` needs the BACKWARD flow g on frame t's grid, g(q) = f(q - g(q)).
+It is found by fixed-point iterations g <- f(q - g), starting from g = f(q) (`warp_iterations`, 5 by
+default): exact for a constant flow after the first step, and a few steps converge wherever the flow is
+smooth (the iteration contracts when the flow's gradient is below 1). Pixels whose source lies outside the
+frame get no mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_video.errors import LitVideoError
+from lit_video.models.layers import FLOW_SCALE
+from lit_video.models.registry import register_model
+from lit_video.models.vos_base import (
+    FeatureEncoder,
+    SkipDecoder,
+    VOSModel,
+    check_masks,
+    pad_to_multiple,
+    per_object,
+)
+
+STRIDE = 16  # of the encoder: frames are padded to a multiple of it
+FLOW_MODALITIES = {"flow": 2, "rgb+flow": 5}  # frame channels of each modality the model accepts
+
+
+def sample_at(x: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
+    """x sampled at q - displacement(q) for every pixel q (bilinear, zero outside the frame).
+
+    Args:
+        x: (N, C, H, W) values on the source grid.
+        displacement: (N, 2, H, W) pixels (x right, y down) on the target grid.
+
+    Returns:
+        (N, C, H, W).
+    """
+    _, _, height, width = x.shape
+    ys = torch.arange(height, device=x.device, dtype=displacement.dtype)
+    xs = torch.arange(width, device=x.device, dtype=displacement.dtype)
+    source_x = xs[None, None, :] - displacement[:, 0]  # (N, H, W)
+    source_y = ys[None, :, None] - displacement[:, 1]
+    # align_corners=True: -1 and 1 are the centres of the first and last pixels
+    grid = torch.stack([2 * source_x / max(width - 1, 1) - 1, 2 * source_y / max(height - 1, 1) - 1], dim=-1)
+    return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def backward_flow(forward: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+    """The backward flow g of a forward flow f, g(q) = f(q - g(q)), by fixed-point iterations.
+
+    Args:
+        forward: (N, 2, H, W) flow from frame a to frame b on frame a's grid, pixels.
+        iterations: steps after the initial g = f(q).
+
+    Returns:
+        (N, 2, H, W) on frame b's grid: the pixel q of frame b came from q - g(q) of frame a.
+    """
+    flow = forward
+    for _ in range(iterations):
+        # sampling zero-pads: a pixel whose estimated source left the frame keeps the border's flow instead
+        sampled = sample_at(forward, flow)
+        inside = sample_at(torch.ones_like(forward[:, :1]), flow) > 0.999
+        flow = torch.where(inside, sampled, flow)
+    return flow
+
+
+def warp_masks(masks: torch.Tensor, forward: torch.Tensor, iterations: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Carry masks along a forward flow to the next frame.
+
+    Args:
+        masks: (B, K, H, W) soft masks of frame a.
+        forward: (B, 2, H, W) flow from frame a to frame b, pixels, on frame a's grid.
+        iterations: fixed-point steps of the flow inversion (`backward_flow`).
+
+    Returns:
+        the masks on frame b's grid (B, K, H, W), and the backward flow used (B, 2, H, W).
+    """
+    backward = backward_flow(forward.float(), iterations)
+    return sample_at(masks.float(), backward).clamp(0, 1).to(masks.dtype), backward
+
+
+@dataclass
+class FlowPropMemory:
+    """Per-video state of a `FlowProp`: the latest memorized masks (B,K,H,W) and the flow (B,2,H,W) of their
+    frame, which carries them to the next one; None before the first `memorize`."""
+
+    masks: torch.Tensor | None = None
+    flow: torch.Tensor | None = None
+
+    @property
+    def num_objects(self) -> int:
+        return 0 if self.masks is None else self.masks.shape[1]
+
+
+@register_model("flowprop", task="vos", tiny=dict(width=8, blocks=1, decoder_dim=16))
+class FlowProp(VOSModel):
+    """Previous mask warped along the flow, refined from colours + warped mask + flow, one object at a time.
+
+    Args:
+        modality: the data's modality (`data.init_args.modality`): "rgb+flow" (frames R, G, B, flow x,
+            flow y) or "flow" (flow x, flow y only); "rgb" is refused, there is no flow to warp with.
+        backbone: "small" (GroupNorm ResNet of `width` / `blocks`) or "resnet18" (torchvision's layers).
+        width: channels at stride 4 of the small backbone (x2 at stride 8, x4 at stride 16).
+        blocks: residual blocks per stage of the small backbone.
+        pretrained: resnet18 only: ImageNet weights from the torch hub cache (never downloads); the filters
+            of the channels beyond RGB start at zero.
+        decoder_dim: channels of the decoder at stride 16 (halved at 8 and at 4).
+        warp_iterations: fixed-point steps that invert the forward flow (see the module's docstring).
+    """
+
+    # the warp needs the flow of the frame right before the one segmented: the state advances every frame
+    memorize_every_frame = True
+    requires_flow = True
+
+    def __init__(self, modality: str = "rgb+flow", backbone: str = "small", width: int = 32, blocks: int = 2,
+                 pretrained: bool = False, decoder_dim: int = 64, warp_iterations: int = 5):
+        super().__init__()
+        if modality not in FLOW_MODALITIES:
+            raise LitVideoError(f"model 'flowprop' warps masks along optical flow and needs "
+                                f"data.init_args.modality rgb+flow or flow, got '{modality}'")
+        if warp_iterations < 0:
+            raise LitVideoError(f"flowprop warp_iterations must be >= 0, got {warp_iterations}")
+        self.modality, self.warp_iterations = modality, warp_iterations
+        self.in_channels = FLOW_MODALITIES[modality]
+        # the input: the frame's colours (rgb+flow), the warped mask, the backward flow that carried it
+        encoder_channels = self.in_channels - 2 + 1 + 2
+        if pretrained and modality == "flow":
+            raise LitVideoError("flowprop: pretrained ImageNet weights need the colours (modality rgb+flow)")
+        self.encoder = FeatureEncoder(encoder_channels, backbone, width, blocks, pretrained)
+        self.decoder = SkipDecoder(self.encoder.channels[-1], self.encoder.channels[:-1], decoder_dim)
+        # the warped mask is already a good guess: the decoder learns a correction on top of its logit
+        self.prior_weight = nn.Parameter(torch.tensor(4.0))
+
+    def new_memory(self) -> FlowPropMemory:
+        return FlowPropMemory()
+
+    def _check_frame(self, frame: torch.Tensor) -> None:
+        if frame.ndim != 4 or frame.shape[1] != self.in_channels:
+            raise ValueError(f"flowprop built for modality '{self.modality}' takes frames (B,{self.in_channels},H,W), "
+                             f"got {tuple(frame.shape)} (check data.init_args.modality)")
+
+    def segment(self, frame: torch.Tensor, memory: FlowPropMemory) -> torch.Tensor:
+        """frame (B,C,H,W) -> per-object foreground logits (B,K,H,W) for the K objects in `memory`."""
+        if memory.masks is None:
+            raise ValueError("segment needs a memorized frame first (memorize the first frame and its masks)")
+        self._check_frame(frame)
+        if memory.masks.shape[0] != frame.shape[0] or memory.masks.shape[2:] != frame.shape[2:]:
+            raise ValueError(f"frame {tuple(frame.shape)} does not match the memorized masks "
+                             f"{tuple(memory.masks.shape)}")
+        height, width = frame.shape[-2:]
+        batch, num_objects = memory.masks.shape[:2]
+        warped, backward = warp_masks(memory.masks, memory.flow, self.warp_iterations)  # (B,K,H,W), (B,2,H,W)
+        colours = frame[:, : self.in_channels - 2]  # (B,3,H,W) or (B,0,H,W)
+        shared = pad_to_multiple(torch.cat([colours, backward.to(frame.dtype) / FLOW_SCALE], dim=1), STRIDE)
+        warped_padded = pad_to_multiple(warped.to(frame.dtype), STRIDE)  # (B,K,Hp,Wp)
+        inputs = torch.cat([per_object(shared, num_objects), warped_padded.flatten(0, 1).unsqueeze(1)], dim=1)
+        # inputs: (B*K, C-2+2+1, Hp, Wp), the frame and flow once per object with that object's warped mask
+        *skips, f16 = self.encoder(inputs)  # strides 4, 8 | 16
+        logits = self.decoder(f16, tuple(skips), shared.shape[-2:])  # (B*K,1,Hp,Wp)
+        logits = logits.view(batch, num_objects, *shared.shape[-2:])[..., :height, :width]  # (B,K,H,W)
+        return logits + self.prior_weight * (2 * warped.to(logits.dtype) - 1)
+
+    def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: FlowPropMemory) -> None:
+        """Keep `masks` (B,K,H,W) and the frame's flow to the next frame; new objects join with theirs."""
+        self._check_frame(frame)
+        check_masks(frame, masks, memory.num_objects)
+        memory.masks, memory.flow = masks, frame[:, -2:]
