@@ -12,7 +12,7 @@ import torch
 
 from lit_video.compute import profiled_network
 from lit_video.data.tokenizer import WordTokenizer
-from lit_video.models import list_models, tiny_kwargs
+from lit_video.models import list_models, model_entry, tiny_kwargs
 from lit_video.tasks.base import VideoTask
 from lit_video.tasks.captioning import VideoCaptioning
 from lit_video.tasks.classification import VideoClassifier
@@ -29,7 +29,10 @@ def classifier(name: str) -> VideoTask:
 
 
 def vos(name: str) -> VideoTask:
-    return VideoObjectSegmentation(model=name, model_kwargs=tiny_kwargs(name), clip_len=3, resolution=32)
+    # a model that reads optical flow is given the data it needs: colours and flow
+    modality = "rgb+flow" if getattr(model_entry(name), "requires_flow", False) else "rgb"
+    return VideoObjectSegmentation(model=name, model_kwargs=tiny_kwargs(name), clip_len=3, resolution=32,
+                                   modality=modality)
 
 
 def vis(name: str) -> VideoTask:

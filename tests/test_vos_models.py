@@ -15,7 +15,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 
 from lit_video.compute import count_flops, profile_model
 from lit_video.errors import LitVideoError
-from lit_video.models import create_model, list_models, model_task, tiny_kwargs
+from lit_video.models import create_model, list_models, model_entry, model_task, tiny_kwargs
 from lit_video.models.losses import segmentation_loss
 from lit_video.models.stm import STM, memory_affinity
 from lit_video.models.vos_base import VOSModel
@@ -24,9 +24,20 @@ from lit_video.models.weights import cached_weights_path
 VOS_MODELS = list_models(task="vos")
 
 
+def needs_flow(name: str) -> bool:
+    """Whether the model reads optical flow channels beside the colours (and refuses frames without them)."""
+    return bool(getattr(model_entry(name), "requires_flow", False))
+
+
+def channels(name: str) -> int:
+    """Channels of the frames the tiny model takes: RGB, or RGB and the flow to the next frame."""
+    return 5 if needs_flow(name) else 3
+
+
 def tiny(name: str, **kwargs) -> VOSModel:
     torch.manual_seed(0)
-    return create_model(name, **{**tiny_kwargs(name), **kwargs})
+    modality = {"modality": "rgb+flow"} if needs_flow(name) else {}
+    return create_model(name, **{**tiny_kwargs(name), **modality, **kwargs})
 
 
 def random_masks(batch: int, objects: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -36,10 +47,11 @@ def random_masks(batch: int, objects: int, height: int, width: int, seed: int = 
     return logits.softmax(dim=1)[:, 1:]
 
 
-def frames(count: int, batch: int = 2, height: int = 32, width: int = 32, seed: int = 0) -> list[Tensor]:
-    """`count` random normalized frames (B,3,H,W)."""
+def frames(count: int, batch: int = 2, height: int = 32, width: int = 32, seed: int = 0,
+           channels: int = 3) -> list[Tensor]:
+    """`count` random normalized frames (B,C,H,W); with 5 channels the last two are a random flow in pixels."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(batch, 3, height, width, generator=generator) for _ in range(count)]
+    return [torch.randn(batch, channels, height, width, generator=generator) for _ in range(count)]
 
 
 def test_registry_keeps_vos_models_apart_from_classifiers():
@@ -78,7 +90,7 @@ def test_any_size_and_object_count(name):
     with torch.no_grad():
         for height, width in [(16, 16), (20, 36), (48, 33)]:
             for objects in (1, 3):
-                first, query = frames(2, height=height, width=width)
+                first, query = frames(2, height=height, width=width, channels=channels(name))
                 memory = model.new_memory()
                 with pytest.raises(ValueError, match="memorize"):
                     model.segment(query, memory)
@@ -112,7 +124,7 @@ def test_stm_reads_memory_at_its_memory_stride_and_builds_no_deeper_stages(strid
 def test_objects_joining_mid_video_were_absent_before(name):
     # Memory grown at frame 1 == memory that had the two new objects as empty masks from frame 0 on.
     model = tiny(name).eval()
-    f0, f1, f2 = frames(3)
+    f0, f1, f2 = frames(3, channels=channels(name))
     m0, m1 = random_masks(2, 1, 32, 32, seed=1), random_masks(2, 3, 32, 32, seed=2)
     with torch.no_grad():
         grown = model.new_memory()
@@ -137,7 +149,7 @@ def test_objects_joining_mid_video_were_absent_before(name):
 @pytest.mark.parametrize("name", VOS_MODELS)
 def test_gradients_reach_every_parameter_and_the_first_masks(name):
     model = tiny(name).train()
-    f0, f1, f2 = frames(3)
+    f0, f1, f2 = frames(3, channels=channels(name))
     first = random_masks(2, 2, 32, 32).requires_grad_()
     targets = [(random_masks(2, 2, 32, 32, seed=s) > 0.3).float() for s in (3, 4)]
     memory = model.new_memory()
@@ -159,7 +171,7 @@ def test_gradients_reach_every_parameter_and_the_first_masks(name):
 @pytest.mark.parametrize("name", VOS_MODELS)
 def test_eval_is_deterministic_and_videos_do_not_share_state(name):
     model = tiny(name).eval()
-    video_a, video_b = frames(3, seed=5), frames(3, seed=6)
+    video_a, video_b = frames(3, seed=5, channels=channels(name)), frames(3, seed=6, channels=channels(name))
     masks_a, masks_b = random_masks(2, 2, 32, 32, seed=7), random_masks(2, 2, 32, 32, seed=8)
 
     def propagate(video, masks, memory):
@@ -338,14 +350,18 @@ class Propagation(nn.Module):
 @pytest.mark.parametrize("name", VOS_MODELS)
 def test_a_propagation_can_be_profiled(name):
     network = Propagation(tiny(name))
-    short, long = torch.zeros(1, 3, 2, 32, 32), torch.zeros(1, 3, 3, 32, 32)
+    c = channels(name)
+    short, long = torch.zeros(1, c, 2, 32, 32), torch.zeros(1, c, 3, 32, 32)
     assert 0 < count_flops(network, short) < count_flops(network, long)
-    profile = profile_model(network, clip_len=3, resolution=32, batch_size=1, steps=1, warmup=0, device="cpu")
+    profile = profile_model(network, clip_len=3, resolution=32, batch_size=1, steps=1, warmup=0, device="cpu",
+                            channels=c)
     assert profile.gflops > 0 and profile.train_clips_per_s > 0 and profile.peak_memory_mb > 0
 
 
-def translating_square(size: int = 32, side: int = 10, shift: tuple[int, int] = (9, 7)):
-    """Two frames (1,3,H,W) of a textured square on a noisy background, moved by `shift` -> frames, masks."""
+def translating_square(size: int = 32, side: int = 10, shift: tuple[int, int] = (9, 7), with_flow: bool = False):
+    """Two frames (1,3,H,W) of a textured square on a noisy background, moved by `shift` (rows, columns) ->
+    frames, masks. With `with_flow` the frames have 5 channels: the colours, then the true flow to the next
+    frame in pixels (x, y), the square's shift on frame 0 and none on frame 1."""
     generator = torch.Generator().manual_seed(0)
     background = torch.randn(1, 3, size, size, generator=generator) * 0.3
     color = torch.tensor([1.5, -1.0, 0.5])[:, None, None]
@@ -355,6 +371,11 @@ def translating_square(size: int = 32, side: int = 10, shift: tuple[int, int] = 
         frame, mask = background.clone(), torch.zeros(1, 1, size, size)
         frame[..., y:y + side, x:x + side] = texture
         mask[..., y:y + side, x:x + side] = 1
+        if with_flow:
+            flow = torch.zeros(1, 2, size, size)
+            if not frames_:
+                flow[:, 0, y:y + side, x:x + side], flow[:, 1, y:y + side, x:x + side] = shift[1], shift[0]
+            frame = torch.cat([frame, flow], dim=1)
         frames_.append(frame)
         masks.append(mask)
     return frames_, masks
@@ -363,7 +384,7 @@ def translating_square(size: int = 32, side: int = 10, shift: tuple[int, int] = 
 @pytest.mark.parametrize("name", VOS_MODELS)
 def test_tiny_model_learns_a_translating_object(name):
     model = tiny(name).train()
-    (f0, f1), (m0, m1) = translating_square()
+    (f0, f1), (m0, m1) = translating_square(with_flow=needs_flow(name))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):  # about 30 ms a step on one idle core
