@@ -14,11 +14,11 @@ import argparse
 import time
 from pathlib import Path
 
+from lit_video.data.flow import compute_dataset_flow
 from lit_video.data.synthetic import synthesize
 from lit_video.data.synthetic.spec import SynthSpec
 from lit_video.run_cost import ComputeProfileCallback
 from lit_video.training import run_cli
-from lit_video.video.flow import compute_dataset_flow
 
 RECIPE = Path(__file__).resolve().parents[1] / "experiments" / "synthetic" / "two_stream_tiny.yaml"
 # The datasets of tests/test_learning_motion.py: 4 motions; 2 motions x 2 colours.

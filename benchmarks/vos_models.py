@@ -62,9 +62,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes computing the flow")
     args = parser.parse_args()
 
+    from lit_video.data.flow import compute_dataset_flow
     from lit_video.data.synthetic.vos import VosSynthSpec, write_davis
     from lit_video.training import run_cli
-    from lit_video.video.flow import compute_dataset_flow
 
     height, width = (int(v) for v in args.size.split("x"))
     with tempfile.TemporaryDirectory() as scratch:

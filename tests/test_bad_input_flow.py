@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from cli_errors import assert_one_line_error, run_lit_video
 
+from lit_video.data.flow import compute_dataset_flow
 from lit_video.data.formats.ucf101 import UCF101DataModule
 from lit_video.data.synthetic import synthesize
 from lit_video.data.synthetic.spec import SynthSpec
 from lit_video.errors import LitVideoError
-from lit_video.video.flow import compute_dataset_flow, flow_folder, read_store_info, store_folder
+from lit_video.video.flow import flow_folder, read_store_info, store_folder
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lit_video.cli import main
-from lit_video.video.flow import compute_dataset_flow
+from lit_video.data.flow import compute_dataset_flow
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "experiments").rglob("*.yaml"))

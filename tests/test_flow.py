@@ -13,6 +13,7 @@ import torch
 from cli_errors import run_lit_video
 
 from lit_video.data.base import FLOW_FRAMES
+from lit_video.data.flow import compute_dataset_flow
 from lit_video.data.formats.davis import DAVISDataModule
 from lit_video.data.formats.ucf101 import UCF101DataModule
 from lit_video.data.synthetic import synthesize
@@ -23,7 +24,6 @@ from lit_video.models.registry import build_task_model
 from lit_video.training import run_cli
 from lit_video.video.decode import open_video
 from lit_video.video.flow import (
-    compute_dataset_flow,
     flow_folder,
     partial_folder,
     raft_flow,

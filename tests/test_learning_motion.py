@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from lit_video.data.flow import compute_dataset_flow
 from lit_video.data.synthetic import synthesize
 from lit_video.data.synthetic.spec import SynthSpec
 from lit_video.training import run_cli
-from lit_video.video.flow import compute_dataset_flow
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")  # the figures below were measured on two threads
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_vos_task import copy_first_mask_jf
 
+from lit_video.data.flow import compute_dataset_flow
 from lit_video.data.synthetic.vos import VosSynthSpec, write_davis
-from lit_video.video.flow import compute_dataset_flow
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "experiments" / "synthetic"

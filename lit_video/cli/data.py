@@ -304,7 +304,8 @@ def compute_flow(args: argparse.Namespace) -> int:
     """`data flow`: compute the optical flow of every video of a dataset once (resumable, in parallel)."""
     from tqdm import tqdm
 
-    from lit_video.video.flow import DEFAULT_BOUND, check_method, compute_dataset_flow
+    from lit_video.data.flow import compute_dataset_flow
+    from lit_video.video.flow import DEFAULT_BOUND, check_method
 
     check_method(args.method)  # before the dataset is read
     bound = _number_option("--bound", args.bound, float, DEFAULT_BOUND)
