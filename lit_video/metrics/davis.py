@@ -342,6 +342,18 @@ def _sequence_frames(pred: np.ndarray, gt: np.ndarray, num_objects: int, ignore_
     return j, f
 
 
+def _sequence_ids(pred, gt, num_objects: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """pred and gt as uint8 ids of one shape, and K: `num_objects`, or officially the largest id of gt's first
+    frame."""
+    pred, gt = _as_ids(pred, "prediction"), _as_ids(gt, "ground truth")
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
+    if num_objects is None:
+        first = gt[0] if len(gt) else np.zeros((0,), np.uint8)
+        num_objects = int(first[first != VOID].max(initial=0))
+    return pred, gt, num_objects
+
+
 def evaluate_sequence(pred, gt, num_objects: int | None = None, *, skip_first_last: bool = True,
                       ignore_void: bool = False, official_decay_wrap: bool = False, bound_th: float = BOUND_TH,
                       name: str | None = None) -> dict[str, np.ndarray]:
@@ -364,12 +376,7 @@ def evaluate_sequence(pred, gt, num_objects: int | None = None, *, skip_first_la
     Raises:
         LitVideoError: the prediction has an object id above K.
     """
-    pred, gt = _as_ids(pred, "prediction"), _as_ids(gt, "ground truth")
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    if num_objects is None:
-        first = gt[0] if len(gt) else np.zeros((0,), np.uint8)
-        num_objects = int(first[first != VOID].max(initial=0))
+    pred, gt, num_objects = _sequence_ids(pred, gt, num_objects)
     if skip_first_last:
         pred, gt = pred[1:-1], gt[1:-1]
     largest = int(pred.max(initial=0))
@@ -487,12 +494,7 @@ def evaluate_unsupervised_sequence(pred, gt, *, num_objects: int | None = None, 
     """
     if isinstance(max_proposals, bool) or not isinstance(max_proposals, int) or max_proposals < 1:
         raise ValueError(f"max_proposals must be a positive integer, got {max_proposals!r}")
-    pred, gt = _as_ids(pred, "prediction"), _as_ids(gt, "ground truth")
-    if pred.shape != gt.shape:
-        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
-    if num_objects is None:
-        first = gt[0] if len(gt) else np.zeros((0,), np.uint8)
-        num_objects = int(first[first != VOID].max(initial=0))
+    pred, gt, num_objects = _sequence_ids(pred, gt, num_objects)
     num_proposals = int(pred.max(initial=0))
     if num_proposals > max_proposals:
         where = f"sequence {name}" if name else "the prediction"

@@ -24,6 +24,7 @@ from torch import nn
 
 from lit_video.errors import LitVideoError
 from lit_video.models.layers import FLOW_SCALE
+from lit_video.models.masktrack import MaskTrackMemory
 from lit_video.models.registry import register_model
 from lit_video.models.vos_base import (
     FeatureEncoder,
@@ -93,16 +94,11 @@ def warp_masks(masks: torch.Tensor, forward: torch.Tensor, iterations: int = 5) 
 
 
 @dataclass
-class FlowPropMemory:
-    """Per-video state of a `FlowProp`: the latest memorized masks (B,K,H,W) and the flow (B,2,H,W) of their
-    frame, which carries them to the next one; None before the first `memorize`."""
+class FlowPropMemory(MaskTrackMemory):
+    """Per-video state of a `FlowProp`: MaskTrack's latest memorized masks (B,K,H,W), and the flow (B,2,H,W)
+    of their frame, which carries them to the next one; None before the first `memorize`."""
 
-    masks: torch.Tensor | None = None
     flow: torch.Tensor | None = None
-
-    @property
-    def num_objects(self) -> int:
-        return 0 if self.masks is None else self.masks.shape[1]
 
 
 @register_model("flowprop", task="vos", tiny=dict(width=8, blocks=1, decoder_dim=16))

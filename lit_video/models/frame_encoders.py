@@ -18,10 +18,10 @@ from torchvision.models import ResNet18_Weights, resnet18
 from lit_video.errors import LitVideoError
 from lit_video.models.layers import FLOW_SCALE
 from lit_video.models.weights import load_cached_weights, load_weights
+from lit_video.video.flow import MODALITY_CHANNELS
 
 BACKBONES = ("resnet18", "small")
 # Input channels of each modality a DataModule delivers: RGB, flow (x, y), or RGB then flow.
-MODALITY_CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
 
 StageHook = Callable[[int, torch.Tensor], torch.Tensor]
 

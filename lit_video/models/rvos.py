@@ -31,9 +31,9 @@ from lit_video.models.convlstm import ConvLSTMCell
 from lit_video.models.layers import FLOW_SCALE
 from lit_video.models.registry import register_model
 from lit_video.models.vos_base import FeatureEncoder, VOSModel, check_masks, pad_to_multiple
+from lit_video.video.flow import MODALITY_CHANNELS
 
 STRIDE = 16  # of the encoder: frames are padded to a multiple of it
-MODALITY_CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
 MAX_PROPOSALS = 20  # the DAVIS unsupervised protocol's limit on proposals per video
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per scale, coarse to fine: (h, c), each (B,K,C,h,w)
