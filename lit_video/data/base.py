@@ -35,13 +35,13 @@ from lit_video.video.flow import (
     MODALITIES,
     MODALITY_CHANNELS,
     check_raft_weights,
-    count_pairs,
     flow_folder,
     load_raft,
     raft_flow,
     read_flow,
     read_store_info,
     store_folder,
+    stored_pair_count,
 )
 from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
 from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize_clips
@@ -206,7 +206,7 @@ class FlowInput:
             frames = reader.get_frames(flat).unflatten(0, frame_indices.shape)  # (...,T,H,W,C)
         if self.source == "stored":
             folder = flow_folder(self.root, reader.path, self.method)
-            values = read_flow(folder, flat, self.bound, num_pairs=count_pairs(folder))
+            values = read_flow(folder, flat, self.bound, num_pairs=stored_pair_count(str(folder)))
             flow = torch.from_numpy(values).unflatten(0, frame_indices.shape)  # (...,T,h,w,2)
         else:
             first, second = flow_pair_indices(flat, reader.num_frames)

@@ -37,7 +37,7 @@ from lit_video.data.base import (
 from lit_video.data.records import VideoRecord
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
-from lit_video.video.flow import count_pairs, flow_folder, read_flow, resize_flow
+from lit_video.video.flow import flow_folder, read_flow, resize_flow, stored_pair_count
 from lit_video.video.sampling import ClipSampler
 from lit_video.video.transforms import ClipTransform, normalize_clips
 
@@ -152,7 +152,7 @@ class SegmentationVideoDataset(Dataset):
     def _stored_flow(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> torch.Tensor:
         """The stored flow of `frame_indices` -> float (2,T,h,w) on the grid of the delivered frames."""
         folder = flow_folder(self.flow.root, reader.path, self.flow.method)
-        flow = torch.from_numpy(read_flow(folder, frame_indices, self.flow.bound, num_pairs=count_pairs(folder)))
+        flow = torch.from_numpy(read_flow(folder, frame_indices, self.flow.bound, num_pairs=stored_pair_count(str(folder))))
         flow = resize_flow(flow.permute(0, 3, 1, 2), self._delivered_size(size))  # (T,2,h,w)
         return flow.transpose(0, 1).contiguous()
 

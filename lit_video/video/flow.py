@@ -200,6 +200,13 @@ def count_pairs(folder: str | os.PathLike) -> int:
     return count
 
 
+@lru_cache(maxsize=4096)
+def stored_pair_count(folder: str) -> int:
+    """`count_pairs` of a video folder of a finished store, listed once per process: a store folder only
+    appears complete (it is renamed into place), so the datasets need not list it again for every clip."""
+    return count_pairs(folder)
+
+
 def read_flow(folder: str | os.PathLike, pair_indices: Sequence[int] | np.ndarray, bound: float | None = None,
               num_pairs: int | None = None) -> np.ndarray:
     """The stored flow of 0-based pairs `pair_indices` -> float32 (T,H,W,2), x then y, in pixels of the
