@@ -13,6 +13,7 @@ same machine, one model after the other).
 
     .venv/bin/python benchmarks/vos_models.py                                   # the defaults below
     .venv/bin/python benchmarks/vos_models.py --videos 66 --frames 24 --epochs 4 --flow-method farneback
+    .venv/bin/python benchmarks/vos_models.py --models flowprop rvos       # some rows only (same data, seed)
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RECIPES = ROOT / "experiments" / "synthetic"
-# (row name, recipe)
+# (row name, recipe); the OSVOS-style row reuses MaskTrack's training
 MODELS = [
     ("MaskTrack", "vos_masktrack_tiny.yaml"),
     ("flowprop", "vos_flowprop_tiny.yaml"),
     ("RVOS (one-shot)", "vos_rvos_tiny.yaml"),
     ("STM", "vos_stm_tiny.yaml"),
 ]
+MODEL_KEYS = {"masktrack": "MaskTrack", "flowprop": "flowprop", "rvos": "RVOS (one-shot)", "stm": "STM"}
 
 
 def evaluate(cli, online_steps: int = 0) -> dict[str, float]:
@@ -60,6 +62,8 @@ def main() -> None:
     parser.add_argument("--online-steps", type=int, default=20, help="OSVOS-style fine-tuning steps per video")
     parser.add_argument("--online-lr", type=float, default=1e-3)
     parser.add_argument("--workers", type=int, default=2, help="processes computing the flow")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODEL_KEYS), default=sorted(MODEL_KEYS),
+                        help="the models to train (default all; masktrack also gives the OSVOS-style row)")
     args = parser.parse_args()
 
     from lit_video.data.flow import compute_dataset_flow
@@ -77,7 +81,10 @@ def main() -> None:
         print(f"flow ({args.flow_method}): {summary.computed} videos computed, {summary.skipped} present, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
         rows = []
+        chosen = {MODEL_KEYS[key] for key in args.models}
         for name, recipe in MODELS:
+            if name not in chosen:
+                continue
             start = time.perf_counter()
             cli = run_cli(["--config", str(RECIPES / recipe), "--data.init_args.root", str(root),
                            "--data.init_args.num_workers", "0", "--data.init_args.resolution", str(min(height, width)),

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from lit_video.compute import count_flops
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, tiny_kwargs
-from lit_video.models.flowprop import backward_flow, warp_masks
+from lit_video.models.flowprop import backward_flow, object_motion, translate_masks, warp_masks
 from lit_video.tasks.vos import VideoObjectSegmentation
+from lit_video.video.flow import mirror_frames
 
 CHANNELS = {"rgb": 3, "flow": 2, "rgb+flow": 5}
 
@@ -46,6 +47,20 @@ def square(height: int, width: int, top: int, left: int, side: int) -> torch.Ten
 
 
 # ---------------------------------------------------------------- flowprop
+def uncorrected_prediction(model, mask: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """flowprop's foreground on the next frame (bool, like `mask`) with its learned correction switched off:
+    the carried mask alone, `mask` memorized with `flow` on a random frame."""
+    model.eval()
+    for parameter in model.decoder.predict.parameters():
+        torch.nn.init.zeros_(parameter)
+    frame0, frame1 = frames(2, batch=1, height=mask.shape[-2], width=mask.shape[-1])
+    frame0[:, -2:] = flow
+    memory = model.new_memory()
+    with torch.no_grad():
+        model.memorize(frame0, mask, memory)
+        return model.segment(frame1, memory) > 0
+
+
 def test_a_mask_is_warped_exactly_along_a_constant_flow():
     mask = square(24, 32, top=5, left=6, side=8)
     flow = torch.zeros(1, 2, 24, 32)
@@ -55,16 +70,7 @@ def test_a_mask_is_warped_exactly_along_a_constant_flow():
     torch.testing.assert_close(warped, square(24, 32, top=3, left=9, side=8), rtol=0, atol=1e-5)
     assert torch.equal(backward, flow)
     # the model: with its correction switched off, the prediction is exactly the warped mask
-    model = tiny("flowprop").eval()
-    for parameter in model.decoder.predict.parameters():
-        torch.nn.init.zeros_(parameter)
-    frame0, frame1 = frames(2, batch=1, height=24, width=32)
-    frame0[:, -2:] = flow
-    memory = model.new_memory()
-    with torch.no_grad():
-        model.memorize(frame0, mask, memory)
-        logits = model.segment(frame1, memory)
-    assert torch.equal(logits > 0, square(24, 32, top=3, left=9, side=8) > 0)
+    assert torch.equal(uncorrected_prediction(tiny("flowprop"), mask, flow), square(24, 32, top=3, left=9, side=8) > 0)
 
 
 def test_the_backward_flow_of_a_smooth_motion_inverts_it():
@@ -77,6 +83,41 @@ def test_the_backward_flow_of_a_smooth_motion_inverts_it():
     inner = (slice(None), slice(None), slice(4, -4), slice(4, -4))  # sources inside the frame
     assert (forward - exact)[inner].abs().max() > 0.8
     assert (backward_flow(forward, iterations=5) - exact)[inner].abs().max() < 0.02
+
+
+def test_an_object_moves_by_the_median_flow_of_its_interior():
+    """The flow inside the square is 3 px right and 2 px up; its border row and column carry the background's
+    (zero) flow, as a smoothing flow method gives them, and one interior pixel is an outlier: the object still
+    moves by exactly (3, -2), while the per-pixel warp leaves the border behind."""
+    mask = square(24, 32, top=6, left=6, side=8)
+    flow = torch.zeros(1, 2, 24, 32)
+    flow[:, 0, 7:13, 7:13], flow[:, 1, 7:13, 7:13] = 3.0, -2.0
+    flow[:, :, 9, 9] = 15.0
+    assert torch.equal(object_motion(mask, flow), torch.tensor([[[3.0, -2.0]]]))
+    target = square(24, 32, top=4, left=9, side=8)
+    torch.testing.assert_close(translate_masks(mask, flow), target, rtol=0, atol=1e-5)
+    assert (warp_masks(mask, flow)[0] - target).abs().sum() > 8
+    # every object its own motion; an empty mask stays where it is (nowhere)
+    two = torch.cat([mask, torch.zeros_like(mask)], dim=1)  # (1,2,H,W)
+    assert torch.equal(object_motion(two, flow)[0, 1], torch.zeros(2))
+    assert torch.equal(uncorrected_prediction(tiny("flowprop", warp="object"), mask, flow), target > 0)
+    with pytest.raises(LitVideoError, match="warp must be one of field, object"):
+        tiny("flowprop", warp="affine")
+
+
+@pytest.mark.parametrize("modality", ["rgb+flow", "flow"])
+def test_a_mirrored_video_carries_the_mirrored_masks(modality):
+    """Flip TTA: the mirror of a frame negates its flow's x component, so the mirrored pass moves the mirrored
+    mask the mirrored way (a plain flip would carry it 3 px the wrong way)."""
+    mask = square(24, 32, top=6, left=4, side=8)
+    frame = frames(1, CHANNELS[modality], batch=1, height=24, width=32)[0]
+    frame[:, -2], frame[:, -1] = 3.0, 1.0
+    moved = translate_masks(mask, frame[:, -2:])
+    mirrored = mirror_frames(frame, modality)
+    torch.testing.assert_close(mirrored[:, :-2], frame[:, :-2].flip(-1))
+    torch.testing.assert_close(translate_masks(mask.flip(-1), mirrored[:, -2:]), moved.flip(-1), rtol=0, atol=1e-5)
+    assert not torch.allclose(translate_masks(mask.flip(-1), frame.flip(-1)[:, -2:]), moved.flip(-1), atol=0.5)
+    assert torch.equal(mirror_frames(frame[:, :3], "rgb"), frame[:, :3].flip(-1))
 
 
 @pytest.mark.parametrize("modality", ["rgb+flow", "flow"])

@@ -37,6 +37,7 @@ from lit_video.models.vos_base import (
 
 STRIDE = 16  # of the encoder: frames are padded to a multiple of it
 FLOW_MODALITIES = {"flow": 2, "rgb+flow": 5}  # frame channels of each modality the model accepts
+WARPS = ("field", "object")
 
 
 def sample_at(x: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
@@ -78,6 +79,51 @@ def backward_flow(forward: torch.Tensor, iterations: int = 5) -> torch.Tensor:
     return flow
 
 
+def object_motion(masks: torch.Tensor, forward: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Each object's motion: the median of the flow over its mask's interior (the Median-Flow tracker's
+    estimate, Kalal et al. 2010), robust to the flow that smooths across the object's border.
+
+    Args:
+        masks: (B, K, H, W) soft masks of frame a.
+        forward: (B, 2, H, W) flow from frame a to frame b, pixels.
+        threshold: mask probability that counts as the object.
+
+    Returns:
+        (B, K, 2) displacement (x, y) of each object in pixels; zero for an empty mask.
+    """
+    inside = (masks.detach().float() > threshold).float()  # (B,K,H,W)
+    # the interior: a 3x3 erosion leaves out the border pixels whose flow mixes object and background
+    interior = 1 - F.max_pool2d(1 - inside, 3, stride=1, padding=1)
+    # a mask too thin to have an interior uses all its pixels
+    interior = torch.where(interior.flatten(2).sum(-1, keepdim=True)[..., None] > 0, interior, inside)
+    weights = interior.flatten(2)  # (B,K,HW)
+    values = forward.detach().float().flatten(2)[:, None].expand(-1, masks.shape[1], -1, -1)  # (B,K,2,HW)
+    ordered, order = values.sort(dim=-1)
+    cumulative = weights[:, :, None].expand_as(values).gather(-1, order).cumsum(-1)  # (B,K,2,HW)
+    half = cumulative[..., -1:] / 2
+    # the weighted median: the first value whose cumulative weight reaches half the total
+    position = (cumulative < half).sum(-1, keepdim=True).clamp(max=values.shape[-1] - 1)
+    median = ordered.gather(-1, position).squeeze(-1)  # (B,K,2)
+    return torch.where(half.squeeze(-1) > 0, median, torch.zeros_like(median))
+
+
+def translate_masks(masks: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    """Carry each mask by its object's median flow (`object_motion`) to the next frame.
+
+    Args:
+        masks: (B, K, H, W) soft masks of frame a.
+        forward: (B, 2, H, W) flow from frame a to frame b, pixels.
+
+    Returns:
+        (B, K, H, W) the masks on frame b's grid.
+    """
+    batch, num_objects, height, width = masks.shape
+    motion = object_motion(masks, forward)  # (B,K,2)
+    displacement = motion.reshape(-1, 2, 1, 1).expand(-1, -1, height, width)  # (B*K,2,H,W)
+    moved = sample_at(masks.float().reshape(-1, 1, height, width), displacement)
+    return moved.view(batch, num_objects, height, width).clamp(0, 1).to(masks.dtype)
+
+
 def warp_masks(masks: torch.Tensor, forward: torch.Tensor, iterations: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     """Carry masks along a forward flow to the next frame.
 
@@ -115,6 +161,10 @@ class FlowProp(VOSModel):
             of the channels beyond RGB start at zero.
         decoder_dim: channels of the decoder at stride 16 (halved at 8 and at 4).
         warp_iterations: fixed-point steps that invert the forward flow (see the module's docstring).
+        warp: how the previous masks reach the current frame: "field" pulls every pixel along the flow (the
+            backward flow above); "object" moves each mask as a whole by the median flow over its interior
+            (`object_motion`), which a flow that smooths across object borders cannot shrink or smear; the
+            refinement then follows the object's changes of shape.
     """
 
     # the warp needs the flow of the frame right before the one segmented: the state advances every frame
@@ -122,14 +172,17 @@ class FlowProp(VOSModel):
     requires_flow = True
 
     def __init__(self, modality: str = "rgb+flow", backbone: str = "small", width: int = 32, blocks: int = 2,
-                 pretrained: bool = False, decoder_dim: int = 64, warp_iterations: int = 5):
+                 pretrained: bool = False, decoder_dim: int = 64, warp_iterations: int = 5,
+                 warp: str = "field"):
         super().__init__()
         if modality not in FLOW_MODALITIES:
             raise LitVideoError(f"model 'flowprop' warps masks along optical flow and needs "
                                 f"data.init_args.modality rgb+flow or flow, got '{modality}'")
         if warp_iterations < 0:
             raise LitVideoError(f"flowprop warp_iterations must be >= 0, got {warp_iterations}")
-        self.modality, self.warp_iterations = modality, warp_iterations
+        if warp not in WARPS:
+            raise LitVideoError(f"flowprop warp must be one of {', '.join(WARPS)}, got {warp!r}")
+        self.modality, self.warp_iterations, self.warp = modality, warp_iterations, warp
         self.in_channels = FLOW_MODALITIES[modality]
         # the input: the frame's colours (rgb+flow), the warped mask, the backward flow that carried it
         encoder_channels = self.in_channels - 2 + 1 + 2
@@ -158,7 +211,11 @@ class FlowProp(VOSModel):
                              f"{tuple(memory.masks.shape)}")
         height, width = frame.shape[-2:]
         batch, num_objects = memory.masks.shape[:2]
-        warped, backward = warp_masks(memory.masks, memory.flow, self.warp_iterations)  # (B,K,H,W), (B,2,H,W)
+        if self.warp == "object":
+            warped = translate_masks(memory.masks, memory.flow)  # (B,K,H,W)
+            backward = backward_flow(memory.flow.float(), self.warp_iterations)  # (B,2,H,W), the network's input
+        else:
+            warped, backward = warp_masks(memory.masks, memory.flow, self.warp_iterations)
         colours = frame[:, : self.in_channels - 2]  # (B,3,H,W) or (B,0,H,W)
         shared = pad_to_multiple(torch.cat([colours, backward.to(frame.dtype) / FLOW_SCALE], dim=1), STRIDE)
         warped_padded = pad_to_multiple(warped.to(frame.dtype), STRIDE)  # (B,K,Hp,Wp)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ from lit_video.models.registry import build_task_model, list_models, model_entry
 from lit_video.tasks.base import VideoTask
 from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
+from lit_video.video.flow import mirror_frames
 
 _EPS = 1e-7
 
@@ -257,10 +259,11 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         # Objects join memory in order of appearance: the model addresses them by slot 0..K-1.
         order = torch.argsort(first_frames, stable=True)  # slot -> object index
         slot_first = first_frames[order]
-        # each view: a memory and the mirror that maps the video into that view and back
-        views = [(model.new_memory(), lambda x: x)]
+        # each view: a memory, the mirror that maps masks into that view and back, and the one for frames (a
+        # mirrored flow field also changes the sign of its x component)
+        views = [(model.new_memory(), lambda x: x, lambda x: x)]
         if self.flip_tta:
-            views.append((model.new_memory(), lambda x: x.flip(-1)))
+            views.append((model.new_memory(), lambda x: x.flip(-1), partial(mirror_frames, modality=self.modality)))
         predicted = torch.zeros((num_frames, *full_size), dtype=torch.int64, device=masks.device)
         # slot_ids -> object ids: 0 stays background, slot s (channel s+1) is object order[s] + 1
         object_ids = torch.cat([torch.zeros(1, dtype=torch.int64, device=order.device), order + 1])
@@ -271,8 +274,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             frame = video[None, :, t]  # (1,C,h,w)
             arriving = int((slot_first == t).sum())
             if joined:
-                logits = torch.stack([mirror(model.segment(mirror(frame), memory))
-                                      for memory, mirror in views]).mean(dim=0)  # (1,J,h,w)
+                logits = torch.stack([mirror(model.segment(mirror_frame(frame), memory))
+                                      for memory, mirror, mirror_frame in views]).mean(dim=0)  # (1,J,h,w)
                 probabilities = soft_aggregate(logits).softmax(dim=1)  # (1,J+1,h,w)
             else:
                 probabilities = torch.ones(1, 1, height, width, device=video.device)
@@ -283,8 +286,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             full = F.interpolate(probabilities, size=full_size, mode="bilinear", align_corners=False)
             predicted[t] = object_ids[full[0].argmax(dim=0)]  # (H,W)
             if joined and (every_frame or arriving or last_memorized is None or t - last_memorized >= self.mem_every):
-                for memory, mirror in views:
-                    model.memorize(mirror(frame), mirror(probabilities[:, 1:]), memory)
+                for memory, mirror, mirror_frame in views:
+                    model.memorize(mirror_frame(frame), mirror(probabilities[:, 1:]), memory)
                 last_memorized = t
         return predicted
 
