@@ -8,6 +8,8 @@ T * N, which is what makes attention over video affordable.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange, repeat
 from torch import nn
@@ -58,9 +60,28 @@ class DividedSpaceTimeBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+def sinusoidal_embedding(length: int, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """The sine / cosine position table of "Attention Is All You Need" -> (length, dim).
+
+    Args:
+        length: positions 0 .. length - 1.
+        dim: embedding width; even channels hold sines, odd channels cosines (an odd last channel a sine).
+        base: the longest wavelength is 2 pi * base.
+    """
+    position = torch.arange(length, dtype=torch.float32)[:, None]
+    frequency = torch.exp(-math.log(base) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (ceil(dim/2),)
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
 @register_model("timesformer", tiny=dict(patch_size=8, embed_dim=32, depth=2, num_heads=2))
 class TimeSformer(nn.Module):
     """TimeSformer (divided space-time attention), CLS-token classifier.
+
+    Initialisation: Xavier-uniform linears, truncated-normal (std 0.02) CLS token and position embedding, a
+    sinusoidal (learned) time embedding, and the temporal residual of every block after the first at zero.
 
     Args:
         num_classes: number of output logits.
@@ -105,8 +126,20 @@ class TimeSformer(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
 
         init_transformer_weights(self)
-        for p in (self.cls_token, self.pos_embed, self.time_embed):
+        # Xavier-uniform linears, as the official ViT (JAX) and MAE code: the fixed std of 0.02 suits widths
+        # near 768; at small widths it makes every residual branch a product of near-zero matrices (three in
+        # the temporal branch: value, projection, temporal_fc), so time attention gets almost no gradient and
+        # a small TimeSformer trained from scratch stays at chance on classes that differ only by motion.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+        for p in (self.cls_token, self.pos_embed):
             nn.init.trunc_normal_(p, std=0.02)
+        # The time embedding, the only source of frame order, starts as the sinusoidal table of Vaswani et
+        # al. (still learned): at std 0.02 it was ~1/20 of the patch features and order was learned late or
+        # never; sinusoids also make "the next / previous frame" one linear map for the attention to learn.
+        with torch.no_grad():
+            self.time_embed.copy_(sinusoidal_embedding(num_frames, embed_dim)[None])
         for i, block in enumerate(self.blocks):
             if i > 0:
                 # As the reference code: later blocks start with temporal attention switched off (the
