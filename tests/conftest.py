@@ -265,6 +265,7 @@ def two_torch_threads():
 # workers instead of one running alone at the end. (xdist's default order, most tests first, started the two
 # learning modules after 18 other files and the one-test learning file last.)
 LONGEST_FIRST = ("test_vis_task.py", "test_vos_task.py", "test_learning.py", "test_learning_motion.py",
+                 "test_rvos_learning.py",
                  "test_cluster.py", "test_caption_task.py", "test_notebooks.py", "test_experiments.py", "test_sweep.py",
                  "test_vos_motion_models.py", "test_flow.py")
 

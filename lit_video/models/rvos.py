@@ -10,12 +10,23 @@ on (recurrence over time). The finest hidden state is read out as the slot's mas
 Two modes, as in the paper:
 - one-shot (semi-supervised, the `VOSModel` interface): each slot's cell also sees the object's mask of the
   previous frame; the given first masks enter there. `memorize(frame_t, masks_t)` advances every slot's
-  state through frame t (with the masks of frame t-1 as input, exactly the step `segment(frame_t)` ran) and
-  keeps masks_t for the next step. A slot's state stays zero until the object has had a non-empty mask, so an
-  object that joins mid-video is treated as one that was memorized with empty masks before.
+  state through frame t (with the masks of frame t-1 as input, exactly the step `segment(frame_t)` ran, whose
+  result it reuses) and keeps masks_t for the next step. A slot's state stays zero until the object has had a
+  non-empty mask, so an object that joins mid-video is treated as one that was memorized with empty masks
+  before; the step of the frame where it starts takes that first mask itself as input, so the state has seen
+  the object before the next frame is segmented (else nothing tells the cells what the object looks like).
+  The slot's readout adds the previous mask's evidence (`mask_gain` x (mask - 1/2)) to the decoded logits: an
+  untrained model copies the previous mask instead of guessing, and training learns the motion on top.
 - zero-shot (`zero_shot=True`, unsupervised VOS): no mask is given; `propose(frame, memory)` decodes
   `max_objects` slots, each a mask and a score (is this slot an object), the slot's own previous mask
   probabilities taking the place of the given ones.
+
+Beside the paper's inputs, each cell also sees the previous frame's features under the slot's previous mask
+(what the object looked like where it was) and, with `match_radius` > 0, the slot's previous mask carried to
+this frame by local attention (each cell of this frame's features attends to the previous frame's within
+`match_radius` cells at that scale, as STM reads memory, but locally, and takes the mask there). The carried
+mask also replaces the previous one in the one-shot readout's prior. Without them the recurrent state has to
+learn appearance matching on its own: on synthetic DAVIS a CI-sized budget leaves it near copying the first mask.
 """
 
 from __future__ import annotations
@@ -48,11 +59,15 @@ class RVOSMemory:
             slots' own last probabilities); None before the first step.
         states: the slots' cell states per scale; None before the first step.
         started: (B,K) bool, one-shot: the object has had a non-empty mask (its state may leave zero).
+        features: the projected features of the frame the last step ran on (per scale, coarse to fine).
     """
 
     masks: torch.Tensor | None = None
     states: State | None = None
     started: torch.Tensor | None = None
+    features: list[torch.Tensor] | None = None
+    # segment's step: (frame signature, states after it), for memorize of the same frame and masks to reuse
+    _stepped: tuple | None = field(default=None, repr=False)
     # the last encoded frame, its signature and features: segment(frame) then memorize(frame) encodes it once
     _cache: tuple | None = field(default=None, repr=False)
 
@@ -69,6 +84,31 @@ def _signature(frame: torch.Tensor) -> tuple:
     return frame.data_ptr(), tuple(frame.shape), frame.stride(), version, frame.device, frame.dtype
 
 
+def local_attention(feature: torch.Tensor, previous: torch.Tensor, radius: int) -> torch.Tensor:
+    """Each cell of `feature` attending to the cells of `previous` within `radius` cells either way.
+
+    Args:
+        feature: (B,C,h,w) this frame's features.
+        previous: (B,C,h,w) the previous frame's features.
+        radius: cells searched either way.
+
+    Returns:
+        (B,D,h,w) float32 softmax weights over the D = (2 radius + 1)^2 offsets (scaled dot products).
+    """
+    batch, channels, height, width = feature.shape
+    size = 2 * radius + 1
+    # float32: the softmax over dot products is where bf16 loses the ranking
+    keys = F.unfold(previous.float(), size, padding=radius).view(batch, channels, size * size, height, width)
+    return ((feature.float()[:, :, None] * keys).sum(dim=1) / channels ** 0.5).softmax(dim=1)
+
+
+def carry_mask(attention: torch.Tensor, mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B,1,h,w) a previous mask carried to this frame: the `local_attention`-weighted mean of it."""
+    batch, window, height, width = attention.shape
+    values = F.unfold(mask.float(), 2 * radius + 1, padding=radius).view(batch, window, height, width)
+    return (attention * values).sum(dim=1, keepdim=True).to(mask.dtype)
+
+
 @register_model("rvos", task="vos", tiny=dict(width=8, blocks=1, hidden_dim=32))
 class RVOS(VOSModel):
     """Encoder + ConvLSTM decoder recurrent over objects and time, one-shot or zero-shot.
@@ -83,6 +123,8 @@ class RVOS(VOSModel):
         kernel_size: kernel of the ConvLSTM gate convolutions.
         zero_shot: build the per-slot score head for unsupervised VOS (`propose`).
         max_objects: zero-shot slots per video (at most 20, the DAVIS unsupervised protocol's limit).
+        match_radius: cells (at each scale) of the local attention that carries a slot's previous mask to the
+            frame; 0 leaves it out (the paper's inputs, plus the previous features under the mask).
     """
 
     # each slot's recurrent state must see every frame
@@ -90,7 +132,7 @@ class RVOS(VOSModel):
 
     def __init__(self, modality: str = "rgb", backbone: str = "small", width: int = 32, blocks: int = 2,
                  pretrained: bool = False, hidden_dim: int = 64, kernel_size: int = 3, zero_shot: bool = False,
-                 max_objects: int = 10):
+                 max_objects: int = 10, match_radius: int = 2):
         super().__init__()
         if modality not in MODALITY_CHANNELS:
             raise LitVideoError(f"rvos: unknown modality '{modality}' (data.init_args.modality); expected one of "
@@ -98,12 +140,15 @@ class RVOS(VOSModel):
         if hidden_dim < 4 or kernel_size < 1 or kernel_size % 2 == 0:
             raise LitVideoError(f"rvos needs hidden_dim >= 4 and an odd kernel_size, got hidden_dim={hidden_dim}, "
                                 f"kernel_size={kernel_size}")
+        if isinstance(match_radius, bool) or not isinstance(match_radius, int) or match_radius < 0:
+            raise LitVideoError(f"rvos match_radius must be an integer >= 0, got {match_radius!r}")
         if not 1 <= max_objects <= MAX_PROPOSALS:
             raise LitVideoError(f"rvos max_objects must be between 1 and {MAX_PROPOSALS}, got {max_objects}")
         if pretrained and modality == "flow":
             raise LitVideoError("rvos: pretrained ImageNet weights need the colours (modality rgb or rgb+flow)")
         self.modality, self.in_channels = modality, MODALITY_CHANNELS[modality]
-        self.zero_shot, self.max_objects = zero_shot, max_objects
+        self.zero_shot, self.max_objects, self.match_radius = zero_shot, max_objects, match_radius
+        carried = 1 if match_radius else 0  # the channel of the carried mask
         self.encoder = FeatureEncoder(self.in_channels, backbone, width, blocks, pretrained)
         self.hidden = (hidden_dim, hidden_dim // 2, hidden_dim // 4)  # strides 16, 8, 4
         skip_channels = tuple(reversed(self.encoder.channels))  # coarse to fine
@@ -111,15 +156,23 @@ class RVOS(VOSModel):
         cells = []
         for level, hidden in enumerate(self.hidden):
             coarser = self.hidden[level - 1] if level else 0
-            # input: projected features, the coarser cell's hidden, slot k-1's hidden, the slot's mask
-            cells.append(ConvLSTMCell(hidden + coarser + hidden + 1, hidden, kernel_size))
+            # input: projected features, the coarser cell's hidden, slot k-1's hidden, the slot's mask, the
+            # previous frame's features under that mask, the carried mask
+            cells.append(ConvLSTMCell(hidden + coarser + hidden + 1 + hidden + carried, hidden, kernel_size))
         self.cells = nn.ModuleList(cells)
         # the mask read out from the finest hidden state beside the frame's own features and the slot's input
         # mask at that scale: the bounded hidden state alone learns sharp logits slowly
         fine = self.hidden[-1]
-        self.predict = nn.Sequential(nn.Conv2d(2 * fine + 1, fine, 3, padding=1), nn.ReLU(inplace=True),
+        self.predict = nn.Sequential(nn.Conv2d(2 * fine + 1 + carried, fine, 3, padding=1), nn.ReLU(inplace=True),
                                      nn.Conv2d(fine, 1, 3, padding=1))
         self.score = nn.Linear(self.hidden[0], 1) if zero_shot else None
+        self.mask_gain = None
+        if not zero_shot:
+            # one-shot: logits start as the previous mask's (+-2 at gain 4), the decoded part near zero
+            self.mask_gain = nn.Parameter(torch.tensor(4.0))
+            with torch.no_grad():
+                self.predict[-1].weight.mul_(0.1)
+                self.predict[-1].bias.zero_()
 
     # ------------------------------------------------------------ shared parts
     def _check_frame(self, frame: torch.Tensor) -> None:
@@ -142,7 +195,8 @@ class RVOS(VOSModel):
         return projected
 
     def _step(self, features: list[torch.Tensor], masks: torch.Tensor, states: State | None,
-              size: tuple[int, int]) -> tuple[torch.Tensor, State, torch.Tensor]:
+              size: tuple[int, int], previous: list[torch.Tensor] | None = None,
+              fresh: torch.Tensor | None = None) -> tuple[torch.Tensor, State, torch.Tensor]:
         """One frame through the decoder, slot after slot.
 
         Args:
@@ -150,6 +204,8 @@ class RVOS(VOSModel):
             masks: (B,K,Hp,Wp) each slot's input mask at the padded size.
             states: the slots' states before this frame (None: zero).
             size: (H, W) of the frame before padding.
+            previous: the features of the frame the masks belong to (None: this frame's).
+            fresh: (B,K) bool, slots whose masks belong to this frame rather than to `previous`'s.
 
         Returns:
             logits (B,K,H,W), the new states, and the coarse hidden states (B,K,C_0,h_0,w_0).
@@ -159,6 +215,7 @@ class RVOS(VOSModel):
         new_h: list[list[torch.Tensor]] = [[] for _ in self.cells]
         new_c: list[list[torch.Tensor]] = [[] for _ in self.cells]
         readouts = []
+        attention: dict[tuple[int, bool], torch.Tensor] = {}  # (level, fresh) -> local attention, for every slot
         for k in range(num_slots):
             coarser = None
             for level, (cell, feature) in enumerate(zip(self.cells, features, strict=True)):
@@ -166,7 +223,18 @@ class RVOS(VOSModel):
                 stride = padded[0] // grid[0]
                 mask = F.avg_pool2d(masks[:, k: k + 1].to(feature.dtype), stride) if stride > 1 else masks[:, k: k + 1]
                 previous_slot = new_h[level][k - 1] if k else feature.new_zeros(batch, cell.hidden_channels, *grid)
-                inputs = [feature, previous_slot, mask.to(feature.dtype)]
+                before = feature if previous is None else previous[level]
+                if fresh is not None and previous is not None:
+                    before = torch.where(fresh[:, k, None, None, None], feature, before)
+                mask = mask.to(feature.dtype)
+                inputs = [feature, previous_slot, mask, before * mask]
+                if self.match_radius:
+                    # the same for every slot whose mask belongs to the previous frame (fresh ones differ)
+                    key = (level, fresh is not None and previous is not None and bool(fresh[:, k].any()))
+                    if key[1] or key not in attention:
+                        attention[key] = local_attention(feature, before, self.match_radius)
+                    carried = carry_mask(attention[key], mask, self.match_radius)
+                    inputs.append(carried)
                 if coarser is not None:
                     inputs.insert(1, F.interpolate(coarser, size=grid, mode="bilinear", align_corners=False))
                 if states is None:
@@ -176,7 +244,12 @@ class RVOS(VOSModel):
                 coarser, (h, c) = cell(torch.cat(inputs, dim=1), state)
                 new_h[level].append(h)
                 new_c[level].append(c)
-            readouts.append(self.predict(torch.cat([coarser, feature, mask.to(feature.dtype)], dim=1)))  # (B,1,h_4,w_4)
+            evidence = carried if self.match_radius else mask  # where the previous mask says the object is now
+            readout = self.predict(torch.cat([coarser, feature, *([mask, carried] if self.match_radius else [mask])],
+                                             dim=1))  # (B,1,h_4,w_4)
+            if self.mask_gain is not None:
+                readout = readout + self.mask_gain * (evidence.to(readout.dtype) - 0.5)
+            readouts.append(readout)
         logits = F.interpolate(torch.cat(readouts, dim=1), size=padded, mode="bilinear", align_corners=False)
         new_states = [(torch.stack(h, dim=1), torch.stack(c, dim=1)) for h, c in zip(new_h, new_c, strict=True)]
         return logits[..., : size[0], : size[1]], new_states, new_states[0][0]
@@ -194,7 +267,8 @@ class RVOS(VOSModel):
                              f"{tuple(memory.masks.shape)}")
         features = self._features(frame, memory)
         masks = pad_to_multiple(memory.masks, STRIDE)
-        logits, _, _ = self._step(features, masks, memory.states, frame.shape[-2:])
+        logits, states, _ = self._step(features, masks, memory.states, frame.shape[-2:], memory.features)
+        memory._stepped = (memory._cache[1], states)  # memorize(frame) with these objects runs this same step
         return logits
 
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: RVOSMemory) -> None:
@@ -209,6 +283,10 @@ class RVOS(VOSModel):
         started = torch.zeros(batch, num_objects, dtype=torch.bool, device=masks.device)
         if memory.started is not None:
             started[:, :known] = memory.started
+        # an object's first non-empty mask is also the input of its own frame's step
+        starting = (masks.flatten(2) > 0).any(dim=2) & ~started  # (B,K)
+        previous = torch.where(starting[:, :, None, None], masks, previous)
+        started = started | starting
         states = None
         if memory.states is not None and num_objects > known:
             states = [(torch.cat([h, h.new_zeros(batch, num_objects - known, *h.shape[2:])], dim=1),
@@ -216,16 +294,20 @@ class RVOS(VOSModel):
                       for h, c in memory.states]
         elif memory.states is not None:
             states = memory.states
+        features = self._features(frame, memory)
+        stepped, memory._stepped = memory._stepped, None
+        if stepped is not None and stepped[0] == memory._cache[1] and num_objects == known and not starting.any():
+            new_states = stepped[1]  # segment(frame) ran exactly this step
+        elif started.any():
+            _, new_states, _ = self._step(features, pad_to_multiple(previous, STRIDE), states, frame.shape[-2:],
+                                          memory.features, starting)
         if started.any():
-            features = self._features(frame, memory)
-            _, new_states, _ = self._step(features, pad_to_multiple(previous, STRIDE), states, frame.shape[-2:])
             keep = started[:, :, None, None, None]
             memory.states = [(torch.where(keep, h, torch.zeros_like(h)), torch.where(keep, c, torch.zeros_like(c)))
                              for h, c in new_states]
         else:
             memory.states = None  # no object has been seen yet: every state is still zero
-        memory.masks = masks
-        memory.started = started | (masks.flatten(2) > 0).any(dim=2)
+        memory.masks, memory.started, memory.features = masks, started, features
 
     # ------------------------------------------------------------ zero-shot
     def propose(self, frame: torch.Tensor, memory: RVOSMemory) -> tuple[torch.Tensor, torch.Tensor]:
@@ -239,7 +321,8 @@ class RVOS(VOSModel):
             memory.masks = frame.new_zeros(batch, self.max_objects, *frame.shape[-2:])
         features = self._features(frame, memory)
         logits, memory.states, coarse = self._step(features, pad_to_multiple(memory.masks, STRIDE), memory.states,
-                                                   frame.shape[-2:])
+                                                   frame.shape[-2:], memory.features)
+        memory.features = features
         memory.masks = torch.sigmoid(logits)
         scores = self.score(coarse.mean(dim=(3, 4))).squeeze(-1)  # (B,S)
         return logits, scores
