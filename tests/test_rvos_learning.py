@@ -1,6 +1,5 @@
-"""RVOS learns to segment held-out synthetic DAVIS sequences within a CI budget, scored by the task's own
-validation (`val/JF`): one-shot against copying the first mask, zero-shot under the DAVIS unsupervised
-protocol. The data: 384 training and 16 held-out sequences of 24 frames at 64x80 (about 2.6 px of motion per
+"""One-shot RVOS learns to track held-out synthetic DAVIS sequences within a CI budget, scored by the task's own
+validation (`val/JF`) against copying the first mask. The data: 384 training and 16 held-out sequences of 24 frames at 64x80 (about 2.6 px of motion per
 frame), RGB only; each fit is its tiny recipe with the frames at 64 px.
 
 Measured here (2 threads): one-shot 0.034 untrained, 0.403 after 240 steps; copying the first mask 0.099. Before
