@@ -24,6 +24,8 @@ from lit_video.models.registry import build_task_model
 from lit_video.training import run_cli
 from lit_video.video.decode import open_video
 from lit_video.video.flow import (
+    FlowComputer,
+    farneback_window,
     flow_folder,
     partial_folder,
     raft_flow,
@@ -83,6 +85,35 @@ def motion_store(tmp_path_factory):
     result = run_lit_video("data", "flow", "--format", "ucf101", "--root", root, "--workers", "2")
     compute_dataset_flow("ucf101", root, "farneback")
     return root, videos, result
+
+
+def test_farneback_follows_a_small_object_over_a_textured_background():
+    """A 10 px textured square moving (2.5, 1.5) px over a static textured 48x64 background: with its window
+    shrunk to the frame's size, Farneback gives the square its own motion; OpenCV's usual 15 px window mixes
+    in the background's zero flow and shortens it by more than 0.4 px."""
+    rng = np.random.default_rng(0)
+    height, width, side, velocity, start = 48, 64, 10, np.array([2.5, 1.5]), (20, 15)
+    background = cv2.GaussianBlur((rng.random((height, width)) * 255).astype(np.float32), (0, 0), 1.5)
+    texture = cv2.GaussianBlur((rng.random((side, side)) * 255).astype(np.float32), (0, 0), 1.0)
+
+    def frame(x: float, y: float) -> np.ndarray:
+        shift = np.float32([[1, 0, x], [0, 1, y]])
+        patch = cv2.warpAffine(texture, shift, (width, height), flags=cv2.INTER_CUBIC)
+        alpha = cv2.warpAffine(np.ones((side, side), np.float32), shift, (width, height))
+        grey = np.clip(background * (1 - alpha) + patch * alpha, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+
+    frames = np.stack([frame(*start), frame(start[0] + velocity[0], start[1] + velocity[1])])
+    interior = (slice(start[1] + 2, start[1] + side - 2), slice(start[0] + 2, start[0] + side - 2))
+
+    def error() -> float:
+        flow = FlowComputer("farneback")(frames)[0]  # (H,W,2)
+        return float(np.abs(np.median(flow[interior].reshape(-1, 2), axis=0) - velocity).max())
+
+    assert farneback_window(height, width) == 5 and farneback_window(480, 854) == 15
+    assert error() < 0.25
+    with mock.patch("lit_video.video.flow.farneback_window", lambda height, width: 15):
+        assert error() > 0.4
 
 
 @pytest.mark.parametrize("method", ["tvl1", "farneback"])

@@ -13,7 +13,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from lit_video.video.flow import resize_flow
+from lit_video.video.flow import mirror_frames, resize_flow
 
 # The statistics torchvision's Kinetics-400 video weights were trained with.
 KINETICS_MEAN = (0.43216, 0.394666, 0.37645)
@@ -143,10 +143,7 @@ class ClipTransform:
         crop = F.resize(F.crop(flow, *box), list(self.size), antialias=True)  # zeros (no motion) past the edge
         crop[:, 0] *= self.size[1] / box_w
         crop[:, 1] *= self.size[0] / box_h
-        if flipped:
-            crop = F.horizontal_flip(crop)
-            crop[:, 0].neg_()
-        return crop
+        return mirror_frames(crop, "flow") if flipped else crop
 
     def _boxes(self, height: int, width: int, short_side: int) -> list[tuple[int, int, int, int]]:
         """(top, left, height, width) of each crop in SOURCE pixels.
