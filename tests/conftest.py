@@ -264,8 +264,8 @@ def two_torch_threads():
 # test` runs it) files are handed to the workers in collection order, so these start at once on different
 # workers instead of one running alone at the end. (xdist's default order, most tests first, started the two
 # learning modules after 18 other files and the one-test learning file last.)
-LONGEST_FIRST = ("test_vis_task.py", "test_vos_task.py", "test_learning.py", "test_learning_motion.py",
-                 "test_rvos_learning.py",
+LONGEST_FIRST = ("test_vos_motion_learning.py", "test_vis_task.py", "test_vos_task.py", "test_learning.py",
+                 "test_learning_motion.py",
                  "test_cluster.py", "test_caption_task.py", "test_notebooks.py", "test_experiments.py", "test_sweep.py",
                  "test_vos_motion_models.py", "test_flow.py")
 

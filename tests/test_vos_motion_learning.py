@@ -1,13 +1,15 @@
-"""flowprop on synthetic DAVIS within a CI budget: masks carried along stored optical flow beat copying the
-first mask on held-out sequences. The fit is its tiny recipe (each mask moved by its object's median flow,
-`warp: object`) on a small dataset (64x80 frames, 24-frame sequences) for one epoch; the flow is Farneback's
-(a tenth of TV-L1's time here), stored by the flow API.
+"""flowprop and one-shot RVOS learn to track held-out synthetic DAVIS sequences within a CI budget, scored by the
+task's own validation (`val/JF`) against copying the first mask. Both fits share one dataset: 384 training and 16
+held-out sequences of 24 frames at 64x80 (about 2.6 px of motion per frame), with Farneback flow stored by the
+flow API (a tenth of TV-L1's time here); each fit is its tiny recipe with the frames at 64 px.
 
-Measured here (2 shared cores): held-out J&F 0.319 for the untrained model (the warp, with a random
-refinement), 0.25 after two epochs; copying the first mask 0.10. The bar asked for, +0.3 over copying, is not
-reached: the learned refinement makes the propagation worse at this budget (it learns to grow masks, which
-helps one step and compounds over 23), so the margin comes from the warp. One-shot RVOS has its own test
-(tests/test_rvos_learning.py)."""
+Measured here (2 shared cores): copying the first mask 0.099.
+- flowprop (`warp: object`, `match_radius: 2`, void counted as background in the loss): 0.36 untrained (the
+  warp), 0.54 after 240 steps. Without the appearance match 0.37 after 288 steps; with void ignored in the loss
+  training made it worse than the warp (0.22-0.27: it learned to grow masks into the void band).
+- one-shot RVOS: 0.034 untrained, 0.436 after 240 steps (0.403 with void ignored in the loss).
+Zero-shot RVOS has no test: it does not learn at this budget (see
+experiments/synthetic/vos_rvos_unsupervised_tiny.yaml)."""
 
 from __future__ import annotations
 
@@ -21,20 +23,12 @@ from lit_video.data.synthetic.vos import VosSynthSpec, write_davis
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "experiments" / "synthetic"
-# 72 training and 8 held-out sequences of 24 frames
-SPEC = VosSynthSpec(num_videos=80, num_frames=24, size=(64, 80), seed=0, valid_every=10)
+# 384 training and 16 held-out sequences
+SPEC = VosSynthSpec(num_videos=400, num_frames=24, size=(64, 80), seed=0, valid_every=25)
 SMALL = ["--data.init_args.resolution", "64", "--data.init_args.eval_resolution", "64",
          "--compute_profile.enabled", "false", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"]
-
-
-# measured +0.22 untrained (the per-pixel warp, `warp: field`: +0.16), +0.17 after one epoch; the bar asked for
-# was +0.3 (see the docstring)
-FLOWPROP_EPOCHS, WARP_MARGIN, TRAINED_MARGIN = 1, 0.18, 0.1
-
-
-def epochs(count: int) -> list[str]:
-    """Train `count` epochs, validate once at the end."""
-    return ["--trainer.max_epochs", str(count), "--trainer.check_val_every_n_epoch", str(count)]
+# the bar: each model beats copying the first mask by 0.3 J&F; the untrained flowprop (its warp) by 0.18
+MARGIN, WARP_MARGIN = 0.3, 0.18
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +67,16 @@ def fit_and_validate(recipe: str, root: Path, tmp_path: Path, *extra: str) -> tu
     return before["val/JF"], float(cli.trainer.callback_metrics["val/JF"])
 
 
-def test_flowprop_beats_copying_the_first_mask(motion_root, copied_jf, tmp_path):
-    before, after = fit_and_validate("vos_flowprop_tiny.yaml", motion_root, tmp_path, *epochs(FLOWPROP_EPOCHS),
+def test_flowprop_beats_copying_the_first_mask(one_torch_thread, motion_root, copied_jf, tmp_path):
+    before, after = fit_and_validate("vos_flowprop_tiny.yaml", motion_root, tmp_path,
                                      "--data.init_args.flow_method", "farneback")
-    print(f"\nheld-out J&F: flowprop {before:.3f} untrained (the warp alone), {after:.3f} trained; "
+    print(f"\nheld-out J&F: flowprop {before:.3f} untrained (the warp), {after:.3f} trained; "
           f"first mask copied {copied_jf:.3f}")
-    assert before >= copied_jf + WARP_MARGIN and after >= copied_jf + TRAINED_MARGIN
+    assert before >= copied_jf + WARP_MARGIN and after >= copied_jf + MARGIN
+
+
+def test_one_shot_rvos_beats_copying_the_first_mask(one_torch_thread, motion_root, copied_jf, tmp_path):
+    before, after = fit_and_validate("vos_rvos_tiny.yaml", motion_root, tmp_path)
+    print(f"\nheld-out J&F: one-shot RVOS {before:.3f} untrained, {after:.3f} trained; first mask copied "
+          f"{copied_jf:.3f}")
+    assert after >= copied_jf + MARGIN

@@ -12,6 +12,7 @@ from lit_video.compute import count_flops
 from lit_video.errors import LitVideoError
 from lit_video.models import create_model, tiny_kwargs
 from lit_video.models.flowprop import backward_flow, object_motion, translate_masks, warp_masks
+from lit_video.models.vos_base import carry_mask, local_attention
 from lit_video.tasks.vos import VideoObjectSegmentation
 from lit_video.video.flow import mirror_frames
 
@@ -120,9 +121,9 @@ def test_a_mirrored_video_carries_the_mirrored_masks(modality):
     assert torch.equal(mirror_frames(frame[:, :3], "rgb"), frame[:, :3].flip(-1))
 
 
-@pytest.mark.parametrize("modality", ["rgb+flow", "flow"])
-def test_flowprop_any_size_and_object_count(modality):
-    model = tiny("flowprop", modality=modality).eval()
+@pytest.mark.parametrize("modality, match_radius", [("rgb+flow", 0), ("flow", 0), ("rgb+flow", 1)])
+def test_flowprop_any_size_and_object_count(modality, match_radius):
+    model = tiny("flowprop", modality=modality, match_radius=match_radius).eval()
     with torch.no_grad():
         for height, width in [(16, 16), (20, 36)]:
             for objects in (1, 3):
@@ -149,11 +150,19 @@ def test_flowprop_refuses_frames_without_flow_in_one_line():
         model.memorize(rgb, soft_masks(2, 1, 32, 32), model.new_memory())
     with pytest.raises(LitVideoError, match="warp_iterations"):
         create_model("flowprop", task="vos", warp_iterations=-1)
+    for bad in (-1, True, 1.5):
+        with pytest.raises(LitVideoError, match="match_radius must be an integer >= 0"):
+            create_model("flowprop", task="vos", match_radius=bad)
+    with pytest.raises(LitVideoError, match="match_radius > 0 matches colours") as error:
+        create_model("flowprop", task="vos", modality="flow", match_radius=2)
+    assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("name, modality", [("flowprop", "rgb+flow"), ("rvos", "rgb+flow"), ("rvos", "rgb")])
-def test_gradients_reach_every_parameter_and_the_first_masks(name, modality):
-    model = tiny(name, modality=modality).train()
+@pytest.mark.parametrize("name, modality, kwargs", [("flowprop", "rgb+flow", {}), ("rvos", "rgb+flow", {}),
+                                                    ("rvos", "rgb", {}), ("flowprop", "rgb+flow", {"match_radius": 1})])
+def test_gradients_reach_every_parameter_and_the_first_masks(name, modality, kwargs):
+    # with match_radius, the appearance encoder gets gradients only through the carried mask it feeds
+    model = tiny(name, modality=modality, **kwargs).train()
     f0, f1, f2 = frames(3, CHANNELS[modality])
     first = soft_masks(2, 2, 32, 32).requires_grad_()
     targets = [(soft_masks(2, 2, 32, 32, seed=s) > 0.3).float() for s in (3, 4)]
@@ -170,8 +179,9 @@ def test_gradients_reach_every_parameter_and_the_first_masks(name, modality):
     assert not missing, missing
 
 
-def test_flowprop_objects_joining_mid_video_were_absent_before():
-    model = tiny("flowprop").eval()
+@pytest.mark.parametrize("match_radius", [0, 1])
+def test_flowprop_objects_joining_mid_video_were_absent_before(match_radius):
+    model = tiny("flowprop", match_radius=match_radius).eval()
     f0, f1, f2 = frames(3)
     m0, m1 = soft_masks(2, 1, 32, 32, seed=1), soft_masks(2, 3, 32, 32, seed=2)
     with torch.no_grad():
@@ -189,6 +199,18 @@ def test_flowprop_propagation_can_be_profiled():
     network = VideoObjectSegmentation(model=model, clip_len=3, resolution=32).compute_network()
     short, long = torch.zeros(1, 5, 2, 32, 32), torch.zeros(1, 5, 3, 32, 32)
     assert 0 < count_flops(network, short) < count_flops(network, long)
+
+
+def test_local_attention_carries_a_mask_to_where_its_features_moved():
+    # a distinctive feature at cell (3, 3) of the previous frame moves one cell right; the rest is alike
+    previous, current = torch.zeros(1, 8, 7, 7), torch.zeros(1, 8, 7, 7)
+    previous[0, 0, 3, 3] = current[0, 0, 3, 4] = 10.0
+    mask = torch.zeros(1, 1, 7, 7)
+    mask[0, 0, 3, 3] = 1.0
+    carried = carry_mask(local_attention(current, previous, radius=1), mask, radius=1)  # (1,1,7,7)
+    assert carried[0, 0, 3, 4] > 0.99
+    assert carried[0, 0, 3, 3] < 0.2  # its features match no masked cell of the previous frame
+    assert carried[0, 0, :, :2].sum() == 0 and carried[0, 0, :2].sum() == 0  # beyond the radius: nothing
 
 
 # ---------------------------------------------------------------- rvos
@@ -291,3 +313,26 @@ def test_zero_shot_rvos_training_lowers_the_matched_loss_on_a_clip():
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses[::4]
+
+
+@pytest.mark.parametrize("train_void", ["ignore", "background"])
+def test_train_void_decides_what_the_loss_sees_of_void_pixels(train_void, monkeypatch):
+    task = VideoObjectSegmentation(model=tiny("flowprop"), resolution=32, train_void=train_void)
+    masks = torch.zeros(1, 3, 32, 32, dtype=torch.int64)
+    masks[:, :, 8:20, 8:20] = 1
+    masks[:, :, 20:22, 8:20] = 255  # a void band along the object's border
+    seen = []
+    monkeypatch.setattr(task, "propagate_clip", lambda video, clip_masks, num_objects: seen.append(clip_masks) or
+                        torch.zeros((), requires_grad=True))
+    monkeypatch.setattr(task, "log", lambda *args, **kwargs: None)
+    task.training_step({"video": torch.zeros(1, 5, 3, 32, 32), "masks": masks, "num_objects": torch.tensor([1])}, 0)
+    (given,) = seen
+    void = masks == 255
+    assert torch.equal(given[~void], masks[~void])
+    assert (given[void] == (255 if train_void == "ignore" else 0)).all()
+
+
+def test_train_void_refuses_other_values_in_one_line():
+    with pytest.raises(LitVideoError, match="train_void must be one of ignore, background, got 'zero'") as error:
+        VideoObjectSegmentation(model=tiny("flowprop"), resolution=32, train_void="zero")
+    assert "\n" not in str(error.value)

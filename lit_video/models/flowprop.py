@@ -30,7 +30,9 @@ from lit_video.models.vos_base import (
     FeatureEncoder,
     SkipDecoder,
     VOSModel,
+    carry_mask,
     check_masks,
+    local_attention,
     pad_to_multiple,
     per_object,
 )
@@ -38,6 +40,7 @@ from lit_video.models.vos_base import (
 STRIDE = 16  # of the encoder: frames are padded to a multiple of it
 FLOW_MODALITIES = {"flow": 2, "rgb+flow": 5}  # frame channels of each modality the model accepts
 WARPS = ("field", "object")
+APPEARANCE_STRIDE = 4  # of the features the local attention compares (`match_radius`)
 
 
 def sample_at(x: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
@@ -141,10 +144,12 @@ def warp_masks(masks: torch.Tensor, forward: torch.Tensor, iterations: int = 5) 
 
 @dataclass
 class FlowPropMemory(MaskTrackMemory):
-    """Per-video state of a `FlowProp`: MaskTrack's latest memorized masks (B,K,H,W), and the flow (B,2,H,W)
-    of their frame, which carries them to the next one; None before the first `memorize`."""
+    """Per-video state of a `FlowProp`: MaskTrack's latest memorized masks (B,K,H,W), the flow (B,2,H,W)
+    of their frame, which carries them to the next one, and (match_radius > 0) that frame's colour features;
+    None before the first `memorize`."""
 
     flow: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 @register_model("flowprop", task="vos", tiny=dict(width=8, blocks=1, decoder_dim=16))
@@ -165,6 +170,12 @@ class FlowProp(VOSModel):
             backward flow above); "object" moves each mask as a whole by the median flow over its interior
             (`object_motion`), which a flow that smooths across object borders cannot shrink or smear; the
             refinement then follows the object's changes of shape.
+        match_radius: 0 (the published method) or the cells, at stride 4, of a local attention that also
+            carries each previous mask to the frame by appearance: a small colour encoder's features of the
+            frame attend to the previous frame's within `match_radius` cells (as RVOS's `match_radius`), and the
+            mask read there is one more input of the refinement. The flow says where the object went; the match
+            says what it looks like there, which the refinement needs to follow rotation, scale and occlusion
+            (on synthetic DAVIS it is what lets training improve on the warp). Needs the colours (rgb+flow).
     """
 
     # the warp needs the flow of the frame right before the one segmented: the state advances every frame
@@ -173,7 +184,7 @@ class FlowProp(VOSModel):
 
     def __init__(self, modality: str = "rgb+flow", backbone: str = "small", width: int = 32, blocks: int = 2,
                  pretrained: bool = False, decoder_dim: int = 64, warp_iterations: int = 5,
-                 warp: str = "field"):
+                 warp: str = "field", match_radius: int = 0):
         super().__init__()
         if modality not in FLOW_MODALITIES:
             raise LitVideoError(f"model 'flowprop' warps masks along optical flow and needs "
@@ -182,12 +193,19 @@ class FlowProp(VOSModel):
             raise LitVideoError(f"flowprop warp_iterations must be >= 0, got {warp_iterations}")
         if warp not in WARPS:
             raise LitVideoError(f"flowprop warp must be one of {', '.join(WARPS)}, got {warp!r}")
-        self.modality, self.warp_iterations, self.warp = modality, warp_iterations, warp
-        self.in_channels = FLOW_MODALITIES[modality]
-        # the input: the frame's colours (rgb+flow), the warped mask, the backward flow that carried it
-        encoder_channels = self.in_channels - 2 + 1 + 2
+        if isinstance(match_radius, bool) or not isinstance(match_radius, int) or match_radius < 0:
+            raise LitVideoError(f"flowprop match_radius must be an integer >= 0, got {match_radius!r}")
         if pretrained and modality == "flow":
             raise LitVideoError("flowprop: pretrained ImageNet weights need the colours (modality rgb+flow)")
+        if match_radius and modality == "flow":
+            raise LitVideoError("flowprop: match_radius > 0 matches colours and needs data.init_args.modality "
+                                "rgb+flow (or set match_radius: 0 for flow alone)")
+        self.modality, self.warp_iterations, self.warp = modality, warp_iterations, warp
+        self.in_channels, self.match_radius = FLOW_MODALITIES[modality], match_radius
+        # the input: the frame's colours (rgb+flow), the backward flow, the warped mask (and the carried one)
+        encoder_channels = self.in_channels - 2 + 2 + 1 + (1 if match_radius else 0)
+        # the features that the local attention compares, at stride 4
+        self.appearance = FeatureEncoder(3, backbone, width, blocks, pretrained, out_stride=4) if match_radius else None
         self.encoder = FeatureEncoder(encoder_channels, backbone, width, blocks, pretrained)
         self.decoder = SkipDecoder(self.encoder.channels[-1], self.encoder.channels[:-1], decoder_dim)
         # the warped mask is already a good guess: the decoder learns a correction on top of its logit
@@ -219,8 +237,16 @@ class FlowProp(VOSModel):
         colours = frame[:, : self.in_channels - 2]  # (B,3,H,W) or (B,0,H,W)
         shared = pad_to_multiple(torch.cat([colours, backward.to(frame.dtype) / FLOW_SCALE], dim=1), STRIDE)
         warped_padded = pad_to_multiple(warped.to(frame.dtype), STRIDE)  # (B,K,Hp,Wp)
-        inputs = torch.cat([per_object(shared, num_objects), warped_padded.flatten(0, 1).unsqueeze(1)], dim=1)
-        # inputs: (B*K, C-2+2+1, Hp, Wp), the frame and flow once per object with that object's warped mask
+        per_mask = [warped_padded.flatten(0, 1).unsqueeze(1)]  # (B*K,1,Hp,Wp) each
+        if self.match_radius:
+            attention = local_attention(self._appearance(frame), memory.features, self.match_radius)  # (B,D,h,w)
+            previous = pad_to_multiple(memory.masks.to(frame.dtype), STRIDE).flatten(0, 1).unsqueeze(1)
+            previous = F.avg_pool2d(previous, APPEARANCE_STRIDE)  # (B*K,1,h,w)
+            carried = carry_mask(per_object(attention, num_objects), previous, self.match_radius)  # (B*K,1,h,w)
+            per_mask.append(F.interpolate(carried.to(frame.dtype), size=shared.shape[-2:], mode="bilinear",
+                                          align_corners=False))
+        inputs = torch.cat([per_object(shared, num_objects), *per_mask], dim=1)
+        # inputs: (B*K, C-2+2+1[+1], Hp, Wp), the frame and flow once per object with that object's masks
         *skips, f16 = self.encoder(inputs)  # strides 4, 8 | 16
         logits = self.decoder(f16, tuple(skips), shared.shape[-2:])  # (B*K,1,Hp,Wp)
         logits = logits.view(batch, num_objects, *shared.shape[-2:])[..., :height, :width]  # (B,K,H,W)
@@ -231,3 +257,10 @@ class FlowProp(VOSModel):
         self._check_frame(frame)
         check_masks(frame, masks, memory.num_objects)
         memory.masks, memory.flow = masks, frame[:, -2:]
+        if self.match_radius:
+            memory.features = self._appearance(frame)
+
+    def _appearance(self, frame: torch.Tensor) -> torch.Tensor:
+        """frame (B,C,H,W) -> (B,width,Hp/4,Wp/4) the colour features that `local_attention` compares."""
+        (features,) = self.appearance(pad_to_multiple(frame[:, :3], STRIDE))
+        return features

@@ -41,7 +41,14 @@ from lit_video.errors import LitVideoError
 from lit_video.models.convlstm import ConvLSTMCell
 from lit_video.models.layers import FLOW_SCALE
 from lit_video.models.registry import register_model
-from lit_video.models.vos_base import FeatureEncoder, VOSModel, check_masks, pad_to_multiple
+from lit_video.models.vos_base import (
+    FeatureEncoder,
+    VOSModel,
+    carry_mask,
+    check_masks,
+    local_attention,
+    pad_to_multiple,
+)
 from lit_video.video.flow import MODALITY_CHANNELS
 
 STRIDE = 16  # of the encoder: frames are padded to a multiple of it
@@ -82,31 +89,6 @@ def _signature(frame: torch.Tensor) -> tuple:
     # have none, and are written in place only inside inference mode, never between the two calls)
     version = None if frame.is_inference() else frame._version
     return frame.data_ptr(), tuple(frame.shape), frame.stride(), version, frame.device, frame.dtype
-
-
-def local_attention(feature: torch.Tensor, previous: torch.Tensor, radius: int) -> torch.Tensor:
-    """Each cell of `feature` attending to the cells of `previous` within `radius` cells either way.
-
-    Args:
-        feature: (B,C,h,w) this frame's features.
-        previous: (B,C,h,w) the previous frame's features.
-        radius: cells searched either way.
-
-    Returns:
-        (B,D,h,w) float32 softmax weights over the D = (2 radius + 1)^2 offsets (scaled dot products).
-    """
-    batch, channels, height, width = feature.shape
-    size = 2 * radius + 1
-    # float32: the softmax over dot products is where bf16 loses the ranking
-    keys = F.unfold(previous.float(), size, padding=radius).view(batch, channels, size * size, height, width)
-    return ((feature.float()[:, :, None] * keys).sum(dim=1) / channels ** 0.5).softmax(dim=1)
-
-
-def carry_mask(attention: torch.Tensor, mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """(B,1,h,w) a previous mask carried to this frame: the `local_attention`-weighted mean of it."""
-    batch, window, height, width = attention.shape
-    values = F.unfold(mask.float(), 2 * radius + 1, padding=radius).view(batch, window, height, width)
-    return (attention * values).sum(dim=1, keepdim=True).to(mask.dtype)
 
 
 @register_model("rvos", task="vos", tiny=dict(width=8, blocks=1, hidden_dim=32))

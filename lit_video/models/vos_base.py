@@ -279,3 +279,28 @@ class SkipDecoder(nn.Module):
 def per_object(x: torch.Tensor, num_objects: int) -> torch.Tensor:
     """(B, ...) -> (B*K, ...): each sample repeated for its K objects, object-major within a sample."""
     return x.unsqueeze(1).expand(x.shape[0], num_objects, *x.shape[1:]).flatten(0, 1)
+
+
+def local_attention(feature: torch.Tensor, previous: torch.Tensor, radius: int) -> torch.Tensor:
+    """Each cell of `feature` attending to the cells of `previous` within `radius` cells either way.
+
+    Args:
+        feature: (B,C,h,w) this frame's features.
+        previous: (B,C,h,w) the previous frame's features.
+        radius: cells searched either way.
+
+    Returns:
+        (B,D,h,w) float32 softmax weights over the D = (2 radius + 1)^2 offsets (scaled dot products).
+    """
+    batch, channels, height, width = feature.shape
+    size = 2 * radius + 1
+    # float32: the softmax over dot products is where bf16 loses the ranking
+    keys = F.unfold(previous.float(), size, padding=radius).view(batch, channels, size * size, height, width)
+    return ((feature.float()[:, :, None] * keys).sum(dim=1) / channels ** 0.5).softmax(dim=1)
+
+
+def carry_mask(attention: torch.Tensor, mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B,1,h,w) a previous mask carried to this frame: the `local_attention`-weighted mean of it."""
+    batch, window, height, width = attention.shape
+    values = F.unfold(mask.float(), 2 * radius + 1, padding=radius).view(batch, window, height, width)
+    return (attention * values).sum(dim=1, keepdim=True).to(mask.dtype)

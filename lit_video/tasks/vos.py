@@ -41,6 +41,7 @@ from lit_video.tasks.optim import OptimizerConfig
 from lit_video.video.flow import mirror_frames
 
 _EPS = 1e-7
+TRAIN_VOID = ("ignore", "background")  # how the training loss reads void pixels
 
 
 def soft_aggregate(object_logits: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,6 +116,10 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             zero-shot model proposes up to 20 objects per video; training matches its slots to the clip's
             objects by Hungarian assignment; evaluation is DAVIS's unsupervised protocol). A registry model
             that has a `zero_shot` argument is built with it on for "unsupervised".
+        train_void: how the training loss reads void (255) pixels: "ignore" leaves them out (the usual
+            choice), "background" counts them as background, as davis2017-evaluation scores them. A model fed
+            its own masks (flowprop, RVOS) learns under "ignore" that growing a mask into the void band along
+            its border costs nothing, and the growth compounds frame after frame.
         optimizer: optimizer and schedule.
         predictions_path: the folder where `predict` writes palette PNGs (default `predictions/` in the log
             folder), in the DataModule's layout (DAVIS: `<seq>/<frame>.png`; YouTube-VOS: the submission
@@ -134,6 +139,7 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         online_lr: float = 1e-5,
         flip_tta: bool = False,
         task: str = "semi-supervised",
+        train_void: str = "ignore",
         optimizer: OptimizerConfig | None = None,
         predictions_path: str | None = None,
         modality: str = "rgb",
@@ -147,6 +153,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         check_number("online_steps", online_steps, 0, integer=True)
         check_number("online_lr", online_lr, 0, low_open=True)
         _check_task_mode(task, online_steps, flip_tta)
+        if train_void not in TRAIN_VOID:
+            raise LitVideoError(f"model.init_args.train_void must be one of {', '.join(TRAIN_VOID)}, got {train_void!r}")
         super().__init__(model, clip_len, resolution, optimizer or OptimizerConfig(weight_decay=0.0),
                          predictions_path, modality)
         if task == "unsupervised":
@@ -157,7 +165,7 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             name = model if isinstance(model, str) else type(self.model).__name__
             raise LitVideoError(f"model '{name}' cannot segment without given masks (model.init_args.task: "
                                 f"unsupervised); zero-shot models: {', '.join(_zero_shot_models())}")
-        self.dice_weight, self.bootstrap = dice_weight, bootstrap  # the training loss
+        self.dice_weight, self.bootstrap, self.train_void = dice_weight, bootstrap, train_void  # the training loss
         self.mem_every, self.flip_tta = mem_every, flip_tta  # how evaluation propagates
         self.online_steps, self.online_lr = online_steps, online_lr  # OSVOS-style fine-tuning per video
         self.eval_scores = nn.ModuleDict({stage: nn.ModuleDict({
@@ -234,7 +242,10 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         propagate = self.propose_clip if self.task_mode == "unsupervised" else self.propagate_clip
-        loss = propagate(batch[keys.VIDEO], batch[keys.MASKS], batch[keys.NUM_OBJECTS])
+        masks = batch[keys.MASKS]
+        if self.train_void == "background":
+            masks = masks.masked_fill(masks == VOID, 0)
+        loss = propagate(batch[keys.VIDEO], masks, batch[keys.NUM_OBJECTS])
         return self.log_training_loss(loss, len(batch[keys.MASKS]))
 
     # -------------------------------------------------------------- evaluation
