@@ -9,6 +9,7 @@
     lit-video evaluate vos --gt DAVIS_ROOT --pred RESULTS_DIR [--set val] [--year 2017] [--out DIR]
     lit-video evaluate vis --gt ANN.json --pred RESULTS.json [--out DIR]                  (cli/evaluate.py)
     lit-video evaluate captioning --gt ANN.json --pred RESULTS.json [--split SPLIT] [--out DIR]
+    lit-video visualize vos|vis|captioning|classification --gt ... --pred ... --out DIR  (cli/visualize.py)
     lit-video sweep|report|dashboard ...                                                   (cli/sweep.py)
 
 A mistake in the input (a wrong path, an unknown format, a malformed annotation file) ends the
@@ -22,10 +23,10 @@ import argparse
 import sys
 import warnings
 
-from lit_video.cli import data, evaluate, profile, sweep, train
+from lit_video.cli import data, evaluate, profile, sweep, train, visualize
 from lit_video.errors import LitVideoError
 
-COMMAND_GROUPS = (data, train, profile, evaluate, sweep)  # in the order `--help` lists them
+COMMAND_GROUPS = (data, train, profile, evaluate, visualize, sweep)  # in the order `--help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
