@@ -30,6 +30,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lit_video.checkpoint import AtomicCheckpointIO, fetch_checkpoint, is_url, read_checkpoint
 from lit_video.errors import LitVideoError
 from lit_video.run_cost import ComputeProfileCallback
+from lit_video.wandb_runs import TRACKED_SUBCOMMANDS, WandbOptions
 from lit_video.yaml_files import install_config_loader
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -67,6 +68,7 @@ class VideoCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(ComputeProfileCallback, "compute_profile")
+        parser.add_class_arguments(WandbOptions, "wandb")  # the W&B run of fit / validate / test
         for source, target, apply_on in self.LINKS:
             parser.link_arguments(source, target, apply_on=apply_on)
 
@@ -99,7 +101,39 @@ class VideoCLI(LightningCLI):
             raise LitVideoError(f"trainer: {' '.join(str(err).split())}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self._wandb_logger = None
+        if self.subcommand in TRACKED_SUBCOMMANDS and config.get("logger") in (None, True):
+            self._wandb_logger = self._default_wandb_logger(trainer)
+            if self._wandb_logger is not None:
+                # beside Lightning's default CSVLogger, which stays first: checkpoints, config.yaml and
+                # metrics.csv keep their folder (<default_root_dir>/lightning_logs/version_N)
+                trainer.loggers = [*trainer.loggers, self._wandb_logger]
         return trainer
+
+    def _default_wandb_logger(self, trainer):
+        """The W&B logger of a run whose config names no logger (see `lit_video.wandb_runs`), or None when
+        W&B is disabled."""
+        from lit_video.wandb_runs import plain_run_logger, recipe_group, resolved_config, run_tags
+
+        subcommand = self.subcommand
+        config = resolved_config(self._parser(subcommand), self.config[subcommand], self.model, self.datamodule)
+        profile = next((c for c in trainer.callbacks if isinstance(c, ComputeProfileCallback)), None)
+        return plain_run_logger(self._get(self.config_init, "wandb"), subcommand, trainer, config,
+                                group=recipe_group(self.config[subcommand].get("config")),
+                                tags=run_tags(self.model, self.datamodule),
+                                cost_source=profile.metrics if profile is not None else None)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand, then close its W&B run: Lightning leaves it open, and the next run in this
+        process (a notebook's, a test's) would log into it."""
+        from lit_video.wandb_runs import finish_run
+
+        exit_code = 1
+        try:
+            super()._run_subcommand(subcommand)
+            exit_code = 0
+        finally:
+            finish_run(getattr(self, "_wandb_logger", None), {}, exit_code)
 
     # ------------------------------------------------------------ checkpoints
     def _parse_ckpt_path(self) -> None:
@@ -353,8 +387,9 @@ class _ParseOnlyCLI(VideoCLI):
 def run_cli(args: list[str], run: bool = True) -> VideoCLI:
     """Run a LightningCLI subcommand; `args` starts with it (e.g. ["fit", "--config", "x.yaml"]).
 
+    `fit`, `validate` and `test` log to W&B unless the config names a logger (see `lit_video.wandb_runs`).
     With run=False, `args` holds no subcommand: the model, DataModule and Trainer are built and
-    returned for the caller to run (the sweep adds its own callbacks and logger first)."""
+    returned for the caller to run, without a W&B run (the sweep adds its own callbacks and logger first)."""
     return _with_argv(lambda: _cli(VideoCLI, args, run))
 
 

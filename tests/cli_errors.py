@@ -42,7 +42,8 @@ def run_lit_video(*args: str | os.PathLike, cwd: str | Path | None = None, env: 
         timeout: seconds before the test fails as hung.
         input: text fed to stdin.
     """
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+    full_env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"), "WANDB_SILENT": "true",
+                **(env or {})}
     completed = subprocess.run([sys.executable, "-m", "lit_video.cli", *map(str, args)], cwd=cwd, env=full_env,
                                capture_output=True, text=True, timeout=timeout, input=input)
     return Result(completed.returncode, completed.stdout, completed.stderr)

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from postgres import PostgresUnavailable, postgres_server
 
-os.environ.setdefault("WANDB_MODE", "offline")
+# no W&B run (a service process, files) for every fit; a test of W&B sets WANDB_MODE=offline itself
+os.environ.setdefault("WANDB_MODE", "disabled")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one pytest-xdist process per core: torch in each (and in the processes the tests start)
     # takes one thread, or the processes' OpenMP threads would compete for the cores and wait on each other;
@@ -161,7 +162,9 @@ def tiny_study(tmp_path_factory, ucf101_root) -> SweepSpec:
     {0, 1}, eight trials of one short epoch. Its storage is `sqlite:///<out_dir>/tiny.db`."""
     folder = tmp_path_factory.mktemp("tiny_study")
     spec = SweepSpec.load(write_spec(folder, ucf101_root, study_name="tiny", seeds=[0, 1]))
-    run_sweep(spec)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WANDB_MODE", "offline")
+        run_sweep(spec)
     return spec
 
 

@@ -162,7 +162,7 @@ def test_a_real_sweep_report_dashboard_and_slurm_submission_never_show_the_passw
     outputs = []
 
     # the password on the command line: W&B records the command line in its run
-    sweep = run_lit_video("sweep", spec, "--storage", raw, cwd=tmp_path)
+    sweep = run_lit_video("sweep", spec, "--storage", raw, cwd=tmp_path, env={"WANDB_MODE": "offline"})
     outputs.append(sweep.output)
     assert sweep.returncode == 0, sweep.output[-3000:]
     assert f"postgresql://{user}:***@127.0.0.1:{port}/{database}" in sweep.stdout

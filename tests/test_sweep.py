@@ -68,7 +68,8 @@ def complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
-def test_grid_runs_each_point_once_and_resumes(tmp_path, ucf101_root):
+def test_grid_runs_each_point_once_and_resumes(tmp_path, ucf101_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # these read the trials' W&B runs back
     spec = SweepSpec.load(write_spec(tmp_path, ucf101_root))
     study = run_sweep(spec)
     assert len(study.trials) == 4 and len(complete(study)) == 4
@@ -121,7 +122,8 @@ def test_each_trial_has_an_offline_wandb_run_with_its_values_and_compute(tmp_pat
         assert record["run_group"] == "test" and record["job_type"] == "trial"
 
 
-def test_a_failed_trial_run_says_why(tmp_path, ucf101_root):
+def test_a_failed_trial_run_says_why(tmp_path, ucf101_root, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # these read the trials' W&B runs back
     path = write_spec(tmp_path, ucf101_root, search_space={
         "model.init_args.model": {"type": "categorical", "choices": ["sweep_test_nan"]}})
     trial = run_sweep(SweepSpec.load(path)).trials[0]

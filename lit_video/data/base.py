@@ -439,6 +439,9 @@ class VideoDataModule(L.LightningDataModule):
     stratify_heldout: ClassVar[bool] = True
     # What `heldout_key` returns, for `validation_source`.
     heldout_unit: ClassVar[str] = "videos"
+    # Arguments left out of the hyperparameters the loggers record (where the task records a value of its own
+    # under the same name: Lightning refuses to log two different values for one key).
+    unlogged_arguments: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -467,7 +470,7 @@ class VideoDataModule(L.LightningDataModule):
         raft_weights: str | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=list(self.unlogged_arguments))
         check_clip_arguments(clip_len, stride, num_clips, num_crops, resolution, short_side, train_short_side_range,
                              target_fps, frame_sampling, batch_size, num_workers)
         check_heldout_arguments(val_fraction, split_seed, val_list)

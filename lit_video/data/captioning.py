@@ -159,6 +159,8 @@ class CaptioningDataModule(VideoDataModule):
     """
 
     stratify_heldout = False  # captioned videos have no class
+    # the task records the tokenizer itself (the linked `tokenizer_config`) under the name `tokenizer`
+    unlogged_arguments = ("tokenizer",)
 
     def __init__(
         self,

@@ -219,6 +219,8 @@ class TrialRunner:
         cli.datamodule._log_hyperparams = False
         config = resolved_config(cli)
         config["sweep"] = {"study": self.study_name, "trial": trial.number, "seed": seed, "values": values}
+        # each checkpoint artifact says which trial and parameters its weights come from
+        logger.artifact_metadata = {"sweep": config["sweep"]}
         logger.log_hyperparams(config)  # starts the run now, so its start-up counts as set-up time
         trial.set_user_attr("wandb_dir", str(Path(logger.experiment.dir).parent)
                             if getattr(logger.experiment, "dir", None) else None)
