@@ -20,7 +20,6 @@ from pathlib import Path
 
 import optuna
 import torch
-import yaml
 from lightning.pytorch.callbacks import Callback
 
 from lit_video.errors import LitVideoError
@@ -28,6 +27,7 @@ from lit_video.run_cost import ComputeProfileCallback
 from lit_video.sweep.spec import SEED_KEY, SweepSpec, study_folder
 from lit_video.sweep.storage import redact
 from lit_video.sweep.tracking import finish_run, trial_logger
+from lit_video.wandb_runs import cost_sections, resolved_config
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
 DDP_TRIAL_ENV = "LIT_VIDEO_DDP_TRIAL"  # the trial id a DDP rank > 0 joins
@@ -184,7 +184,7 @@ class TrialRunner:
             if cli is not None:
                 _record_costs(trial, cli)  # also for a trial that failed or stopped after some steps
             if logger is not None:
-                costs = _compute_attrs(trial.user_attrs)
+                costs = cost_sections(trial.user_attrs)
                 if costs:
                     logger.log_hyperparams(costs)
                 finish_run(logger, summary, exit_code)
@@ -217,7 +217,7 @@ class TrialRunner:
         # model's registry name.
         cli.model._log_hyperparams = False
         cli.datamodule._log_hyperparams = False
-        config = resolved_config(cli)
+        config = resolved_config(cli.parser, cli.config, cli.model, cli.datamodule)
         config["sweep"] = {"study": self.study_name, "trial": trial.number, "seed": seed, "values": values}
         # each checkpoint artifact says which trial and parameters its weights come from
         logger.artifact_metadata = {"sweep": config["sweep"]}
@@ -266,18 +266,6 @@ class _StopWhenInterrupted(Callback):
             signal.raise_signal(signal.SIGTERM)
 
 
-def resolved_config(cli) -> dict:
-    """The full config of a built LightningCLI, the values linked at instantiation (num_classes) included."""
-    config = yaml.safe_load(cli.parser.dump(cli.config))
-    for section, module in (("model", cli.model), ("data", cli.datamodule)):
-        init_args = config.get(section, {}).get("init_args")
-        if isinstance(init_args, dict):
-            for key, value in module.hparams.items():
-                if not key.startswith("_") and key not in init_args and isinstance(value, int | float | str | bool):
-                    init_args[key] = value
-    return config
-
-
 def _record_costs(trial: optuna.Trial, cli) -> dict[str, float]:
     """Copy what the fit measured (`compute/*`, `budget/*`, and `batch/*` when the micro-batch was searched)
     into the trial's user attributes; returns the numeric ones (an objective may be one of them)."""
@@ -306,16 +294,6 @@ def _record_setting(trial: optuna.Trial, cli) -> None:
         trial.set_user_attr("objective_split", source)
         trial.set_user_attr("objective_on_test", bool(getattr(datamodule, "validates_on_test", False)))
     trial.set_user_attr("cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES"))
-
-
-def _compute_attrs(attrs: dict) -> dict:
-    """The trial's measured costs for its W&B config: {"compute": {...}, "budget": {...}, "batch": {...}}."""
-    sections: dict[str, dict] = {}
-    for key, value in attrs.items():
-        section, _, name = key.partition("/")
-        if section in ("compute", "budget", "batch") and name:
-            sections.setdefault(section, {})[name] = value
-    return sections
 
 
 def interrupted(trial: optuna.trial.FrozenTrial) -> bool:
