@@ -36,6 +36,8 @@ $(DOCS_STAMP): pyproject.toml | $(PY)
 # start a throwaway server for the shared-storage tests, which skip without them (and fail under CI=true:
 # tests/conftest.py turns a skip for a missing dependency into a failure there). And Java: pycocoevalcap's
 # PTB tokenizer and METEOR need it; without it the caption metrics use a Python tokenizer and skip METEOR.
+# And Chromium with its chromedriver: tests/test_report_browser.py opens the report page in it (Selenium, a
+# dev extra, drives it through Debian's driver, which matches the browser; nothing is downloaded).
 # The dev extra (pytest, ruff, OpenCV, notebook tools, ...) and the docs extra (tests/test_docs.py builds
 # the site) come on top of the demo's packages.
 $(STAMP): $(BASE_STAMP) pyproject.toml
@@ -49,6 +51,9 @@ $(STAMP): $(BASE_STAMP) pyproject.toml
 	@command -v java >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null) ; } || \
 		echo "note: Java not installed (needs root and apt-get); caption metrics use a Python tokenizer without METEOR; its tests skip locally, fail under CI=true"
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) ; } || \
+		echo "note: Chromium and chromedriver not installed (needs root and apt-get); the report's browser test skips locally, fails under CI=true"
 	$(PY) -m pip install -q -e ".[dev,docs]"
 	$(PY) -m pip install -q --no-deps "vos-benchmark==0.1.0"
 	@touch $@

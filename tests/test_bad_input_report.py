@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 
 import optuna
@@ -50,6 +51,46 @@ def test_report_out_that_is_a_file_and_bad_dashboard_ports_fail_in_one_line(tmp_
         port = str(taken.getsockname()[1])
         assert_one_line_error(run_lit_video("dashboard", "--storage", storage, "--port", port),
                               f"--port {port}", "already in use")
+
+
+def recorded_study(storage: str, name: str, metric: str = "val/acc", direction: str = "maximize",
+                   failed: bool = False) -> None:
+    """A study of two recorded trials (no training) of `metric`, or of one failed trial."""
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction)
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        study.set_metric_names([metric])
+    clip = optuna.distributions.CategoricalDistribution([4, 8])
+    for clip_len in [4] if failed else [4, 8]:
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL if failed else optuna.trial.TrialState.COMPLETE,
+            value=None if failed else clip_len / 10, params={"clip_len": clip_len}, distributions={"clip_len": clip}))
+
+
+def test_a_cross_study_report_of_studies_that_cannot_be_compared_fails_in_one_line(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    recorded_study(storage, "a")
+    recorded_study(storage, "loss", metric="val/loss")
+    recorded_study(storage, "min", direction="minimize")
+    recorded_study(storage, "failed", failed=True)
+    recorded_study(other, "b")
+    out = tmp_path / "report"
+    cases = [
+        (("--storage", storage, "--study", "a", "--study", "nope"), ("no study 'nope'", "studies: a, loss, min, failed")),
+        (("--storage", storage, "--study", "a", "--study", "loss"),
+         ("study 'loss'", "val/loss (maximize)", "val/acc (maximize)", "one objective")),
+        (("--storage", storage, "--study", "a", "--study", "min"), ("study 'min'", "val/acc (minimize)", "study 'a'")),
+        (("--storage", storage, "--study", "a", "--study", "failed"),
+         ("study 'failed'", "no complete trial", "1 fail")),
+        (("--storage", storage, "--storage", other, "--study", "a", "--study", "b", "--study", "loss"),
+         ("--storage given twice", "--study 3 times", "one --storage per --study")),
+        (("--storage", storage, "--storage", other), ("--storage given twice", "--study")),
+        (("--storage", storage, "--study", "a", "--study-name", "a"), ("--study-name", "--study")),
+        (("--storage", storage, "--study", "a", "--study", "a"), ("--study a", "twice")),
+    ]
+    for args, fragments in cases:
+        assert_one_line_error(run_lit_video("report", *args, "--out", out), *fragments)
+        assert not out.exists()  # nothing written
 
 
 def test_a_sweep_on_a_read_only_sqlite_file_says_so(tmp_path, ucf101_root):

@@ -65,13 +65,13 @@ def recorded_study(path: Path, seed: int = 0) -> optuna.Study:
     return study
 
 
-def non_dominated(trials: list[optuna.trial.FrozenTrial]) -> set[int]:
-    """Trials no other trial beats on accuracy and GFLOPs at once (>= both, > one): by exhaustion."""
+def non_dominated(trials: list[optuna.trial.FrozenTrial], compute: str = "compute/gflops") -> set[int]:
+    """Trials no other trial beats on accuracy and `compute` at once (>= both, > one): by exhaustion."""
     front = set()
     for t in trials:
-        acc, flops = t.value, t.user_attrs["compute/gflops"]
-        beaten = any(u.value >= acc and u.user_attrs["compute/gflops"] <= flops
-                     and (u.value > acc or u.user_attrs["compute/gflops"] < flops) for u in trials)
+        acc, flops = t.value, t.user_attrs[compute]
+        beaten = any(u.value >= acc and u.user_attrs[compute] <= flops
+                     and (u.value > acc or u.user_attrs[compute] < flops) for u in trials)
         if not beaten:
             front.add(t.number)
     return front
@@ -362,3 +362,94 @@ def test_old_studies_without_the_measured_attributes_still_report(tmp_path):
     written = {p.name for p in (tmp_path / "bare").iterdir()}
     assert not {"objective_vs_peak_memory.png", "objective_vs_train_pflops.png"} & written
     assert grouped_points(bare.trials, None, lambda t: t.user_attrs.get(TRAIN_PFLOPS), lambda t: t.value) == []
+
+
+def plot_traces(page: Path) -> list[dict]:
+    """The traces a plotly page draws, read from its `Plotly.newPlot(id, data, layout, config)` call."""
+    text = page.read_text()
+    call = text.index("Plotly.newPlot(")
+    data, _ = json.JSONDecoder().raw_decode(text, text.index("[", text.index(",", call)))
+    return data
+
+
+def best_mean_per_clip_len(trials: list[optuna.trial.FrozenTrial]) -> dict[int, float]:
+    """clip_len -> the best mean objective over seeds among its strides, computed here without the report module."""
+    best: dict[int, float] = {}
+    for label, config in configurations(trials).items():
+        clip_len = int(label.split(",")[0].removeprefix("clip_len="))
+        best[clip_len] = max(best.get(clip_len, -math.inf), config["mean"])
+    return best
+
+
+def test_a_cross_study_report_overlays_both_studies_in_one_colour_each(tmp_path, capsys):
+    # two studies of the same grid in two storages, as two models' sweeps would be
+    first = measured_study(tmp_path / "a.db", name="r2plus1d", seed=0)
+    second = measured_study(tmp_path / "b.db", name="timesformer", seed=5)
+    out = tmp_path / "report"
+    assert main(["report", "--storage", f"sqlite:///{tmp_path / 'a.db'}", "--study", "r2plus1d",
+                 "--storage", f"sqlite:///{tmp_path / 'b.db'}", "--study", "timesformer", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    studies = {"r2plus1d": first.trials, "timesformer": second.trials}
+    # the ablation curve: one series per study, each clip length at the study's best stride (mean over seeds)
+    traces = plot_traces(out / "objective_vs_clip_len.html")
+    assert [t["name"] for t in traces] == list(studies)
+    assert len({t["marker"]["color"] for t in traces}) == 2 and all(t["line"] == t["marker"] for t in traces)
+    for trace in traces:
+        expected = best_mean_per_clip_len(studies[trace["name"]])
+        assert trace["x"] == [4, 8, 16] and trace["y"] == pytest.approx([expected[x] for x in (4, 8, 16)])
+    assert [t["name"] for t in plot_traces(out / "objective_vs_stride.html")] == list(studies)
+    # the Pareto fronts, against forward GFLOPs and against training PFLOPs: every trial, and exactly the
+    # non-dominated ones on each study's front, in the study's colour
+    for page, compute in (("objective_vs_gflops", "compute/gflops"), ("objective_vs_train_pflops", TRAIN_PFLOPS)):
+        traces = {t["name"]: t for t in plot_traces(out / f"{page}.html")}
+        assert set(traces) == {f"{name}: {part}" for name in studies for part in ("trials", "Pareto front")}
+        for name, trials in studies.items():
+            dots, front = traces[f"{name}: trials"], traces[f"{name}: Pareto front"]
+            assert sorted(zip(dots["x"], dots["y"])) == sorted((t.user_attrs[compute], t.value) for t in trials)
+            on_front = [t for t in trials if t.number in non_dominated(trials, compute)]
+            assert sorted(zip(front["x"], front["y"])) == sorted((t.user_attrs[compute], t.value) for t in on_front)
+            assert dots["marker"]["color"] == front["marker"]["color"]
+        assert traces["r2plus1d: trials"]["marker"] != traces["timesformer: trials"]["marker"]
+    assert (out / "objective_vs_train_pflops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the table of each study's best trial
+    table = printed.split("best trial of each study")[1].split("\n\n")[0]
+    for name, trials in studies.items():
+        best = max(trials, key=lambda t: t.value)
+        assert re.search(rf"^  {name} +{best.number} +{best.value:.4f} ", table, re.MULTILINE), table
+    assert printed.startswith("2 studies compared on val/acc_video_best (maximize)")
+    assert (out / "summary.txt").read_text() in printed and "Studies r2plus1d vs timesformer" in (
+        out / "index.html").read_text()
+    with open(out / "trials.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["study"] for r in rows] == ["r2plus1d"] * 12 + ["timesformer"] * 12
+
+
+def test_studies_of_one_storage_are_compared_with_the_study_option(tmp_path, monkeypatch, capsys):
+    storage = f"sqlite:///{tmp_path / 'both.db'}"
+    measured_study(tmp_path / "both.db", name="a", seed=1)
+    bare = optuna.create_study(study_name="b", storage=storage, direction="maximize")  # no compute recorded
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        bare.set_metric_names(["val/acc_video_best"])
+    for clip_len, value in ((4, 0.5), (16, 0.7)):
+        bare.add_trial(optuna.trial.create_trial(
+            value=value, params={CLIP: clip_len}, distributions={CLIP: optuna.distributions.CategoricalDistribution(
+                [4, 16])}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--storage", storage, "--study", "a", "--study", "b"]) == 0
+    out = tmp_path / "outputs" / "reports" / "a_vs_b"  # the default folder names both
+    printed = capsys.readouterr().out
+    assert str(out.relative_to(tmp_path)) in printed
+    assert [t["name"] for t in plot_traces(out / "objective_vs_clip_len.html")] == ["a", "b"]
+    assert not (out / "objective_vs_stride.html").exists() and "swept by a only: stride" in printed
+    traces = plot_traces(out / "objective_vs_gflops.html")
+    assert {t["name"] for t in traces} == {"a: trials", "a: Pareto front"} and "not recorded by: b" in printed
+    # the same name in two storages: two studies, told apart by their storage
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    measured_study(tmp_path / "other.db", name="a", seed=2)
+    assert main(["report", "--storage", storage, "--storage", other, "--study", "a", "--study", "a"]) == 0
+    traces = plot_traces(tmp_path / "outputs" / "reports" / "a_vs_a" / "objective_vs_clip_len.html")
+    assert [t["name"] for t in traces] == [f"a ({storage})", f"a ({other})"]
+    capsys.readouterr()
+    # a single --study is the one-study report, as --study-name
+    assert main(["report", "--storage", storage, "--study", "b", "--out", str(tmp_path / "one")]) == 0
+    assert capsys.readouterr().out.startswith("study 'b' in ")

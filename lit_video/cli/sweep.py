@@ -40,10 +40,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sweep.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)  # set for the workers
     sweep.set_defaults(run=sweep_study)
 
-    report = commands.add_parser("report", help="CSV, plots (PNG + HTML) and a summary of a sweep's study")
-    report.add_argument("--storage", required=True, help="the study's storage URL or journal file")
+    report = commands.add_parser("report", help="CSV, plots (PNG + HTML) and a summary of a sweep's study, or of "
+                                 "several studies overlaid (--study A --study B)")
+    report.add_argument("--storage", required=True, action="append", help="the study's storage URL or journal file; "
+                        "to compare studies of several storages, one --storage per --study (paired in order)")
     report.add_argument("--study-name", default=None, help="needed when the storage holds several studies")
-    report.add_argument("--out", default=None, help="output folder (default outputs/reports/<study name>)")
+    report.add_argument("--study", action="append", default=None, metavar="NAME", help="a study to compare; repeat "
+                        "it (--study A --study B) for one report overlaying their ablation curves and Pareto fronts")
+    report.add_argument("--out", default=None, help="output folder (default outputs/reports/<study name>, or "
+                        "<A>_vs_<B> for several studies)")
     report.set_defaults(run=report_study)
 
     dashboard = commands.add_parser("dashboard", help="serve optuna-dashboard (read-only) for a storage on 127.0.0.1")
@@ -166,20 +171,58 @@ def _print_wandb_location(spec, study_name: str) -> None:
 
 
 def report_study(args: argparse.Namespace) -> int:
-    """`report`: trials.csv, plots and a summary of a study."""
+    """`report`: trials.csv, plots and a summary of a study, or of several studies overlaid."""
     from lit_video.sweep.report import load_existing_study, report_folder, write_report
 
+    storages, studies = args.storage, args.study or []
+    if studies and args.study_name is not None:
+        raise LitVideoError("--study-name and --study: name one study with --study-name, or the studies to compare "
+                            "with --study")
+    if len(studies) > 1 or len(storages) > 1:
+        return _compare_studies(storages, studies, args.out)
     if args.out:
         report_folder(args.out, create=False)  # an existing file fails before the study is loaded
-    study = load_existing_study(args.storage, args.study_name)
+    storage = storages[0]
+    study = load_existing_study(storage, studies[0] if studies else args.study_name)
     if not args.out:  # the study's name becomes a folder: one made by an older version may not be a safe one
         from lit_video.sweep.spec import check_study_name
 
         check_study_name(study.study_name, "the study's name (give --out)")
-    report = write_report(study, args.out or f"outputs/reports/{study.study_name}", storage=args.storage)
+    report = write_report(study, args.out or f"outputs/reports/{study.study_name}", storage=storage)
     print(report.summary, end="")
     print(f"\nreport: {report.out_dir}/index.html ({len(report.files)} files: trials.csv, plots as PNG and HTML)")
     return 0
+
+
+def _compare_studies(storages: list[str], studies: list[str], out: str | None) -> int:
+    """`report --study A --study B ...`: one report overlaying the studies, each from the one --storage or from
+    the --storage given with it (paired in order)."""
+    from lit_video.sweep.report import load_existing_study, report_folder, write_comparison
+    from lit_video.sweep.spec import check_study_name
+
+    if not studies:
+        raise LitVideoError(f"--storage given {_times(len(storages))}: name the study of each with --study (one "
+                            "per --storage, paired in order)")
+    if len(storages) not in (1, len(studies)):
+        raise LitVideoError(f"--storage given {_times(len(storages))} and --study {_times(len(studies))}: give one "
+                            "--storage for every study, or one --storage per --study (paired in order)")
+    if out:
+        report_folder(out, create=False)  # an existing file fails before the studies are loaded
+    pairs = list(zip(storages * len(studies) if len(storages) == 1 else storages, studies))
+    loaded = [(load_existing_study(storage, name), storage) for storage, name in pairs]
+    if not out:  # the studies' names become a folder
+        for study, _ in loaded:
+            check_study_name(study.study_name, f"study '{study.study_name}' as part of a folder name (give --out)")
+        out = "outputs/reports/" + "_vs_".join(study.study_name for study, _ in loaded)
+    comparison = write_comparison(loaded, out)
+    print(comparison.summary, end="")
+    print(f"\nreport: {comparison.out_dir}/index.html ({len(comparison.files)} files: trials.csv, plots as PNG "
+          "and HTML)")
+    return 0
+
+
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
 
 
 def serve_dashboard(args: argparse.Namespace) -> int:

@@ -18,6 +18,10 @@
                                         front, gradient accumulation, failures, sweep overhead
     index.html                          all of the above on one page
 
+`lit-video report --study A --study B` (`write_comparison`) overlays several studies of one objective, one
+colour per study: the objective against each parameter they all sweep, their Pareto fronts against GFLOPs
+and training PFLOPs, and a table of each study's best trial.
+
 Plots are described once (`Figure`) and drawn twice: matplotlib for PNG, plotly for interactive HTML
 (plotly.js is written once beside the pages, so they open offline). Studies recorded before a figure's
 attributes existed still report: that figure is left out and its table cells read "-".
@@ -32,6 +36,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -248,8 +253,10 @@ class Figure:
                 fig.update_yaxes(autorange="reversed")
                 continue
             error = {"type": "data", "array": s.error, "visible": True} if s.error else None
+            # the line and error bars in the markers' colour too: one colour per study in a cross-study report
             fig.add_trace(go.Scatter(x=s.x, y=s.y, mode=s.style, name=s.name, error_y=error, text=s.labels,
-                                     marker={"color": s.color} if s.color else None))
+                                     marker={"color": s.color} if s.color else None,
+                                     line={"color": s.color} if s.color else None))
         fig.update_layout(title=self.title, xaxis_title=self.x_label, yaxis_title=self.y_label,
                           template="plotly_white")
         if self.log_x:
@@ -496,9 +503,213 @@ def write_report(study: optuna.Study, out_dir: str | Path, storage: str | None =
     summary = _summary(study, storage, names, primary, complete, front, importance_note, table, budget)
     (out_dir / "summary.txt").write_text(summary)
     files.append(out_dir / "summary.txt")
-    _write_index(out_dir / "index.html", study.study_name, figures, summary)
+    _write_index(out_dir / "index.html", f"Sweep {study.study_name}", figures, summary)
     files.append(out_dir / "index.html")
     return Report(out_dir, files, [t.number for t in front], summary)
+
+
+# matplotlib's tab10, written out so that both drawings give a study the same colour
+STUDY_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+# The Pareto fronts of a cross-study report: (figure name, compute attribute, x axis label, log x)
+COMPARED_FRONTS = (("objective_vs_gflops", GFLOPS, "GFLOPs per clip (forward)", False),
+                   ("objective_vs_train_pflops", TRAIN_PFLOPS, "training compute (PFLOPs, measured, log)", True))
+
+
+@dataclass
+class ComparedStudy:
+    """One study of a cross-study report.
+
+    Args:
+        study: the study.
+        storage: its storage URL (shown without its password), or None.
+        label: its legend entry and name in the summary: the study's name, followed by its storage when
+            two compared studies share a name.
+    """
+
+    study: optuna.Study
+    storage: str | None
+    label: str
+
+    @property
+    def where(self) -> str:
+        return f"study '{self.study.study_name}'" + (f" in {show_storage(self.storage)}" if self.storage else "")
+
+    @cached_property
+    def complete(self) -> list[optuna.trial.FrozenTrial]:  # read once: a remote storage answers each query
+        return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+@dataclass
+class Comparison:
+    """What `write_comparison` wrote and found."""
+
+    out_dir: Path
+    files: list[Path]
+    fronts: dict[str, dict[str, list[int]]]  # figure name -> study label -> trial numbers on its Pareto front
+    summary: str
+
+
+def compared_studies(studies: Sequence[tuple[optuna.Study, str | None]]) -> list[ComparedStudy]:
+    """The studies with their labels; the same study twice, a study without a complete trial, or studies whose
+    objectives differ in name or direction are one-line errors naming the study.
+
+    Args:
+        studies: (study, its storage URL or None) in the order of the legend.
+    """
+    seen: set[tuple[str, str | None]] = set()
+    for study, storage in studies:
+        key = (study.study_name, show_storage(storage) if storage else None)
+        if key in seen:
+            raise LitVideoError(f"--study {study.study_name}: given twice for the same storage; a cross-study "
+                                "report compares different studies")
+        seen.add(key)
+    names = [study.study_name for study, _ in studies]
+    entries = [ComparedStudy(study, storage, study.study_name if names.count(study.study_name) == 1 or not storage
+                             else f"{study.study_name} ({show_storage(storage)})") for study, storage in studies]
+    first = None
+    for entry in entries:
+        if not entry.complete:
+            raise LitVideoError(f"{entry.where}: no complete trial to compare ({_trial_counts(entry.study.trials)})")
+        index, maximize = primary_objective(entry.study)
+        objective = f"{objective_names(entry.study)[index]} ({'maximize' if maximize else 'minimize'})"
+        if first is None:
+            first = (entry, objective)
+        elif objective != first[1]:
+            raise LitVideoError(f"{entry.where} optimizes {objective} but {first[0].where} optimizes {first[1]}: "
+                                "a cross-study report overlays studies of one objective")
+    return entries
+
+
+def shared_params(studies: Sequence[ComparedStudy]) -> list[str]:
+    """The swept parameters (not the seed) that every study has, in the first study's order."""
+    swept = [[p for p in swept_params(entry.study) if p != SEED_KEY] for entry in studies]
+    return [p for p in swept[0] if all(p in others for others in swept[1:])]
+
+
+def best_setting_per_value(complete: list, param: str, primary: int, maximize: bool) -> list[dict[str, Any]]:
+    """For each value of `param`, in order: the configuration (a setting of every parameter but the seed) with
+    the best mean objective over seeds, as a row of `configuration_table`.
+
+    Args:
+        complete: a study's complete trials.
+        param: the swept parameter, e.g. data.init_args.clip_len.
+        primary: the objective's index.
+        maximize: whether a larger objective is better.
+    """
+    by_value: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for row in configuration_table(complete, primary):
+        if param in row["params"]:
+            by_value[row["params"][param]].append(row)
+    return [max(by_value[value], key=lambda row: row["mean"] if maximize else -row["mean"])
+            for value in sorted(by_value, key=_sort_key)]
+
+
+def write_comparison(studies: Sequence[tuple[optuna.Study, str | None]], out_dir: str | Path) -> Comparison:
+    """One report overlaying several studies of the same objective, one colour per study: its ablation
+    curves, its Pareto fronts against forward GFLOPs and measured training PFLOPs, and a table of each
+    study's best trial; plus trials.csv (every trial, with a `study` column), summary.txt and index.html.
+
+    Args:
+        studies: (study, its storage URL or None), at least two, in the order of the legend.
+        out_dir: created if missing; existing report files are replaced.
+    """
+    entries = compared_studies(studies)
+    out_dir = report_folder(out_dir)
+    first = entries[0].study
+    primary_name = objective_names(first)[primary_objective(first)[0]]
+    maximize = primary_objective(first)[1]
+    colours = {entry.label: STUDY_COLOURS[i % len(STUDY_COLOURS)] for i, entry in enumerate(entries)}
+    rows = [{"study": entry.label, **row} for entry in entries for row in trial_rows(entry.study)]
+    files = [_write_csv(rows, out_dir / "trials.csv")]
+    figures: list[Figure] = []
+    params = shared_params(entries)
+    for param in params:
+        series = []
+        for entry in entries:
+            best = best_setting_per_value(entry.complete, param, primary_objective(entry.study)[0], maximize)
+            series.append(Series(entry.label, [row["params"][param] for row in best], [row["mean"] for row in best],
+                                 error=[row["std"] for row in best], color=colours[entry.label],
+                                 labels=[f"{entry.label}: {_label(row['params'])} ({row['seeds']} seeds)"
+                                         for row in best]))
+        others = any(set(swept_params(entry.study)) - {param, SEED_KEY} for entry in entries)
+        figures.append(Figure(f"objective_vs_{short_name(param)}", f"{primary_name} vs {short_name(param)}"
+                              + (": best of the other parameters" if others else ""),
+                              short_name(param), f"{primary_name} (mean ± std over seeds)", series))
+    fronts: dict[str, dict[str, list[int]]] = {}
+    for name, attr, x_label, log_x in COMPARED_FRONTS:
+        series, fronts[name] = [], {}
+        for entry in entries:
+            index = primary_objective(entry.study)[0]
+            points = [t for t in entry.complete
+                      if not _missing(_positive(t.user_attrs.get(attr)) if log_x else t.user_attrs.get(attr))]
+            if not points:
+                continue
+            front = sorted((points[i] for i in pareto_front([(t.values[index], t.user_attrs[attr]) for t in points],
+                                                            [maximize, False])), key=lambda t: t.user_attrs[attr])
+            fronts[name][entry.label] = [t.number for t in front]
+            series += [Series(f"{entry.label}: trials", [t.user_attrs[attr] for t in points],
+                              [t.values[index] for t in points], style="markers", color=colours[entry.label],
+                              labels=[f"{entry.label} trial {t.number}: {_label(t.params)}" for t in points]),
+                       Series(f"{entry.label}: Pareto front", [t.user_attrs[attr] for t in front],
+                              [t.values[index] for t in front], color=colours[entry.label],
+                              labels=[f"{entry.label} trial {t.number}" for t in front])]
+        if series:
+            figures.append(Figure(name, f"{primary_name} vs {x_label.split(' (')[0]}: Pareto fronts", x_label,
+                                  primary_name, series, log_x=log_x))
+    for figure in figures:
+        for suffix, write in ((".png", figure.write_png), (".html", figure.write_html)):
+            write(out_dir / f"{figure.name}{suffix}")
+            files.append(out_dir / f"{figure.name}{suffix}")
+    summary = _comparison_summary(entries, primary_name, maximize, params, fronts)
+    (out_dir / "summary.txt").write_text(summary)
+    files.append(out_dir / "summary.txt")
+    _write_index(out_dir / "index.html", "Studies " + " vs ".join(entry.label for entry in entries), figures, summary)
+    files.append(out_dir / "index.html")
+    return Comparison(out_dir, files, fronts, summary)
+
+
+def _comparison_summary(entries: list[ComparedStudy], objective: str, maximize: bool, params: list[str],
+                        fronts: dict[str, dict[str, list[int]]]) -> str:
+    """The studies, the parameters they share, each study's best trial as a table, its best configuration
+    and its Pareto fronts."""
+    lines = [f"{len(entries)} studies compared on {objective} ({'maximize' if maximize else 'minimize'}):"]
+    lines += [f"  {entry.label}: {_trial_counts(entry.study.trials)}"
+              + (f" in {show_storage(entry.storage)}" if entry.storage else "") for entry in entries]
+    shown = ", ".join(short_name(p) for p in params)
+    lines.append(f"swept by every study (overlaid): {shown}" if params
+                 else "no swept parameter is common to every study: no ablation curve is overlaid")
+    for entry in entries:
+        own = [short_name(p) for p in swept_params(entry.study) if p != SEED_KEY and p not in params]
+        if own:
+            lines.append(f"swept by {entry.label} only: {', '.join(own)}")
+    header = ["study", "trial", objective, "GFLOPs fwd/clip", "PFLOPs trained", "parameters"]
+    table = []
+    for entry in entries:
+        index = primary_objective(entry.study)[0]
+        best = max(entry.complete, key=lambda t: t.values[index] if maximize else -t.values[index])
+        table.append([entry.label, str(best.number), f"{best.values[index]:.4f}",
+                      _fmt(best.user_attrs.get(GFLOPS), ".3g"), _fmt(best.user_attrs.get(TRAIN_PFLOPS), ".3g"),
+                      _label(best.params)])
+    widths = [max(len(row[i]) for row in (header, *table)) for i in range(len(header))]
+    lines.append(f"\nbest trial of each study by {objective}:")
+    lines += ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+              for row in (header, *table)]
+    lines.append(f"\nbest configuration of each study by {objective} (mean ± std over seeds):")
+    for entry in entries:
+        configurations = sorted(configuration_table(entry.complete, primary_objective(entry.study)[0]),
+                                key=lambda row: row["mean"], reverse=maximize)
+        row = configurations[0]
+        lines.append(f"  {entry.label}: {_label(row['params'])}: {row['mean']:.4f} ± {row['std']:.4f} "
+                     f"({row['seeds']} seed{'s' * (row['seeds'] > 1)}); {_compute_text(row)}")
+    for name, _, x_label, _ in COMPARED_FRONTS:
+        if fronts.get(name):
+            lines.append(f"\nPareto fronts, {objective} vs {x_label.split(' (')[0]} (trial numbers):")
+            lines += [f"  {label}: {', '.join(map(str, numbers))}" for label, numbers in fronts[name].items()]
+            missing = [entry.label for entry in entries if entry.label not in fronts[name]]
+            if missing:
+                lines.append(f"  not recorded by: {', '.join(missing)}")
+    return "\n".join(lines) + "\n"
 
 
 def _write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -594,12 +805,9 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
              front: list, importance_note: str, table: list[dict[str, Any]] | None = None,
              budget: tuple[str, float] | None = None) -> str:
     trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = defaultdict(int)
-    for trial in trials:
-        counts[trial.state.name.lower()] += 1
     _, maximize = primary_objective(study)
-    lines = [f"study '{study.study_name}'" + (f" in {show_storage(storage)}" if storage else "") + f": {len(trials)} trials ("
-             + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"]
+    lines = [f"study '{study.study_name}'" + (f" in {show_storage(storage)}" if storage else "") + ": "
+             + _trial_counts(trials)]
     lines.append("objectives: " + ", ".join(f"{n} ({d.name.lower()})" for n, d in zip(names, study.directions)))
     lines += _split_lines(trials)
     table = sorted(configuration_table(complete, primary) if table is None else table, key=lambda r: r["mean"],
@@ -637,6 +845,14 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     if importance_note:
         lines.append(f"\n{importance_note}")
     return "\n".join(lines) + "\n"
+
+
+def _trial_counts(trials: list) -> str:
+    """E.g. "12 trials (10 complete, 2 fail)"."""
+    counts: dict[str, int] = defaultdict(int)
+    for trial in trials:
+        counts[trial.state.name.lower()] += 1
+    return f"{len(trials)} trials (" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ")"
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -709,13 +925,14 @@ def _budget_lines(trials: list, table: list[dict[str, Any]], budget: tuple[str, 
     return lines
 
 
-def _write_index(path: Path, study_name: str, figures: list[Figure], summary: str) -> None:
+def _write_index(path: Path, heading: str, figures: list[Figure], summary: str) -> None:
+    """One page: the summary, then each figure's PNG linking to its interactive HTML page."""
     sections = "\n".join(
         f'<h2>{html.escape(f.title)}</h2><a href="{f.name}.html"><img src="{f.name}.png" alt="{f.name}"></a>'
         for f in figures)
     path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study_name)}</title></head>"
-        f"<body style='font-family:sans-serif;max-width:60em;margin:auto'><h1>Sweep {html.escape(study_name)}</h1>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(heading)}</title></head>"
+        f"<body style='font-family:sans-serif;max-width:60em;margin:auto'><h1>{html.escape(heading)}</h1>"
         f"<pre>{html.escape(summary)}</pre><p><a href='trials.csv'>trials.csv</a></p>{sections}</body></html>\n")
 
 
