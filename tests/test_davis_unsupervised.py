@@ -345,14 +345,29 @@ def test_evaluate_vos_unsupervised_end_to_end(unsupervised_davis, tmp_path):
 
 # --------------------------------------------------------------------------- the layout and the DataModule
 def test_synthetic_davis_writes_the_unsupervised_annotations(davis_root):
+    """Every moving shape clearly visible in the first frame is a salient object: the semi-supervised objects
+    with their ids, then the distractors that the semi-supervised annotation leaves out."""
+    from lit_video.data.masks import VOID, read_mask
+
     semi, unsupervised = davis_root / "Annotations" / "480p", davis_root / "Annotations_unsupervised" / "480p"
     sequences = sorted(p.name for p in semi.iterdir())
     assert sorted(p.name for p in unsupervised.iterdir()) == sequences
+    distractors = 0
     for sequence in sequences:
         files = sorted(p.name for p in (semi / sequence).iterdir())
         assert sorted(p.name for p in (unsupervised / sequence).iterdir()) == files
-        # the same objects: each synthetic object is one shape moving as a whole
-        assert all((semi / sequence / f).read_bytes() == (unsupervised / sequence / f).read_bytes() for f in files)
+        given = np.stack([read_mask(semi / sequence / f) for f in files])  # (T,H,W)
+        salient = np.stack([read_mask(unsupervised / sequence / f) for f in files])
+        objects = int(given[given != VOID].max())
+        both = (given != VOID) & (salient != VOID)
+        # an annotated object's pixels keep its id; the ids above it are shapes the given masks call background
+        assert np.array_equal(salient[both & (given > 0)], given[both & (given > 0)])
+        assert not np.isin(salient[both & (given == 0)], np.arange(1, objects + 1)).any()
+        extra = sorted(set(np.unique(salient[0]).tolist()) - {0, VOID} - set(range(1, objects + 1)))
+        assert extra == list(range(objects + 1, objects + 1 + len(extra)))  # numbered on, no gap
+        assert set(np.unique(salient).tolist()) - {0, VOID} == set(range(1, objects + 1 + len(extra)))
+        distractors += len(extra)
+    assert distractors > 0  # single-object sequences always have moving distractors
 
 
 def test_datamodule_reads_the_unsupervised_annotations(tmp_path):

@@ -304,7 +304,7 @@ def test_zero_shot_rvos_training_lowers_the_matched_loss_on_a_clip():
         masks[0, t, 18:26, 16 + 2 * t:24 + 2 * t] = 2
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(20):
+    for _ in range(30):
         memory = model.new_memory()
         logits, scores = zip(*(model.propose(video[:, :, t], memory) for t in range(3)), strict=True)
         loss = unsupervised_loss(torch.stack(logits, dim=2), torch.stack(scores, dim=2), masks, torch.tensor([2]))

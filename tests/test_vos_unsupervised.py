@@ -59,15 +59,20 @@ def test_a_permutation_of_the_truth_costs_nothing_and_other_masks_do():
     assert permuted < 0.01
     identity = unsupervised_loss(*slots_from(masks, [0, 1, 2], num_slots=5), masks, num_objects)
     assert abs(float(identity - permuted)) < 1e-4  # the order of the slots does not matter
-    # what does matter: a slot that misses its object, a right mask with a low score, an extra object
+    # what does matter: a slot that misses its object, a right mask with a low score, an extra slot that says
+    # it is an object
     shifted = logits.clone()
     shifted[0, 4] = shifted[0, 4].roll(6, dims=-1)
     doubted = scores.clone()
     doubted[0, 0] = -12.0
     extra = logits.clone()
     extra[0, 1] = torch.where(masks[0] == 0, 12.0, -12.0)
-    for wrong_logits, wrong_scores in ((shifted, scores), (logits, doubted), (extra, scores)):
+    claimed = scores.clone()
+    claimed[0, 1] = 12.0
+    for wrong_logits, wrong_scores in ((shifted, scores), (logits, doubted), (extra, claimed)):
         assert unsupervised_loss(wrong_logits, wrong_scores, masks, num_objects) > 0.5
+    # what does not: the mask of an unmatched slot whose score says it is none (the protocol never scores it)
+    assert abs(float(unsupervised_loss(extra, scores, masks, num_objects) - permuted)) < 1e-4
 
 
 def test_void_is_left_out_of_the_matching_and_the_loss():
@@ -94,6 +99,7 @@ def test_the_task_refuses_what_cannot_run_without_given_masks():
         VideoObjectSegmentation(model="rvos", task="unsupervised", model_kwargs={**tiny_kwargs("rvos"), "zero_shot": False})
     for kwargs, match in [(dict(task="zero-shot"), "task must be one of semi-supervised, unsupervised"),
                           (dict(task="unsupervised", online_steps=3), "online_steps"),
+                          (dict(task="unsupervised", bootstrap=0.15), "bootstrap"),
                           (dict(task="unsupervised", flip_tta=True), "flip_tta")]:
         with pytest.raises(LitVideoError, match=match) as error:
             VideoObjectSegmentation(model="rvos", model_kwargs=tiny_kwargs("rvos"), **kwargs)

@@ -44,6 +44,7 @@ from lit_video.data.synthetic.scene import (
     MAX_PLACEMENT_TRIES,
     SHAPES,
     TEXTURES,
+    Rendered,
     SynthScene,
     VideoPlan,
     random_object,
@@ -219,11 +220,11 @@ def write_davis(out: str | os.PathLike, spec: VosSynthSpec | SynthSpec,
 
     `Annotations_unsupervised/480p/<seq>/00000.png` for every frame, as the DAVIS 2017 unsupervised release
     (its re-annotation of train and val: the salient objects, ids 1..N, every one in the first frame's mask
-    since the official evaluation counts them there). Here they are the objects of `Annotations`, the same
-    files: each synthetic object is one rigid shape moving as a whole, with nothing carried or attached to
-    group with it. What differs from the release: its objects can differ from the semi-supervised ones
-    (grouped or re-split); and the moving unannotated distractor shapes are left out here, where a salient
-    moving thing would likely be annotated there.
+    since the official evaluation counts them there; see `salient_masks`). Here they are every moving shape:
+    the objects of `Annotations` with their ids, then the distractors that the semi-supervised annotation
+    leaves out, as the release annotates every salient moving thing. What differs from the release: its
+    objects can also be grouped or re-split (a rider and a horse as one), where each synthetic shape moves
+    as a whole with nothing carried or attached.
 
     Args:
         out: the dataset root.
@@ -248,11 +249,45 @@ def write_davis_sequence(root: Path, spec: VosSynthSpec, index: int) -> VideoPla
     plan = plan_video(spec, index, "davis")
     rendered = plan.render()
     masks = plan.masks(rendered)  # (T,H,W)
+    salient = salient_masks(plan, rendered, spec)  # (T,H,W)
     save_frames(root / "JPEGImages" / "480p" / plan.name, rendered.frames, plan.frame_names, spec.jpeg_quality)
     for t, stem in enumerate(plan.frame_names):
         write_mask(root / "Annotations" / "480p" / plan.name / f"{stem}.png", masks[t])
-        write_mask(root / UNSUPERVISED_DIR / "480p" / plan.name / f"{stem}.png", masks[t])
+        write_mask(root / UNSUPERVISED_DIR / "480p" / plan.name / f"{stem}.png", salient[t])
     return plan
+
+
+def salient_masks(plan: VideoPlan, rendered: Rendered, spec: VosSynthSpec) -> np.ndarray:
+    """uint8 (T,H,W) the unsupervised annotation of a DAVIS sequence: every moving shape clearly visible in
+    the first frame (the official evaluation takes the objects from it). The annotated objects keep their ids
+    1..N; the distractors follow as N+1.., back to front; a distractor hidden at first stays unannotated.
+    The void band, if any, runs along every border."""
+    height, width = spec.size
+    min_area = max(20.0, 0.01 * height * width)
+
+    def paint(ids: list[int]) -> np.ndarray:
+        labels = np.zeros(rendered.labels.shape, dtype=np.uint8)
+        for k, object_id in enumerate(ids):  # back to front: later shapes cover earlier ones
+            if object_id:
+                labels[rendered.geometry[:, k]] = object_id
+        return labels
+
+    # every distractor numbered on trial, then only those clearly visible in the first frame
+    first_id = len(plan.object_ids) + 1
+    distractors = np.cumsum(rendered.object_ids == 0) + len(plan.object_ids)
+    trial = [int(i) if i else int(d) for i, d in zip(rendered.object_ids, distractors, strict=True)]
+    first_frame = paint(trial)[0]
+    ids, next_id = [], first_id
+    for object_id, trial_id in zip(rendered.object_ids, trial, strict=True):
+        if object_id or (first_frame == trial_id).sum() < min_area:
+            ids.append(int(object_id))  # an annotated object, or a distractor left out (0)
+        else:
+            ids.append(next_id)
+            next_id += 1
+    labels = paint(ids)
+    if plan.void:
+        labels[void_band(labels)] = VOID
+    return labels
 
 
 def write_davis_image_sets(root: Path, plans: Sequence[VideoPlan]) -> None:
