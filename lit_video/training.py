@@ -30,6 +30,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lit_video.checkpoint import AtomicCheckpointIO, fetch_checkpoint, is_url, read_checkpoint
 from lit_video.errors import LitVideoError
 from lit_video.run_cost import ComputeProfileCallback
+from lit_video.validation_media import ValidationMedia
 from lit_video.wandb_runs import TRACKED_SUBCOMMANDS, WandbOptions
 from lit_video.yaml_files import install_config_loader
 
@@ -101,6 +102,10 @@ class VideoCLI(LightningCLI):
             raise LitVideoError(f"trainer: {' '.join(str(err).split())}") from None
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # not one the config chose
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        # what the model did, logged at validation and test by whichever W&B logger the run gets (its own, or
+        # a sweep trial's, added after this); without one it does nothing
+        options = self._get(self.config_init, "wandb", default=None) or WandbOptions()
+        trainer.callbacks.append(ValidationMedia(options.media_videos, options.media_seed))
         self._wandb_logger = None
         if self.subcommand in TRACKED_SUBCOMMANDS and config.get("logger") in (None, True):
             self._wandb_logger = self._default_wandb_logger(trainer)

@@ -7,7 +7,9 @@ its recipe (`--config experiments/synthetic/vos_stm_tiny.yaml` -> vos_stm_tiny) 
 Its config is the resolved config, as a sweep trial's, plus the compute profile (`compute/*`, `budget/*`) at
 the end of a fit. The best and last checkpoints of each `ModelCheckpoint` are logged as versions of the
 artifact `model-<run id>` (aliases `best` and `latest`), with the monitored metric, its score, the epoch
-and the step as metadata (and the trial's parameters in a sweep).
+and the step as metadata (and the trial's parameters in a sweep). At each validation and test,
+`lit_video.validation_media` logs what the model did (per-video scores, overlays, the confusion matrix) to
+whichever W&B logger the trainer has (`media_videos` below).
 
 Runs are offline unless the user has logged in (`wandb login` or WANDB_API_KEY): no account is needed, and
 `wandb sync DIR` uploads them later, artifacts included. WANDB_MODE, when set, always wins; WANDB_MODE=disabled
@@ -53,6 +55,10 @@ class WandbOptions:
         mode: online, offline or disabled (no run); None: online when logged in, else offline. WANDB_MODE,
             when set, wins.
         log_model: log the best and last checkpoints as `model` artifacts at the end of a fit.
+        media_videos: videos whose predictions are drawn and logged at every validation and test (overlays,
+            captions), beside every video's scores and, for classification, the confusion matrix
+            (`lit_video.validation_media`); 0 logs none of them.
+        media_seed: chooses those videos (by a hash of their ids: the same videos every epoch and every run).
     """
 
     project: str | None = None
@@ -61,6 +67,8 @@ class WandbOptions:
     tags: list[str] = field(default_factory=list)
     mode: Literal["online", "offline", "disabled"] | None = None
     log_model: bool = True
+    media_videos: int = 4
+    media_seed: int = 0
 
 
 def logged_in() -> bool:

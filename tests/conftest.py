@@ -128,6 +128,21 @@ def ytvis_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> Path:
+    """Offline W&B runs whose every file (staged artifacts included) lands under tmp_path; returns the run's
+    default_root_dir. The working folder is tmp_path/cwd: nothing may be written there."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for variable, folder in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config")):
+        monkeypatch.setenv(variable, str(tmp_path / "w-home" / folder))
+    for variable in ("WANDB_PROJECT", "WANDB_API_KEY", "WANDB_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    return tmp_path / "out"
+
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_EXPERIMENT = REPO / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"
 # Seconds per trial: one epoch of two batches, no checkpoints, W&B as the only logger.

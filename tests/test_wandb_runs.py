@@ -8,6 +8,7 @@ The test session runs with WANDB_MODE=disabled (tests/conftest.py); each test he
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -34,21 +35,6 @@ TINY = ["--data.init_args.num_workers", "0", "--trainer.max_epochs", "1", "--tra
         "--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch) -> Path:
-    """Offline W&B runs whose every file (staged artifacts included) lands under tmp_path; returns the run's
-    default_root_dir. The working folder is tmp_path/cwd: nothing may be written there."""
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for variable, folder in (("WANDB_DATA_DIR", "data"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config")):
-        monkeypatch.setenv(variable, str(tmp_path / "w-home" / folder))
-    for variable in ("WANDB_PROJECT", "WANDB_API_KEY", "WANDB_DIR"):
-        monkeypatch.delenv(variable, raising=False)
-    (tmp_path / "cwd").mkdir()
-    monkeypatch.chdir(tmp_path / "cwd")
-    return tmp_path / "out"
-
-
 def run_record(run_dir: Path) -> dict:
     """The run record of an offline run: group, job type, tags, name."""
     return next(r["run"] for r in read_offline_records(run_dir) if r["type"] == "run")
@@ -56,12 +42,11 @@ def run_record(run_dir: Path) -> dict:
 
 def model_artifacts(run_dir: Path) -> list[dict]:
     """The `model` artifacts an offline run logged, with their metadata as a dict, in the order logged."""
-    import json
-
-    found = [r["artifact"] for r in read_offline_records(run_dir) if r["type"] == "artifact"]
+    found = [r["artifact"] for r in read_offline_records(run_dir)
+             if r["type"] == "artifact" and r["artifact"]["type"] == "model"]  # not the tables of validation media
     for artifact in found:
         artifact["metadata"] = json.loads(artifact["metadata"])
-    return [artifact for artifact in found if artifact["type"] == "model"]
+    return found
 
 
 def test_fit_logs_its_config_compute_and_best_checkpoint_which_reproduces_its_score(offline, ucf101_root):
@@ -210,6 +195,13 @@ def test_a_sweep_trials_checkpoint_artifact_carries_its_parameters(offline, ucf1
     assert set(artifact["aliases"]) == {"best", "latest"}
     staged = read_checkpoint(artifact["manifest"]["contents"][0]["local_path"])
     assert staged["global_step"] == 2 and staged["state_dict"]
+    # the trial's run also holds what the model did (tests/test_validation_media.py): a row per validated video
+    # and their confusion matrix
+    tables = {entry["path"]: json.loads(Path(entry["local_path"]).read_text())
+              for r in read_offline_records(Path(trial.user_attrs["wandb_dir"])) if r["type"] == "artifact"
+              for entry in r["artifact"]["manifest"]["contents"] if entry["path"].endswith(".table.json")}
+    videos = len(tables["val/videos.table.json"]["data"])
+    assert videos >= 8 and sum(row[2] for row in tables["val/confusion_matrix_table.table.json"]["data"]) == videos
 
 
 def test_a_bad_w_and_b_mode_is_one_line_naming_it(tmp_path, ucf101_root):

@@ -44,7 +44,7 @@ from lit_video.video.flow import (
     stored_pair_count,
 )
 from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
-from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform, normalize_clips
+from lit_video.video.transforms import ClipTransform, normalize_clips, rgb_as_255
 
 SUBSETS = ("train", "val", "test")
 # Where flow comes from: the store `lit-video data flow` wrote, or RAFT on the device per batch.
@@ -726,7 +726,7 @@ class VideoDataModule(L.LightningDataModule):
         if flow_frames is None:  # consecutive frames: each frame's pair is (t, t + 1), the last one (T-2, T-1)
             first = torch.from_numpy(flow_pair_indices(np.arange(frames), frames)[0]).to(video.device)
             flow_frames = torch.cat([video.index_select(-3, first), video.index_select(-3, first + 1)], dim=-3)
-        pairs = _as_255(flow_frames)  # (...,3,2T,H,W)
+        pairs = rgb_as_255(flow_frames)  # (...,3,2T,H,W)
         leading, (height, width) = pairs.shape[:-4], pairs.shape[-2:]
         pairs = pairs.reshape(-1, 3, 2, frames, height, width).permute(2, 0, 3, 1, 4, 5)  # (2,N,T,3,H,W)
         first, second = pairs[0].reshape(-1, 3, height, width), pairs[1].reshape(-1, 3, height, width)
@@ -749,14 +749,3 @@ class VideoDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-
-def _as_255(video: torch.Tensor) -> torch.Tensor:
-    """RGB clips (..., 3, T, H, W) -> float in [0, 255]: uint8 as is, normalized float un-normalized."""
-    if video.dtype == torch.uint8:
-        return video.float()
-    shape = [1] * video.dim()
-    shape[-4] = 3
-    mean = torch.tensor(KINETICS_MEAN, dtype=video.dtype, device=video.device).view(shape) * 255
-    std = torch.tensor(KINETICS_STD, dtype=video.dtype, device=video.device).view(shape) * 255
-    return video * std + mean

@@ -38,7 +38,7 @@ import re
 import subprocess
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,12 +171,15 @@ class CorpusScores:
         num_videos: how many videos were scored.
         num_unknown: predictions skipped because their video is not among the references.
         num_without_references: predictions skipped because their video's reference list is empty.
+        video_cider: each scored video's CIDEr-D, by id (as a string): the corpus CIDEr is their mean (each
+            takes its idf from the whole corpus).
     """
 
     scores: dict[str, float]
     num_videos: int
     num_unknown: int = 0
     num_without_references: int = 0
+    video_cider: dict[str, float] = field(default_factory=dict)
 
 
 def _run_meteor(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
@@ -244,8 +247,10 @@ def evaluate_corpus(references: Mapping[Any, Sequence[str]], predictions: Mappin
     elif meteor:
         _warn_once("meteor", "caption metrics: java is not available, METEOR is left out")
     scores["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
-    scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
-    return CorpusScores(scores, len(gts), len(unknown), len(without))
+    cider, video_cider = Cider().compute_score(gts, res)  # the per-video scores in the order of gts' keys
+    scores["CIDEr"] = float(cider)
+    return CorpusScores(scores, len(gts), len(unknown), len(without),
+                        {key: float(value) for key, value in zip(gts, video_cider, strict=True)})
 
 
 def score_corpus(references: Mapping[Any, Sequence[str]], predictions: Mapping[Any, str], *,

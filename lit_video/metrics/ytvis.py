@@ -313,12 +313,17 @@ def evaluate(gt: dict | str | os.PathLike, results: list[dict] | str | os.PathLi
     Raises:
         LitVideoError: a missing file, bad JSON or invalid content, naming the file and the key.
     """
+    evaluator = _evaluator(gt, results)
+    evaluator.run()
+    return evaluator
+
+
+def _evaluator(gt: dict | str | os.PathLike, results: list[dict] | str | os.PathLike) -> YTVISEval:
+    """The evaluator of `results` against `gt`, their files checked and indexed, not run yet."""
     videos, dataset, gt_name = _ground_truth(gt)
     detections = _detections(results, videos, {c["id"] for c in dataset["categories"]}, gt_name)
     dt_dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": detections}
-    evaluator = YTVISEval(_VideoIndex(dataset), _VideoIndex(dt_dataset))
-    evaluator.run()
-    return evaluator
+    return YTVISEval(_VideoIndex(dataset), _VideoIndex(dt_dataset))
 
 
 def evaluate_results(gt: dict | str | os.PathLike, results: list[dict] | str | os.PathLike) -> dict[str, float]:
@@ -330,6 +335,24 @@ def evaluate_results(gt: dict | str | os.PathLike, results: list[dict] | str | o
         results: the results list (path or loaded list); [] scores 0.
     """
     return {key: float(value) for key, value in zip(STAT_KEYS, evaluate(gt, results).stats)}
+
+
+def evaluate_per_video(gt: dict | str | os.PathLike, results: list[dict] | str | os.PathLike,
+                       videos: Sequence | set | None = None) -> dict[Any, dict[str, float]]:
+    """The 12 numbers of each video alone (as `evaluate_results` on its ground truth and results): its AP
+    averages the categories of its ground truth only (-1 for a video without any).
+
+    Args:
+        gt: the annotation JSON (path or loaded dict).
+        results: the results list (path or loaded list).
+        videos: the video ids to score (default: every video of the ground truth).
+    """
+    evaluator = _evaluator(gt, results)  # the files read and indexed once
+    scores = {}
+    for video_id in list(evaluator.params.imgIds if videos is None else videos):
+        evaluator.params.imgIds = [video_id]  # one video evaluated, accumulated and summarized
+        scores[video_id] = evaluator.run()
+    return scores
 
 
 def format_table(stats: dict[str, float]) -> str:

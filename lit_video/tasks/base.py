@@ -4,15 +4,24 @@
 validation metric, the predictions path, per-video outputs gathered across ranks, the optimizer and its
 schedule, and one evaluation step for validation and test. It also keeps the compute profile's network
 out of the module tree: a task's `state_dict` holds each weight once, and `forward` is inference.
+
+What an evaluation epoch found video by video (`EvaluatedVideos`: per-video scores, and the frames and
+predictions of a few seeded videos) is kept for `lit_video.validation_media.ValidationMedia`, which logs it
+to W&B: tasks call `keep_media` in `evaluation_step` and `report_videos` in
+`evaluation_epoch_end`; both do nothing unless that callback asked for media (`media_videos`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import _restricted_classmethod
@@ -27,6 +36,11 @@ from lit_video.tasks.optim import (
     weight_decay_groups,
 )
 from lit_video.video.flow import MODALITY_CHANNELS, check_modality
+from lit_video.video.transforms import rgb_as_255
+
+# Logged media are at most this many pixels wide or high (480p DAVIS frames become 270x480): a few chosen videos
+# are kept in memory through an evaluation epoch, and their overlays stay quick to draw, encode and load
+MEDIA_MAX_SIDE = 480
 
 # Checkpoints written while VOS, VIS and captioning registered their compute-profile wrapper as a submodule
 # hold every weight a second time under this prefix.
@@ -40,6 +54,55 @@ def gather_from_ranks(payload: Any) -> list[Any]:
         torch.distributed.all_gather_object(parts, payload)
         return parts
     return [payload]
+
+
+def media_rank(video_id: Any, seed: int) -> int:
+    """A video's place in the seeded order that chooses the videos whose media are logged: a hash of the seed
+    and the id, the same in every process and on every rank (Python's `hash` of a string is not)."""
+    digest = hashlib.blake2b(f"{seed}/{video_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def clip_frames(video: torch.Tensor, modality: str = "rgb") -> np.ndarray:
+    """A clip as the model saw it, back to pictures: (C,T,h,w) normalized (or uint8) -> uint8 (T,h',w',3) RGB,
+    shrunk to at most MEDIA_MAX_SIDE pixels wide and high (aspect kept).
+
+    A flow-only clip has no RGB channels: its frames are mid-grey (masks and text stay readable on them)."""
+    height, width = video.shape[-2:]
+    scale = min(1.0, MEDIA_MAX_SIDE / max(height, width))
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if modality == "flow":
+        return np.full((video.shape[1], *size, 3), 128, np.uint8)
+    rgb = rgb_as_255(video[:3].float())  # (3,T,h,w) in [0, 255]
+    if scale < 1:
+        rgb = torch.nn.functional.interpolate(rgb.transpose(0, 1), size=size, mode="bilinear", antialias=True)
+        rgb = rgb.transpose(0, 1)  # (3,T,h',w')
+    return rgb.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+
+
+def label_maps(labels: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Integer label maps (T,H,W), ids 0..255, resized to `size` (h, w) by nearest neighbour -> uint8 (T,h,w)."""
+    if tuple(labels.shape[-2:]) != tuple(size):
+        labels = torch.nn.functional.interpolate(labels[None].float(), size=tuple(size), mode="nearest-exact")[0]
+    return labels.to(torch.uint8).cpu().numpy()
+
+
+@dataclass
+class EvaluatedVideos:
+    """What an evaluation epoch found video by video, kept on the task (`VideoTask.evaluated_videos`) for the
+    callback that logs it (`lit_video.validation_media.ValidationMedia`).
+
+    Attributes:
+        stage: "val" or "test".
+        rows: every evaluated video's results, by video id: {column: value} (scores, captions, classes).
+        media: the chosen videos' media, by video id, in their seeded order (see `VideoTask.keep_media`).
+        class_names: classification: the name of each class index; its rows hold "label" and "predicted".
+    """
+
+    stage: str
+    rows: dict[Any, dict[str, Any]]
+    media: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    class_names: list[str] | None = None
 
 
 class VideoTask(L.LightningModule):
@@ -112,6 +175,12 @@ class VideoTask(L.LightningModule):
         self.val_best = MaxMetric()
         # this rank's per-video outputs of the running evaluation or prediction epoch, by video id
         self.video_outputs: dict[Any, Any] = {}
+        # How many videos' frames and predictions an evaluation epoch keeps, and the seed that chooses them:
+        # set by the ValidationMedia callback (0: no media, no per-video report).
+        self.media_videos = 0
+        self.media_seed = 0
+        self._media_candidates: dict[Any, tuple[int, dict[str, Any]]] = {}  # this rank's: id -> (rank, media)
+        self.evaluated_videos: EvaluatedVideos | None = None
 
     def compute_network(self) -> nn.Module:
         """The clip (B, C, T, H, W) -> (B, K) network whose cost the compute profile measures: `model`
@@ -148,6 +217,8 @@ class VideoTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.video_outputs = {}
+        self._media_candidates = {}
+        self.evaluated_videos = None
 
     on_test_epoch_start = on_validation_epoch_start
     on_predict_epoch_start = on_validation_epoch_start
@@ -178,6 +249,86 @@ class VideoTask(L.LightningModule):
             for video_id, output in part.items():
                 merged.setdefault(video_id, output)
         return merged
+
+    # ------------------------------------------------------------------ media
+    @property
+    def media_wanted(self) -> bool:
+        """Whether this evaluation epoch keeps media and reports its videos: a callback asked for media, and a
+        validation or test epoch runs (not the sanity check, not `predict`)."""
+        if self.media_videos <= 0 or self._trainer is None:
+            return False
+        trainer = self.trainer
+        return (trainer.validating or trainer.testing) and not trainer.sanity_checking
+
+    def keep_media(self, video_id: Any, media: Callable[[], dict[str, Any]]) -> None:
+        """Keep a video's media when it is one of the epoch's chosen videos; `media` runs only then.
+
+        The chosen videos are the `media_videos` evaluated videos of smallest `media_rank(id, media_seed)`: the
+        same videos every epoch and in every run of the same data and seed, whatever order or rank evaluates
+        them (each rank keeps its smallest ranks so far; `report_videos` merges the ranks').
+
+        Args:
+            video_id: the id `report_videos` rows use.
+            media: returns {"frames": uint8 (T,H,W,3), "fps": float} and, for an overlay, "predicted" (and
+                "truth") uint8 (T,H,W) label maps with their texts "predicted_names" ("truth_names"), {id: text}.
+        """
+        if not self.media_wanted:
+            return
+        rank = media_rank(video_id, self.media_seed)
+        kept = self._media_candidates
+        if video_id not in kept and len(kept) >= self.media_videos:
+            last = max(kept, key=lambda known: kept[known][0])
+            if rank >= kept[last][0]:
+                return
+            del kept[last]
+        kept[video_id] = (rank, media())
+
+    def overlay_media(self, video: torch.Tensor, predicted: torch.Tensor, truth: torch.Tensor | None, fps: float,
+                      predicted_names: Mapping[int, str] | None = None, truth_names: Mapping[int, str] | None = None,
+                      object_ids: torch.Tensor | None = None) -> dict[str, Any]:
+        """The media of a segmented video for `keep_media`: the frames the model saw (`clip_frames`) with the
+        predicted (and true) label maps at their size.
+
+        Args:
+            video: (C,T,h,w) normalized frames.
+            predicted, truth: (T,H,W) integer label maps (0 background, 1..254 ids drawn in their palette
+                colour, 255 void), at any size.
+            fps: frame rate of the video.
+            predicted_names, truth_names: the text drawn by each id (default: the id).
+            object_ids: (K,) the ids labels 1..K of both maps are drawn as (the dataset's object ids, whose
+                palette colours its masks have); None: the labels are the ids.
+        """
+        frames = clip_frames(video, self.modality)  # (T,h,w,3)
+        size = frames.shape[1:3]
+        drawn_as = np.arange(256, dtype=np.uint8)  # label -> id, applied to the resized maps (fewer pixels)
+        if object_ids is not None:
+            drawn_as[1:len(object_ids) + 1] = object_ids.cpu().numpy()
+        return {"frames": frames, "fps": fps, "predicted": drawn_as[label_maps(predicted, size)],
+                "predicted_names": dict(predicted_names or {}),
+                "truth": None if truth is None else drawn_as[label_maps(truth, size)],
+                "truth_names": dict(truth_names or {})}
+
+    def report_videos(self, stage: str, rows: dict[Any, dict[str, Any]], class_names: list[str] | None = None) -> None:
+        """Keep the epoch's per-video results and the chosen videos' media as `evaluated_videos` (when media are
+        wanted). Called by every rank from `evaluation_epoch_end`, with every rank's rows.
+
+        Args:
+            stage: "val" or "test".
+            rows: every evaluated video's results, by the ids `keep_media` was given.
+            class_names: classification: the class names, rows holding "label" and "predicted" indices.
+        """
+        if not self.media_wanted:
+            return
+        mine, self._media_candidates = self._media_candidates, {}
+        ranks: dict[Any, int] = {}
+        for part in gather_from_ranks({video_id: rank for video_id, (rank, _) in mine.items()}):
+            ranks.update(part)
+        chosen = sorted(ranks, key=lambda video_id: (ranks[video_id], str(video_id)))[: self.media_videos]
+        media: dict[Any, dict[str, Any]] = {}
+        for part in gather_from_ranks({video_id: mine[video_id][1] for video_id in chosen if video_id in mine}):
+            media.update(part)
+        self.evaluated_videos = EvaluatedVideos(stage, rows, {video_id: media[video_id] for video_id in chosen},
+                                                class_names)
 
     # ------------------------------------------------------------- prediction
     def predictions_location(self) -> str:

@@ -25,9 +25,11 @@ from lit_video.data import keys
 from lit_video.data.tokenizer import CaptionTokenizer, tokenizer_from_config
 from lit_video.errors import LitVideoError
 from lit_video.models.registry import build_task_model
-from lit_video.tasks.base import VideoTask
+from lit_video.tasks.base import VideoTask, clip_frames
 from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
+
+MEDIA_FPS = 4.0  # frame rate of the logged clips: a few sampled frames, slow enough to follow
 
 
 class TeacherForcedLogits(nn.Module):
@@ -144,9 +146,12 @@ class VideoCaptioning(VideoTask, monitor="CIDEr", predictions="results.json",
 
     def evaluation_step(self, batch: dict, stage: str) -> None:
         """Keeps each video's caption and reference captions for the epoch's corpus scores."""
-        for video_id, caption, references in zip(batch[keys.VIDEO_ID], self.caption(batch[keys.VIDEO]),
-                                                 batch[keys.REFERENCES], strict=True):
+        video = batch[keys.VIDEO]  # (B,C,T,H,W), or (B,V,C,T,H,W) of which the middle view is captioned
+        for index, (video_id, caption, references) in enumerate(zip(
+                batch[keys.VIDEO_ID], self.caption(video), batch[keys.REFERENCES], strict=True)):
             self.video_outputs[video_id] = (caption, list(references))
+            clip = video[index, video.shape[1] // 2] if video.dim() == 6 else video[index]  # (C,T,H,W)
+            self.keep_media(video_id, lambda clip=clip: {"frames": clip_frames(clip), "fps": MEDIA_FPS})
 
     def _gathered(self) -> tuple[dict[str, str], dict[str, list[str]]]:
         """Every rank's captions and references, by video id."""
@@ -156,15 +161,16 @@ class VideoCaptioning(VideoTask, monitor="CIDEr", predictions="results.json",
         return captions, references
 
     def evaluation_epoch_end(self, stage: str) -> dict[str, float] | None:
-        from lit_video.metrics.captions import score_corpus
+        from lit_video.metrics.captions import evaluate_corpus
 
         captions, references = self._gathered()
         references = {video_id: refs for video_id, refs in references.items() if refs}
-        stats = None
+        scored = None
         if self.trainer.is_global_zero and references:
             # once, on the whole corpus (METEOR and the PTB tokenizer start a JVM: not once per rank)
-            stats = score_corpus(references, {v: captions[v] for v in references}, meteor=self.meteor)
-        stats = self.trainer.strategy.broadcast(stats, src=0)
+            scored = evaluate_corpus(references, {v: captions[v] for v in references}, meteor=self.meteor)
+        scored = self.trainer.strategy.broadcast(scored, src=0)
+        stats = None if scored is None else scored.scores
         if stats is None:
             rank_zero_warn(f"{stage}: the evaluated videos have no reference captions; no scores are computed")
             return None
@@ -175,6 +181,9 @@ class VideoCaptioning(VideoTask, monitor="CIDEr", predictions="results.json",
             example = min(references)
             rank_zero_info(f"{stage}: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items())
                            + f" on {len(references)} videos; {example}: {captions[example]!r}")
+        self.report_videos(stage, {video_id: {"predicted": caption, "references": references.get(video_id, []),
+                                              "CIDEr": scored.video_cider.get(str(video_id), float("nan"))}
+                                   for video_id, caption in captions.items()})
         return stats
 
     # ------------------------------------------------------------- prediction

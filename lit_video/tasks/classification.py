@@ -107,6 +107,11 @@ class VideoClassifier(VideoTask, monitor="acc_video", predictions="predictions.j
         for name, metric in metrics.items():
             if name.startswith("acc_video"):
                 metric(probabilities, labels)
+        if self.media_wanted:  # each video's class, for the confusion matrix of the epoch
+            confidence, predicted = probabilities.float().max(dim=1)  # (B,), (B,)
+            self.video_outputs.update(
+                (video_id, {"label": label, "predicted": guess, "probability": p}) for video_id, label, guess, p
+                in zip(batch[keys.VIDEO_ID], labels.tolist(), predicted.tolist(), confidence.tolist(), strict=True))
 
     def evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         # Computed here rather than logged as Metric objects: the best-so-far value needs this epoch's
@@ -116,6 +121,10 @@ class VideoClassifier(VideoTask, monitor="acc_video", predictions="predictions.j
             metric.reset()
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "acc_video")
+        if self.media_wanted:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            names = list(getattr(datamodule, "classes", None) or range(self.num_classes))
+            self.report_videos(stage, self.gathered_outputs(), class_names=[str(name) for name in names])
         return values
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:

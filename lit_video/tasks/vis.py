@@ -12,6 +12,7 @@ computed once per epoch, after every rank's results are gathered). `predict` wri
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 import torch
@@ -29,6 +30,10 @@ from lit_video.tasks.checks import check_number
 from lit_video.tasks.optim import OptimizerConfig
 
 MASK_STRIDE = 4  # VIS models predict masks at a quarter of the input's resolution unless they say otherwise
+# Logged overlays: YouTube-VIS annotates every 5th frame of 30 fps videos; tracks scored below the threshold
+# are left out (both as `lit-video visualize vis` draws them by default)
+VIS_FPS = 6.0
+MEDIA_SCORE_THRESHOLD = 0.3
 
 
 class ClipClassLogits(nn.Module):
@@ -211,12 +216,33 @@ class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.js
         original_size = tuple(int(s) for s in batch[keys.ORIGINAL_SIZE][0])
         video_id = int(batch[keys.ANNOTATION_VIDEO_ID][0])
         category_ids = self._category_ids()
+        detections = self.detect(batch[keys.VIDEO][0], original_size)
         self.video_outputs.setdefault(video_id, []).extend(
             {"video_id": video_id, "category_id": category_ids[label], "score": score,
              "segmentations": encode_tube(masks)}
-            for label, score, masks in self.detect(batch[keys.VIDEO][0], original_size)
+            for label, score, masks in detections
         )
+        self.keep_media(video_id, lambda: self._overlay(batch, detections))
         return video_id
+
+    def _overlay(self, batch: dict, detections: list[tuple[int, float, torch.Tensor]]) -> dict:
+        """The media of an evaluated video: the tracks scored at least MEDIA_SCORE_THRESHOLD (track k in
+        palette colour k, the best on top, written "category score") beside the annotated instances."""
+        names = self._category_names()
+        tracks = [(label, score, masks) for label, score, masks in detections if score >= MEDIA_SCORE_THRESHOLD]
+        predicted = torch.zeros_like(batch[keys.MASKS][0], dtype=torch.uint8)  # (T,H,W)
+        for k in range(len(tracks), 0, -1):  # the last first: the best-scored track is drawn over the others
+            predicted[tracks[k - 1][2]] = k
+        texts = {k: f"{names[label]} {score:.2f}" for k, (label, score, _) in enumerate(tracks, start=1)}
+        count = int(batch[keys.NUM_OBJECTS][0])
+        truth_texts = {k: names[int(label)] for k, label in enumerate(batch[keys.CATEGORIES][0][:count].tolist(), 1)}
+        return self.overlay_media(batch[keys.VIDEO][0], predicted, batch[keys.MASKS][0], VIS_FPS, texts, truth_texts)
+
+    def _category_names(self) -> list[str]:
+        """The name of each class index (the DataModule's, else its annotation file's category id)."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = getattr(datamodule, "classes", None)
+        return list(names) if names else [str(i) for i in self._category_ids()]
 
     def _category_ids(self) -> list[int]:
         """The annotation file's category id of each class index (the DataModule's, else 1..C)."""
@@ -243,6 +269,13 @@ class VideoInstanceSegmentation(VideoTask, monitor="AP", predictions="results.js
         for name, value in stats.items():
             self.log(f"{stage}/{name}", float(value), prog_bar=name == "AP", rank_zero_only=False,
                      sync_dist=False)
+        if self.media_wanted:  # each video's AP, for the per-video table
+            from lit_video.metrics.ytvis import evaluate_per_video
+
+            tracks = Counter(r["video_id"] for r in results if r["score"] >= MEDIA_SCORE_THRESHOLD)
+            per_video = evaluate_per_video(ground_truth, results, {result["video_id"] for result in results})
+            self.report_videos(stage, {video_id: {"AP": scores["AP"], "AP50": scores["AP50"], "tracks": tracks[video_id]}
+                                       for video_id, scores in per_video.items()})
         return stats
 
     # ------------------------------------------------------------- prediction

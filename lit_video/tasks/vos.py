@@ -48,6 +48,7 @@ from lit_video.video.flow import mirror_frames
 
 _EPS = 1e-7
 TRAIN_VOID = ("ignore", "background")  # how the training loss reads void pixels
+VOS_FPS = 24.0  # frame rate of the logged overlays (DAVIS' own; `lit-video visualize vos` writes at the same)
 
 
 def soft_aggregate(object_logits: torch.Tensor, present: torch.Tensor | None = None) -> torch.Tensor:
@@ -409,10 +410,22 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         for name, metric in self.eval_scores[stage].items():
             metric.update(torch.as_tensor(scores[name], dtype=torch.float32, device=self.device))
         categories = batch.get(keys.OBJECT_CATEGORIES)
-        if categories is not None:  # kept per video for the seen / unseen split at the epoch's end
-            names = [c[0] if isinstance(c, list | tuple) else c for c in categories]
-            self.video_outputs[batch[keys.VIDEO_ID][0]] = (
-                [float(x) for x in scores["J"]], [float(x) for x in scores["F"]], [names[int(k)] for k in rows])
+        names = None if categories is None else [c[0] if isinstance(c, list | tuple) else c for c in categories]
+        video_id = batch[keys.VIDEO_ID][0]
+        # kept per video for the per-sequence report and the seen / unseen split at the epoch's end
+        self.video_outputs[video_id] = ([float(x) for x in scores["J"]], [float(x) for x in scores["F"]],
+                                        None if names is None else [names[int(k)] for k in rows])
+        self.keep_media(video_id, lambda: self._overlay(batch, predicted, names))
+
+    def _overlay(self, batch: dict, predicted: torch.Tensor, names: list[str] | None) -> dict:
+        """The media of an evaluated video: objects in the dataset's ids and palette, with their category when
+        the dataset names one (an unsupervised model's proposals 1..N as they are)."""
+        video, gt = batch[keys.VIDEO][0], batch[keys.MASKS][0]
+        if self.task_mode == "unsupervised":
+            return self.overlay_media(video, predicted, gt, VOS_FPS)
+        object_ids = batch[keys.OBJECT_IDS][0]
+        texts = {i: f"{i} {name}" for i, name in zip(object_ids.tolist(), names, strict=True)} if names else None
+        return self.overlay_media(video, predicted, gt, VOS_FPS, texts, texts, object_ids)
 
     def evaluation_epoch_end(self, stage: str) -> dict[str, torch.Tensor]:
         # Means over every object of every video, as davis2017-evaluation averages (not per video).
@@ -421,18 +434,22 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
             values[name] = metric.compute().float().nanmean() if metric.update_called else torch.tensor(float("nan"))
             metric.reset()
         values["JF"] = (values["J"] + values["F"]) / 2
-        values.update(self._seen_unseen_scores())
+        outputs = self.gathered_outputs()  # every rank's per-video (J, F, categories)
+        values.update(self._seen_unseen_scores(outputs))
         for name, value in values.items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "JF")
+        self.report_videos(stage, {video_id: {"J&F": (np.nanmean(j) + np.nanmean(f)) / 2, "J": np.nanmean(j),
+                                              "F": np.nanmean(f), "objects": len(j)}
+                                   for video_id, (j, f, _) in outputs.items() if j})
         return values
 
-    def _seen_unseen_scores(self) -> dict[str, torch.Tensor]:
+    def _seen_unseen_scores(self, outputs: dict) -> dict[str, torch.Tensor]:
         """J and F of the objects whose category the training videos hold (seen) and of the others (unseen),
-        and their mean (YouTube-VOS's "overall"); empty when the DataModule gives no categories."""
-        outputs = self.gathered_outputs()
+        and their mean (YouTube-VOS's "overall"), from the per-video outputs; empty when the DataModule gives
+        no categories."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         seen = getattr(datamodule, "seen_categories", None)
-        if not outputs or seen is None:
+        if not outputs or seen is None or any(output[2] is None for output in outputs.values()):
             return {}
         from lit_video.metrics.ytvos import seen_unseen_scores
 

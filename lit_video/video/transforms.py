@@ -183,3 +183,15 @@ def normalize_clips(video: torch.Tensor, mean: Sequence[float] = KINETICS_MEAN, 
     offset = torch.tensor(mean, dtype=video.dtype, device=video.device).mul_(255).view(shape)
     scale = torch.tensor(std, dtype=video.dtype, device=video.device).mul_(255).reciprocal_().view(shape)
     return video.sub_(offset).mul_(scale)
+
+
+def rgb_as_255(video: torch.Tensor) -> torch.Tensor:
+    """RGB clips (..., 3, T, H, W) -> float in [0, 255]: uint8 as is, normalized float un-normalized (the
+    inverse of `normalize_clips` with the Kinetics statistics)."""
+    if video.dtype == torch.uint8:
+        return video.float()
+    shape = [1] * video.dim()
+    shape[-4] = 3
+    mean = torch.tensor(KINETICS_MEAN, dtype=video.dtype, device=video.device).view(shape) * 255
+    std = torch.tensor(KINETICS_STD, dtype=video.dtype, device=video.device).view(shape) * 255
+    return video * std + mean
