@@ -82,7 +82,10 @@ class ValidationMedia(Callback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if isinstance(pl_module, VideoTask):  # the task keeps media only when they will be logged
-            pl_module.media_videos = self.num_videos if self.wandb_logger(trainer) is not None else 0
+            wanted = self.num_videos if self.wandb_logger(trainer) is not None else 0
+            # rank 0 logs; every rank must take part in the epoch's gathers whatever loggers it was given (a
+            # sweep gives rank 0 alone a W&B logger), or rank 0 waits for the others forever
+            pl_module.media_videos = trainer.strategy.broadcast(wanted, src=0)
             pl_module.media_seed = self.seed
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
