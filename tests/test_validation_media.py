@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
+from media_files import read_image, read_video
 from PIL import Image
 from scipy.ndimage import binary_erosion
 
@@ -60,17 +61,8 @@ def table_rows(table: dict) -> list[dict]:
     return [dict(zip(table["columns"], row, strict=True)) for row in table["data"]]
 
 
-def decode(path: Path) -> np.ndarray:
-    """Every frame of a video file -> uint8 (T,H,W,3) RGB."""
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
-def read_image(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def assert_drawn_in(drawn: np.ndarray, frame: np.ndarray, mask: np.ndarray, object_id: int, others: set[int]) -> None:
@@ -109,7 +101,7 @@ def test_vos_validation_logs_overlays_in_the_palette_and_each_sequences_j_and_f(
         assert sum(row[name] * row["objects"] for row in rows) / objects == pytest.approx(summary[f"val/{name}"])
     assert all(row["J&F"] == pytest.approx((row["J"] + row["F"]) / 2) for row in rows)
 
-    video = decode(files[rows[0]["media"]["path"]])  # the ground truth on the left, the prediction on the right
+    video = read_video(files[rows[0]["media"]["path"]])  # the ground truth on the left, the prediction on the right
     frames_dir = davis_root / "JPEGImages" / "480p" / chosen
     annotations = sorted((davis_root / "Annotations" / "480p" / chosen).glob("*.png"))
     height, width = read_image(frames_dir / "00000.jpg").shape[:2]
@@ -138,7 +130,7 @@ def test_vis_validation_logs_overlays_of_the_annotated_instances_and_each_videos
     checked = 0
     for row in rows[:2]:
         video_info = next(v for v in ground_truth["videos"] if str(v["id"]) == row["video"])
-        video = decode(files[row["media"]["path"]])
+        video = read_video(files[row["media"]["path"]])
         height, width = video_info["height"], video_info["width"]
         assert video.shape == (video_info["length"], height, 2 * width, 3)
         # instance k of the video (annotation order) is drawn in palette colour k on the left
@@ -202,7 +194,7 @@ def test_captioning_validation_logs_each_videos_caption_references_and_cider(off
     media = [row["media"] for row in rows if row["media"] is not None]
     assert len(media) == 2
     for cell in media:  # the clip the model captioned
-        assert decode(files[cell["path"]]).shape[:3] == (clip_len, 64, 64)
+        assert read_video(files[cell["path"]]).shape[:3] == (clip_len, 64, 64)
 
 
 def test_each_videos_cider_is_its_own():

@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 from cli_errors import assert_one_line_error, run_lit_video
+from media_files import read_image, read_video
 from PIL import Image
 
 from lit_video.cli.visualize import output_names
@@ -24,14 +25,8 @@ CODEC_TOLERANCE = 12
 CODEC_SHARE = 0.8
 
 
-def read_mp4(path: Path) -> np.ndarray:
-    with av.open(str(path)) as container:
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
-def read_png(path: Path) -> np.ndarray:
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def interior(mask: np.ndarray, depth: int) -> np.ndarray:
@@ -79,14 +74,14 @@ def test_vos_draws_every_frame_with_the_prediction_in_the_palette_beside_the_gro
     assert sorted(p.name for p in out.iterdir()) == [f"{sequence}.gif", f"{sequence}.mp4", f"{sequence}_sheet.png"]
 
     frames = sorted((davis_root / "JPEGImages" / "480p" / sequence).glob("*.jpg"))
-    first = read_png(frames[0])
+    first = read_image(frames[0])
     height, width = first.shape[:2]
-    video = read_mp4(out / f"{sequence}.mp4")
+    video = read_video(out / f"{sequence}.mp4")
     assert video.shape == (len(frames), height, 2 * width, 3)  # every frame; ground truth | prediction
     truth = read_mask(annotations[0]) == object_id
     inside, edge = interior(truth, 3), truth & ~interior(truth, 1)
     colours = palette_colours()
-    sheet = read_png(out / f"{sequence}_sheet.png")
+    sheet = read_image(out / f"{sequence}_sheet.png")
     assert sheet.shape == (2 * height, 4 * 2 * width, 3)  # 8 tiles of 2 frames side by side, 4 a row
     for half, colour in ((0, colours[object_id]), (1, colours[5])):
         tile = sheet[:height, half * width:(half + 1) * width]  # frame 0
@@ -113,7 +108,7 @@ def test_vos_and_vis_run_without_torch(davis_root, tmp_path):
             "--out", str(tmp_path / "out")]
     completed = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert json.loads(completed.stdout.strip().splitlines()[-1]) == [0], completed.stdout + completed.stderr
-    assert len(read_mp4(tmp_path / "out" / f"{sequence}.mp4")) == 2  # the cap, evenly spaced
+    assert len(read_video(tmp_path / "out" / f"{sequence}.mp4")) == 2  # the cap, evenly spaced
 
 
 # --------------------------------------------------------------------------------------------- vis
@@ -147,7 +142,7 @@ def test_vis_draws_each_result_as_a_track_in_its_palette_colour(ytvis_root, tmp_
     assert (out / f"{folder}.mp4").is_file() and (out / f"{folder}_sheet.png").is_file()
 
     height, width = video["height"], video["width"]
-    mp4 = read_mp4(out / f"{folder}.mp4")
+    mp4 = read_video(out / f"{folder}.mp4")
     assert mp4.shape == (video["length"], height, width, 3)
     # track k (1-based, best score first, ties in file order) has palette colour k; the first is on top
     labels = np.zeros((height, width), np.uint8)
@@ -155,9 +150,9 @@ def test_vis_draws_each_result_as_a_track_in_its_palette_colour(ytvis_root, tmp_
         labels[decode_tube(own[k - 1]["segmentations"][:1], height, width)[0].astype(bool)] = k
     k = own.index(largest) + 1
     inside = interior(labels == k, 2)
-    frame = read_png(ytvis_root / "valid" / "JPEGImages" / video["file_names"][0])
+    frame = read_image(ytvis_root / "valid" / "JPEGImages" / video["file_names"][0])
     expected = blend(frame, palette_colours()[k])
-    sheet = read_png(out / f"{folder}_sheet.png")
+    sheet = read_image(out / f"{folder}_sheet.png")
     shown = evenly_spaced(video["length"], 8)
     assert sheet.shape == (2 * height, 4 * width, 3) and shown[0] == 0
     assert_mostly((sheet[:height, :width][inside] == expected[inside]).all(axis=1), 0.9, "sheet blend")
@@ -183,15 +178,15 @@ def test_captioning_draws_the_caption_and_references_below_the_video(msrvtt_root
     with av.open(str(msrvtt_root / "videos" / f"{video_ids[0]}.mp4")) as container:
         source = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
     factor = -(-320 // source.shape[2])  # enlarged to at least 320 pixels wide
-    video = read_mp4(out / f"{video_ids[0]}.mp4")
+    video = read_video(out / f"{video_ids[0]}.mp4")
     assert len(video) == 10 and video.shape[2] == factor * source.shape[2]
     video_height = factor * source.shape[1]
-    band = band_of(read_png(out / f"{video_ids[0]}_sheet.png")[:video.shape[1], :video.shape[2]], video_height)
+    band = band_of(read_image(out / f"{video_ids[0]}_sheet.png")[:video.shape[1], :video.shape[2]], video_height)
     assert band.shape[0] >= 3 * 12  # the prediction and two references, one line each
     rows_with_text = (band.max(axis=(1, 2)) > 128).sum()
     assert rows_with_text >= 3 * 5, "the band is blank"
     # the video pixels are kept above the band: frame 0, each pixel repeated
-    tile = read_png(out / f"{video_ids[0]}_sheet.png")[:video_height, :video.shape[2]].astype(int)
+    tile = read_image(out / f"{video_ids[0]}_sheet.png")[:video_height, :video.shape[2]].astype(int)
     enlarged = source[0].repeat(factor, axis=0).repeat(factor, axis=1).astype(int)
     assert np.abs(tile - enlarged).mean() < 2
 
@@ -221,9 +216,9 @@ def test_classification_marks_a_right_top1_green_and_a_wrong_one_red(ucf101_root
         num_frames = num_frames or sum(1 for _ in container.decode(video=0))
     factor = -(-320 // source_width)
     for row, right in zip(rows, (True, False)):
-        video = read_mp4(out / f"{row['video_id']}.mp4")
+        video = read_video(out / f"{row['video_id']}.mp4")
         assert len(video) == min(num_frames, 64) and video.shape[2] == factor * source_width
-        band = band_of(read_png(out / f"{row['video_id']}_sheet.png")[:video.shape[1], :video.shape[2]],
+        band = band_of(read_image(out / f"{row['video_id']}_sheet.png")[:video.shape[1], :video.shape[2]],
                        factor * source_height).astype(int)
         red, green, blue = band[..., 0], band[..., 1], band[..., 2]
         greens = ((green > 150) & (red < 100) & (blue < 100)).sum()
@@ -302,4 +297,4 @@ def test_overlay_functions_on_arrays(tmp_path):
     assert banded.shape[2] == 41 and banded.shape[1] > 31 and (banded[:, :31] == drawn).all()
     assert banded[:, 31:].max() > 128
     write_mp4(tmp_path / "odd.mp4", drawn, fps=5)
-    assert read_mp4(tmp_path / "odd.mp4").shape == (2, 32, 42, 3)
+    assert read_video(tmp_path / "odd.mp4").shape == (2, 32, 42, 3)
