@@ -92,9 +92,25 @@ def ucf101_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hmdb51_root(tmp_path_factory) -> Path:
+    """4 classes x 10 videos (5 source movies of 2 clips each); each split: per class 6 train, 2 test, 2 unused."""
+    root = tmp_path_factory.mktemp("hmdb51")
+    synthesize("hmdb51", root, SMALL_SPEC)
+    return root
+
+
+@pytest.fixture(scope="session")
 def kinetics_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kinetics")
     synthesize("kinetics", root, SynthSpec(num_classes=5, videos_per_class=10, num_frames=24, size=(64, 80), seed=5))
+    return root
+
+
+@pytest.fixture(scope="session")
+def ssv2_root(tmp_path_factory) -> Path:
+    """Something-Something V2 copy: 4 template classes x 10 webm videos (6 train, 2 validation, 2 test each)."""
+    root = tmp_path_factory.mktemp("ssv2")
+    synthesize("ssv2", root, SMALL_SPEC)
     return root
 
 

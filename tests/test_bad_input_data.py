@@ -128,6 +128,13 @@ def _msvd(root: Path) -> tuple[Path, bytes]:
     return root / "youtube_mapping.txt", b"../../outside/x_1_2 vid18"
 
 
+def _hmdb51(root: Path) -> tuple[Path, bytes]:
+    """HMDB51 lists bare file names (a `/` or `..` is a malformed line): a class folder's link leads outside."""
+    (root.parent / "outside" / "secret.avi").touch()
+    (root / "move_up" / "Linked_move_up_f_nm_np1_fr_med_0.avi").symlink_to(root.parent / "outside" / "secret.avi")
+    return root / "testTrainMulti_7030_splits" / "move_up_test_split1.txt", b"Linked_move_up_f_nm_np1_fr_med_0.avi 1 "
+
+
 # format, fixture, writes the bad entry (returns the file and a line to append), what the refusal names
 OUTSIDE_CASES = {
     "kinetics": ("kinetics_root", _kinetics, "train.csv:"),
@@ -136,6 +143,7 @@ OUTSIDE_CASES = {
     "youtube-vis": ("ytvis_root", _ytvis, 'instances.json: videos[0]["file_names"]'),
     "msrvtt": ("msrvtt_root", _msrvtt, 'train_val_videodatainfo.json: videos['),
     "msvd": ("msvd_root", _msvd, "youtube_mapping.txt:"),
+    "hmdb51": ("hmdb51_root", _hmdb51, "move_up_test_split1.txt:"),
 }
 MSVD_BOUNDS = dict(train_end=18, val_end=24, test_end=30)  # what the msvd_root fixture holds
 
@@ -189,7 +197,9 @@ def test_youtube_vos_frame_names_with_folders_are_refused(ytvos_root, tmp_path):
 
 NON_UTF8_FILES = {
     "ucf101": ("ucf101_root", "ucfTrainTestlist/trainlist01.txt"),
+    "hmdb51": ("hmdb51_root", "testTrainMulti_7030_splits/move_down_test_split1.txt"),
     "kinetics": ("kinetics_root", "train.csv"),
+    "ssv2": ("ssv2_root", "labels/something-something-v2-train.json"),
     "davis": ("davis_root", "ImageSets/2017/train.txt"),
     "youtube-vos": ("ytvos_root", "train/meta.json"),
     "youtube-vis": ("ytvis_root", "train/instances.json"),

@@ -21,6 +21,7 @@ def test_there_are_recipes_for_each_dataset():
     assert {"ucf101/r2plus1d_18.yaml", "ucf101/timesformer.yaml", "kinetics400/mvit_v2_s.yaml"} <= names
     assert {"davis/stm_resnet18.yaml", "youtube_vos/stm_resnet18.yaml", "youtube_vis/query_vis_resnet18.yaml"} <= names
     assert {"msrvtt/caption_transformer_resnet18.yaml", "msvd/caption_transformer_resnet18.yaml"} <= names
+    assert {"hmdb51/r2plus1d_18.yaml", "ssv2/r2plus1d_18.yaml"} <= names
     assert any(n.startswith("synthetic/") for n in names)
 
 
@@ -32,12 +33,12 @@ def store_flow(class_path: str, root: str) -> None:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.relative_to(ROOT / "experiments").as_posix())
-def test_fast_dev_run(config, tmp_path, ucf101_root, kinetics_root, davis_root, ytvos_root, ytvis_root, msrvtt_root,
-                      msvd_root):
+def test_fast_dev_run(config, tmp_path, ucf101_root, hmdb51_root, kinetics_root, ssv2_root, davis_root, ytvos_root,
+                      ytvis_root, msrvtt_root, msvd_root):
     recipe = yaml.safe_load(config.read_text())
     data = recipe["data"]["init_args"]
     class_path = recipe["data"]["class_path"]
-    synthetic = {"kinetics": kinetics_root, "davis": davis_root, "youtube_vos": ytvos_root,
+    synthetic = {"hmdb51": hmdb51_root, "ssv2": ssv2_root, "kinetics": kinetics_root, "davis": davis_root, "youtube_vos": ytvos_root,
                  "youtube_vis": ytvis_root, "msrvtt": msrvtt_root, "msvd": msvd_root}
     if not (ROOT / data["root"]).is_dir():
         data["root"] = str(next((root for name, root in synthetic.items() if name in class_path), ucf101_root))

@@ -44,7 +44,7 @@ def test_every_format_has_a_generator():
 
 def test_synthesize_refuses_unknown_formats_and_options(tmp_path):
     spec = SynthSpec(num_classes=2, videos_per_class=1, num_frames=2, size=(32, 32))
-    with pytest.raises(LitVideoError, match="unknown dataset format 'nope'; known formats: davis, kinetics"):
+    with pytest.raises(LitVideoError, match="unknown dataset format 'nope'; known formats: davis, hmdb51, kinetics"):
         synthesize("nope", tmp_path, spec)
     with pytest.raises(SynthesisOptionError, match="valid_every applies to davis, youtube-vos, youtube-vis, not ucf101"):
         synthesize("ucf101", tmp_path, spec, valid_every=5)

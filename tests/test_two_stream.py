@@ -180,7 +180,7 @@ def test_data_synth_colours_writes_the_crossed_classes_and_refuses_bad_values(tm
                            "MoveLeftBlue"]
     assert json.loads((out / ".lit-video-synth.json").read_text())["colours"] == 3
     for args, fragments in [(("--format", "ucf101", "--colours", "7"), ("--colours", "between 2 and 6", "7")),
-                            (("--format", "davis", "--colours", "2"), ("--colours", "ucf101, kinetics", "davis"))]:
+                            (("--format", "davis", "--colours", "2"), ("--colours", "ucf101, hmdb51, kinetics", "davis"))]:
         refused = tmp_path / "refused"
         assert_one_line_error(run_lit_video("data", "synth", "--out", refused, *args), *fragments)
         assert not refused.exists()

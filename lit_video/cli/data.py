@@ -40,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--category-colours", action="store_true",
                        help="youtube-vis: each category also has its own hue (default: the outline is the only cue)")
     synth.add_argument("--colours", type=int, default=None,
-                       help="ucf101, kinetics: classes are motion x colour, every moving shape in its class's colour "
+                       help="ucf101, hmdb51, kinetics, ssv2: classes are motion x colour, every moving shape in its class's colour "
                             "(2..6 colours: num-classes x colours classes; default: motion classes alone)")
     synth.add_argument("--skip-existing", action="store_true",
                        help="do nothing if --out already holds a complete dataset of --format")
@@ -51,7 +51,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     check = data_commands.add_parser("check", help="count found / missing / unreadable videos per subset")
     check.add_argument("--format", required=True, choices=formats)
     check.add_argument("--root", required=True)
-    check.add_argument("--split", default=None, help="dataset-specific split (UCF101: 1-3; Kinetics: val/test)")
+    check.add_argument("--split", default=None, help="dataset-specific split (UCF101, HMDB51: 1-3; Kinetics: val/test)")
     check.add_argument("--decoder", default="auto", choices=DECODERS)
     check.add_argument("--strict", action="store_true", help="exit 1 when any video is missing or unreadable")
     check.add_argument("--val-fraction", type=float, default=None,
@@ -161,7 +161,7 @@ def synthesize(args: argparse.Namespace) -> int:
             bar.close()
         if occupied and not replacing and target.exists():
             shutil.rmtree(target)
-    motion_classes = args.format in ("ucf101", "kinetics")  # the other formats' videos have no class
+    motion_classes = args.format in ("ucf101", "hmdb51", "kinetics", "ssv2")  # the other formats' videos have no class
     kind = "motion x colour" if options.get("colours") else "motion"
     what = f"videos of {num_classes} {kind} classes" if motion_classes else "videos"
     print(f"wrote a synthetic {args.format} dataset to {out} ({total} {what})")
@@ -226,6 +226,9 @@ def check_dataset(args: argparse.Namespace) -> int:
     from lit_video.data.check import all_refused, check_datamodule, format_report
 
     cls = datamodule_class(args.format)
+    if args.split is not None and "split" not in inspect.signature(cls.__init__).parameters:
+        raise LitVideoError(f"--split: {args.format} has no split to choose (it applies to formats with official "
+                            "splits, such as ucf101 and kinetics)")
     options = {"split": args.split} if args.split is not None else {}
     heldout = {key: value for key, value in (("val_fraction", args.val_fraction), ("split_seed", args.split_seed))
                if value is not None}

@@ -6,7 +6,7 @@ file. Each built-in generator imports its module when it runs, so importing this
 `spec.SynthSpec`, say) imports none of what the writers need (PyAV, Lightning, pycocotools).
 
 - `spec`: `SynthSpec`, the motion classes every generator reads its sizes from;
-- `classification`: UCF101 and Kinetics;
+- `classification`: UCF101, HMDB51, Kinetics and Something-Something V2;
 - `scene`: the textured moving shapes that `vos` (DAVIS, YouTube-VOS) and `vis` (YouTube-VIS) draw;
 - `captions`: MSR-VTT and MSVD.
 """
@@ -52,10 +52,22 @@ def _ucf101(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: i
     write_ucf101(out, spec, progress, colours=colours)
 
 
+def _hmdb51(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: int | None = None) -> None:
+    from lit_video.data.synthetic.classification import write_hmdb51
+
+    write_hmdb51(out, spec, progress, colours=colours)
+
+
 def _kinetics(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: int | None = None) -> None:
     from lit_video.data.synthetic.classification import write_kinetics
 
     write_kinetics(out, spec, progress, colours=colours)
+
+
+def _ssv2(out: Path, spec: SynthSpec, progress: Callable[[], None], colours: int | None = None) -> None:
+    from lit_video.data.synthetic.classification import write_ssv2
+
+    write_ssv2(out, spec, progress, colours=colours)
 
 
 def _davis(out: Path, spec: SynthSpec, progress: Callable[[], None], valid_every: int | None = None) -> None:
@@ -92,7 +104,9 @@ def _msvd(out: Path, spec: SynthSpec, progress: Callable[[], None]) -> None:
 
 GENERATORS: dict[str, Generator] = {
     "ucf101": _ucf101,
+    "hmdb51": _hmdb51,
     "kinetics": _kinetics,
+    "ssv2": _ssv2,
     "davis": _davis,
     "youtube-vos": _youtube_vos,
     "youtube-vis": _youtube_vis,
@@ -148,7 +162,7 @@ def synthesize(format_name: str, out: str | Path, spec: SynthSpec, progress: Cal
         progress: called once per video written.
         **options: what only some formats take: `valid_every` (davis, youtube-vos, youtube-vis: hold out
             video index % valid_every == 1), `category_colours` (youtube-vis: a hue per category), `colours`
-            (ucf101, kinetics: classes are motion x this many colours, see `spec.colour_classes`). None
+            (ucf101, hmdb51, kinetics, ssv2: classes are motion x this many colours, see `spec.colour_classes`). None
             means unset: the format's default.
 
     Raises:

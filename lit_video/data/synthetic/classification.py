@@ -1,14 +1,18 @@
-"""Synthetic classification datasets in the UCF101 and Kinetics layouts: the motion-class videos of
-`spec.SynthSpec` (or its motion x colour classes), encoded and listed as each release does."""
+"""Synthetic classification datasets in the UCF101, HMDB51, Kinetics and Something-Something V2 layouts: the
+motion-class videos of `spec.SynthSpec` (or its motion x colour classes), encoded and listed as each release
+does."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from lit_video.data.formats import hmdb51, ssv2
 from lit_video.data.formats.kinetics import CSV_NAMES, clip_stem
 from lit_video.data.formats.ucf101 import LISTS_DIR, NUM_GROUPS, TEST_GROUPS, VIDEOS_DIRS
 from lit_video.data.synthetic.spec import SynthSpec, random_youtube_id
@@ -54,6 +58,55 @@ def write_ucf101(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[],
         (lists / f"testlist{split:02d}.txt").write_text(crlf.join(test) + crlf, newline="")
 
 
+def hmdb51_flags(num_movies: int, split: int) -> list[int]:
+    """The split-file flag of each source movie of a class (1 train, 2 test, 0 unused), about 70/30 train/test
+    of the used movies, every 5th movie unused; each split rotates the movies so each tests different ones."""
+    unused = num_movies // 5
+    test = max(1, round(0.3 * (num_movies - unused))) if num_movies > 1 else 0
+    shift = (split - 1) * -(-num_movies // 3)  # a third of the movies further on per split
+    return [2 if (m + shift) % num_movies < test else 0 if (m + shift) % num_movies < test + unused else 1
+            for m in range(num_movies)]
+
+
+def write_hmdb51(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+                 colours: int | None = None) -> None:
+    """Write an HMDB51 copy: `<class>/<Movie>_<class>_<tags>_<n>.avi` in lower-case class folders with
+    underscores (`move_right`) directly under `out`, and `testTrainMulti_7030_splits/<class>_test_split<N>.txt`
+    for N = 1-3, each line `<file name> <flag> ` with `\\r\\n` (the released lines end in a space).
+
+    Two clips come from each source movie (one each when a class has under 6 videos), and a split flags
+    whole movies, as the released splits keep a movie's clips out of both training and testing.
+
+    Args:
+        out: the dataset root.
+        spec: what to write; the classes are `spec.classes(colours)`.
+        progress: called once per video written.
+        colours: cross every motion with this many class colours (see `spec.colour_classes`); None: the
+            motion classes alone.
+    """
+    out = Path(out)
+    classes = spec.classes(colours)  # checks colours before anything is written
+    splits = out / hmdb51.SPLITS_DIR
+    splits.mkdir(parents=True, exist_ok=True)
+    clips_per_movie = 2 if spec.videos_per_class >= 6 else 1
+    num_movies = -(-spec.videos_per_class // clips_per_movie)
+    for label, motion in enumerate(classes):
+        name = re.sub(r"(?<!^)(?=[A-Z])", "_", motion.name).lower()  # MoveRight -> move_right
+        (out / name).mkdir(parents=True, exist_ok=True)
+        files: list[tuple[str, int]] = []  # (file name, source movie)
+        for i in range(spec.videos_per_class):
+            movie, clip = divmod(i, clips_per_movie)
+            # `<movie>_<class>_<body part>_<camera motion>_<people>_<viewpoint>_<quality>_<clip>`, as released
+            file_name = f"Synth_Movie_{movie + 1:02d}_{name}_f_nm_np1_fr_med_{clip}.avi"
+            write_video(out / name / file_name, spec.render(label, i, colours), fps=spec.fps, quality="normal")
+            files.append((file_name, movie))
+            progress()
+        for split in hmdb51.SPLITS:
+            flags = hmdb51_flags(num_movies, split)
+            lines = "".join(f"{file_name} {flags[movie]} \r\n" for file_name, movie in files)
+            (splits / hmdb51.split_file_name(name, split)).write_text(lines, newline="")
+
+
 def write_kinetics(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
                    colours: int | None = None) -> None:
     """Write a Kinetics copy: CSVs and clips, `train/<label with _>/` folders, flat `val/` and `test/` (both
@@ -89,3 +142,76 @@ def write_kinetics(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[
             quoted = f'"{label}"' if (" " in label or "," in label) else label
             lines.append(f"{quoted},{youtube_id},{start},{end},{subset},0")
         (out / csv_names[subset]).write_text("\n".join(lines) + "\n")
+
+
+# The SSv2-style template of each motion of `spec.MOTIONS` (by name); several are SSv2's own.
+SSV2_TEMPLATES = {
+    "MoveRight": "Moving [something] from left to right",
+    "MoveLeft": "Moving [something] from right to left",
+    "MoveUp": "Moving [something] up",
+    "MoveDown": "Moving [something] down",
+    "SpinClockwise": "Turning [something] clockwise",
+    "SpinCounterclockwise": "Turning [something] counterclockwise",
+    "DashRight": "Pushing [something] from left to right",
+    "DashLeft": "Pushing [something] from right to left",
+    "Grow": "Approaching [something] with your camera",
+    "Shrink": "Moving away from [something] with your camera",
+    "SwayHorizontally": "Shaking [something] from side to side",
+    "SwayVertically": "Shaking [something] up and down",
+}
+# What "[something]" stands for: every video shows two or three shapes of mixed kinds moving alike.
+SSV2_PLACEHOLDER = "shapes"
+
+
+def write_ssv2(out: str | os.PathLike, spec: SynthSpec, progress: Callable[[], None] = lambda: None,
+               colours: int | None = None) -> None:
+    """Write a Something-Something V2 copy: `20bn-something-something-v2/<id>.webm` (VP9) named by random
+    integer ids, and in `labels/` the released `labels.json` (template without brackets -> index as a
+    string, templates in alphabetical order) and the train (60%), validation (20%) and unlabelled test
+    (20%) lists.
+
+    Args:
+        out: the dataset root.
+        spec: what to write; each class of `spec.classes(colours)` is the template of its motion
+            (`SSV2_TEMPLATES`), with the class colour before "[something]" in the motion x colour variant.
+        progress: called once per video written.
+        colours: cross every motion with this many class colours; None: the motion classes alone.
+    """
+    out = Path(out)
+    classes = spec.classes(colours)
+    templates = []
+    for motion in classes:
+        if motion.colour is None:
+            template = SSV2_TEMPLATES[motion.name]
+        else:  # "MoveRightOrange" ("moving right, orange") -> "Moving orange [something] from left to right"
+            colour = motion.label.rsplit(", ", 1)[1]
+            template = SSV2_TEMPLATES[motion.name.removesuffix(colour.capitalize())]
+            template = template.replace("[something]", f"{colour} [something]", 1)
+        templates.append(template)
+    videos = out / ssv2.VIDEO_DIRS[0]
+    videos.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([spec.seed, 174])
+    total = len(classes) * spec.videos_per_class
+    ids = rng.choice(np.arange(1, 10 * total + 1), size=total, replace=False)  # SSv2 ids are 1..220847, unordered
+    lists: dict[str, list[dict]] = {name: [] for name in ssv2.LIST_FILES}
+    for label, template in enumerate(templates):
+        for i in range(spec.videos_per_class):
+            video_id = str(ids[label * spec.videos_per_class + i])
+            fraction = i / spec.videos_per_class
+            subset = "train" if fraction < 0.6 else "validation" if fraction < 0.8 else "test"
+            write_video(videos / f"{video_id}.webm", spec.render(label, i, colours), fps=spec.fps, gop_size=250,
+                        quality="normal")
+            filled = template.replace("[something]", SSV2_PLACEHOLDER)
+            lists[subset].append({"id": video_id, "label": filled[0].lower() + filled[1:], "template": template,
+                                  "placeholders": [SSV2_PLACEHOLDER] * template.count("[something]")})
+            progress()
+    labels = out / ssv2.LABELS_DIR
+    labels.mkdir(exist_ok=True)
+    names = sorted(ssv2.template_class(t) for t in templates)
+    (labels / ssv2.LABELS_FILE).write_text(json.dumps({name: str(i) for i, name in enumerate(names)}, indent=1) + "\n")
+    for subset, entries in lists.items():
+        order = rng.permutation(len(entries))
+        # the test list was released with ids alone
+        rows = [{"id": entries[k]["id"]} if subset == "test" else entries[k] for k in order]
+        text = "[\n" + ",\n".join(json.dumps(row) for row in rows) + "\n]\n"
+        (labels / ssv2.LIST_FILES[subset]).write_text(text)
