@@ -362,6 +362,8 @@ def test_fit_with_batch_size_zero_is_one_line(ucf101_root):
     ("kinetics", "kinetics_root", dict(num_crops=2), "num_crops must be 1 or 3"),
     ("ucf101", "ucf101_root", dict(train_short_side_range=[200, 100]), "train_short_side_range must be"),
     ("ucf101", "ucf101_root", dict(target_fps=0), "target_fps must be a positive number"),
+    ("ucf101", "ucf101_root", dict(storage="disk"), "storage must be one of video, frames"),
+    ("davis", "davis_root", dict(storage="frames"), "storage 'frames': the davis DataModule reads frame folders"),
 ])
 def test_every_datamodule_checks_its_arguments(format_name, fixture, arguments, fragment, request):
     with pytest.raises(LitVideoError, match=fragment):

@@ -43,10 +43,15 @@ from lit_video.video.flow import (
     store_folder,
     stored_pair_count,
 )
+from lit_video.video.frames import STORE_FILE as FRAMES_STORE_FILE
+from lit_video.video.frames import frames_folder, frames_store, open_frames, prepare_command, read_video_info
 from lit_video.video.sampling import SAMPLING_MODES, ClipSampler, is_integer
 from lit_video.video.transforms import ClipTransform, normalize_clips, rgb_as_255
 
 SUBSETS = ("train", "val", "test")
+# Where a video's frames are read from: its file (decoded), or its folder of the frame store that
+# `lit-video data prepare --frames` wrote (`lit_video.video.frames`).
+STORAGES = ("video", "frames")
 # Where flow comes from: the store `lit-video data flow` wrote, or RAFT on the device per batch.
 FLOW_SOURCES = ("stored", "raft")
 # Batch key of on-the-fly flow: the RGB frames each flow channel is computed between, (..., 3, 2T, H, W):
@@ -175,6 +180,22 @@ def check_modality_arguments(modality: object, flow_method: object, flow_source:
         check_raft_weights(raft_weights, where="raft_weights")
 
 
+def check_storage(storage: object, supported: Sequence[str] = STORAGES, format_name: str = "") -> None:
+    """One line naming `storage` unless the format reads its videos from there.
+
+    Args:
+        storage: the DataModule's argument.
+        supported: the storages the format reads.
+        format_name: the format, for the message.
+    """
+    if storage not in STORAGES:
+        raise LitVideoError(f"storage must be one of {', '.join(STORAGES)} (decode the video files, or read the frame "
+                            f"folders `lit-video data prepare --frames` wrote), got {storage!r}")
+    if storage not in supported:
+        raise LitVideoError(f"storage {storage!r}: the {format_name or 'this'} DataModule reads frame folders already; "
+                            f"leave storage at {supported[0]}")
+
+
 @dataclass(frozen=True)
 class FlowInput:
     """What a dataset reads beside (or instead of) the RGB frames of a clip.
@@ -198,14 +219,21 @@ class FlowInput:
         """Whether the RGB frames are decoded: the RGB channels, or the frames RAFT runs on."""
         return self.modality != "flow" or self.source == "raft"
 
-    def read(self, reader: VideoReader, frame_indices: np.ndarray) -> ClipInputs:
-        """The inputs of the clip(s) of `frame_indices` (any shape (..., T)) of the video `reader` reads."""
+    def read(self, reader: VideoReader, frame_indices: np.ndarray, video_path: str | None = None) -> ClipInputs:
+        """The inputs of the clip(s) of `frame_indices` (any shape (..., T)) of the video `reader` reads.
+
+        Args:
+            reader: the video's frames.
+            frame_indices: (..., T) frame indices.
+            video_path: the video whose stored flow is read; default `reader.path` (a frame store's reader
+                reads the video's frame folder, not the video).
+        """
         flat = frame_indices.reshape(-1)
         frames = flow = pairs = None
         if self.reads_rgb:
             frames = reader.get_frames(flat).unflatten(0, frame_indices.shape)  # (...,T,H,W,C)
         if self.source == "stored":
-            folder = flow_folder(self.root, reader.path, self.method)
+            folder = flow_folder(self.root, video_path or reader.path, self.method)
             values = read_flow(folder, flat, self.bound, num_pairs=stored_pair_count(str(folder)))
             flow = torch.from_numpy(values).unflatten(0, frame_indices.shape)  # (...,T,h,w,2)
         else:
@@ -318,6 +346,8 @@ class ClipDataset(Dataset):
         failures: shared decode-failure counter.
         max_replacements: consecutive unreadable videos tolerated before giving up.
         flow: what is read beside the RGB frames (optical flow); None: RGB only.
+        frames_root: read each video's frame folder in the frame store of this dataset root instead of
+            decoding its file (storage frames); None decodes the files.
     """
 
     def __init__(
@@ -330,6 +360,7 @@ class ClipDataset(Dataset):
         failures: DecodeFailureCounter | None = None,
         max_replacements: int = 16,
         flow: FlowInput | None = None,
+        frames_root: str | None = None,
     ):
         self.records = list(records)
         self.sampler = sampler
@@ -339,6 +370,7 @@ class ClipDataset(Dataset):
         self.failures = failures or DecodeFailureCounter()
         self.max_replacements = max_replacements
         self.flow = flow
+        self.frames_root = frames_root
         self._unreadable: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -360,10 +392,17 @@ class ClipDataset(Dataset):
             f"{self.records[index].path}; run `lit-video data check` on the dataset"
         )
 
+    def open(self, record: VideoRecord) -> VideoReader:
+        """The reader of a record's frames: its video file, or its folder of the frame store (at the video's
+        own frame rate, so that the sampler draws the same frames from both)."""
+        if self.frames_root is None:
+            return open_video(record.path, self.decoder)
+        return open_frames(frames_folder(self.frames_root, record.path))
+
     def load(self, index: int) -> dict:
         """Decode and transform the sample of record `index` (raises VideoDecodeError)."""
         record = self.records[index]
-        with open_video(record.path, self.decoder) as reader:
+        with self.open(record) as reader:
             num_frames, fps = reader.num_frames, reader.fps
             if self.train:
                 frame_indices = self.sampler.train_indices(num_frames, fps, worker_rng())[None]  # (1,T)
@@ -372,7 +411,7 @@ class ClipDataset(Dataset):
             if self.flow is None:
                 inputs = ClipInputs(reader.get_frames(frame_indices.reshape(-1)).unflatten(0, frame_indices.shape))
             else:  # flow of the same source frames (and RGB unless modality is flow)
-                inputs = self.flow.read(reader, frame_indices)  # (num_clips,T,...)
+                inputs = self.flow.read(reader, frame_indices, record.path)  # (num_clips,T,...)
         # training: (C,T,h,w); evaluation: every clip x crop view, (num_clips*crops,C,T,h,w)
         video, _, flow_frames = inputs[0].transform(self.transform) if self.train else inputs.transform(self.transform)
         sample = {
@@ -427,11 +466,16 @@ class VideoDataModule(L.LightningDataModule):
             `on_after_batch_transfer` with torchvision's RAFT from the batch's frames (for GPUs; slow on a CPU).
         raft_weights: the RAFT checkpoint of flow_source raft; None reads torchvision's file from the torch
             hub cache (nothing is downloaded).
+        storage: "video" decodes the video files; "frames" reads each video's JPEG folder under
+            `<root>/frames` (`lit-video data prepare --frames`) at the video's frame rate: the same clips, no
+            decoding. A video without a complete folder is skipped with a warning, as a missing video is.
     """
 
     format_name: ClassVar[str] = ""
     # The modalities the format's datasets read.
     modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    # Where the format's datasets read frames from (`storage`): frame-folder formats have only their folders.
+    storages: ClassVar[tuple[str, ...]] = STORAGES
     # The base draws the held-out validation split (val_fraction / val_list) from the training list. False
     # where a format family reads its validation videos its own way (the segmentation formats).
     draws_heldout: ClassVar[bool] = True
@@ -468,6 +512,7 @@ class VideoDataModule(L.LightningDataModule):
         flow_method: str = "tvl1",
         flow_source: str = "stored",
         raft_weights: str | None = None,
+        storage: str = "video",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=list(self.unlogged_arguments))
@@ -477,6 +522,8 @@ class VideoDataModule(L.LightningDataModule):
         check_modality_arguments(modality, flow_method, flow_source, raft_weights, self.modalities, self.format_name)
         self.modality, self.flow_method, self.flow_source = modality, flow_method, flow_source
         self.raft_weights = None if raft_weights is None else str(raft_weights)
+        check_storage(storage, self.storages, self.format_name)
+        self.storage = storage
         self._raft = None  # on-the-fly flow: the RAFT model, loaded at the first batch
         self.root = Path(root)
         if not self.root.is_dir():
@@ -639,7 +686,34 @@ class VideoDataModule(L.LightningDataModule):
             warnings.warn(f"{what}: {len(refused)} listed {'entry leads' if len(refused) == 1 else 'entries lead'} "
                           f"outside the dataset and {'is' if len(refused) == 1 else 'are'} skipped (first: "
                           f"{refused[0]}); `lit-video data check` lists them", stacklevel=2)
+        if self.storage == "frames":
+            return self.stored_frames(listed, what)
         return split_existing(listed, what)
+
+    def stored_frames(self, records: Sequence[VideoRecord], what: str) -> list[VideoRecord]:
+        """The records whose frame folder is complete (storage frames; the video files need not be there);
+        the others are skipped and counted in one warning.
+
+        Raises:
+            DatasetLayoutError: the dataset has no frame store at all.
+        """
+        command = prepare_command(self.format_name, self.root)
+        store = frames_store(self.root)
+        if not (store / FRAMES_STORE_FILE).is_file():
+            raise DatasetLayoutError(f"storage frames: no frame store for {self.root} ({store / FRAMES_STORE_FILE} is "
+                                     f"missing); extract the frames with `{command}`")
+        present, first_missing = [], None
+        for record in records:
+            folder = frames_folder(self.root, record.path)
+            if read_video_info(folder) is not None:
+                present.append(record)
+            elif first_missing is None:
+                first_missing = folder
+        if first_missing is not None:
+            warnings.warn(f"{what}: {len(records) - len(present)} of {len(records)} listed videos have no complete "
+                          f"frame folder and are skipped (first: {first_missing}); extract them with `{command}`",
+                          stacklevel=3)
+        return present
 
     def probe(self, record: VideoRecord) -> str | None:
         """Why a listed video cannot be read, or None (`lit-video data check`; the file exists).
@@ -666,7 +740,8 @@ class VideoDataModule(L.LightningDataModule):
         if not records:
             raise DatasetLayoutError(f"{self.format_name} {subset}: no video files found under {self.root}")
         return ClipDataset(records, self.sampler, self.clip_transform(train), train=train, decoder=self.decoder,
-                           failures=self.decode_failures, flow=self.flow_input(records, subset))
+                           failures=self.decode_failures, flow=self.flow_input(records, subset),
+                           frames_root=str(self.root) if self.storage == "frames" else None)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}

@@ -258,7 +258,8 @@ class CaptioningDataModule(VideoDataModule):
         plain = super().make_dataset(subset)  # the shared transform and record checks
         return CaptionClipDataset(
             plain.records, plain.sampler, plain.transform, train=plain.train, decoder=plain.decoder,
-            failures=plain.failures, tokenizer=self.tokenizer, max_caption_len=self.max_caption_len,
+            failures=plain.failures, frames_root=plain.frames_root, tokenizer=self.tokenizer,
+            max_caption_len=self.max_caption_len,
         )
 
     def collate_fn(self) -> Callable[[list[dict]], dict]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lit_video.data.base import VideoDataModule, datamodule_class
+from lit_video.data.video_jobs import check_subsets, check_workers, dataset_of, run_video_jobs
 from lit_video.errors import DatasetLayoutError, LitVideoError
 from lit_video.video.flow import (
     DEFAULT_BOUND,
@@ -95,51 +95,20 @@ def compute_dataset_flow(datamodule_or_format: Any, root: str | os.PathLike | No
     bound = check_bound(bound)
     if short_side is not None and (isinstance(short_side, bool) or not isinstance(short_side, int) or short_side < 1):
         raise LitVideoError(f"--short-side must be a positive integer, got {short_side!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise LitVideoError(f"--workers must be a positive integer, got {workers!r}")
+    check_workers(workers)
     if method == "raft":
         check_raft_weights(weights)
     elif weights is not None:
         raise LitVideoError(f"--weights applies to --method raft, not {method}")
-    for subset in subsets or ():
-        if subset not in ("train", "val", "test"):
-            raise LitVideoError(f"--subset must be train, val or test, got {subset!r}")
-    if isinstance(datamodule_or_format, VideoDataModule):
-        datamodule = datamodule_or_format
-        root = datamodule.root if root is None else root
-    else:
-        if root is None:
-            raise LitVideoError("compute_dataset_flow: give the dataset root with a format name")
-        datamodule = datamodule_class(datamodule_or_format)(root=str(root), num_workers=0)
+    check_subsets(subsets)
+    datamodule, root = dataset_of(datamodule_or_format, root, "compute_dataset_flow")
     videos, read = dataset_videos(datamodule, subsets)
     write_store_info(root, method, bound, short_side)
     summary = FlowSummary(store_folder(root, method), subsets=read)
     jobs = [(v, str(flow_folder(root, v, method)), method, bound, short_side, decoder, weights) for v in videos]
 
-    def record(result: tuple[str, str, str]) -> None:
-        video, status, reason = result
-        if status == "failed":
-            summary.failed.append((video, reason))
-            warnings.warn(f"flow of {video} not computed: {reason}", stacklevel=3)
-        elif status == "skipped":
-            summary.skipped += 1
-        else:
-            summary.computed += 1
-        if progress is not None:
-            progress(video, status)
-
-    if workers == 1 or method == "raft" or len(jobs) <= 1:
-        for job in jobs:
-            record(video_flow_job(job))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # Workers forked from a clean server process: a fork of a process whose torch has run OpenMP threads
-        # can hang in the child; the server imports the decoders (and torch) once for all of them.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["lit_video.video.decode", "cv2"])
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-            for result in pool.map(video_flow_job, jobs, chunksize=1):
-                record(result)
+    tally = run_video_jobs(video_flow_job, jobs, workers=1 if method == "raft" else workers,
+                           preload=("lit_video.video.decode", "cv2"), failure="flow of {video} not computed: {reason}",
+                           progress=progress)
+    summary.computed, summary.skipped, summary.failed = tally.done, tally.skipped, tally.failed
     return summary

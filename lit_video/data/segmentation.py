@@ -214,11 +214,15 @@ class SegmentationDataModule(VideoDataModule):
         max_retries: training clip starts tried per video while a clip shows nothing to segment.
         modality, flow_method, flow_source, raft_weights: optical flow beside or instead of the RGB
             channels, as `VideoDataModule` (the formats that read it list it in `modalities`).
+        storage: "video" only: the frame folders are the dataset's own storage; "frames" (the frame store of
+            video-file formats) is refused in one line.
     """
 
     video_dataset_class: ClassVar[type[SegmentationVideoDataset]]
     # A format's datasets read flow once they say so (VOS); the others refuse any other modality in one line.
     modalities: ClassVar[tuple[str, ...]] = ("rgb",)
+    # Their videos are frame folders already: no frame store to read instead.
+    storages: ClassVar[tuple[str, ...]] = ("video",)
     # the formats that validate on held-out training videos (YouTube-VOS, YouTube-VIS) draw them themselves
     draws_heldout = False
     stratify_heldout = False  # their videos have no class
@@ -246,12 +250,14 @@ class SegmentationDataModule(VideoDataModule):
         flow_method: str = "tvl1",
         flow_source: str = "stored",
         raft_weights: str | None = None,
+        storage: str = "video",
     ):
         super().__init__(
             root, clip_len=clip_len, stride=stride, resolution=resolution, short_side=short_side,
             train_short_side_range=train_short_side_range, flip=flip, batch_size=batch_size,
             num_workers=num_workers, decoder=decoder, pin_memory=pin_memory, normalize_on_device=normalize_on_device,
             modality=modality, flow_method=flow_method, flow_source=flow_source, raft_weights=raft_weights,
+            storage=storage,
         )
         for name, value, least in (("clip_len", clip_len, 1), ("stride", stride, 1), ("stride_jitter", stride_jitter, 0),
                                    ("clips_per_video", clips_per_video, 1), ("max_retries", max_retries, 1)):

@@ -67,8 +67,16 @@ def store_folder(root: str | os.PathLike, method: str) -> Path:
     return Path(root) / FLOW_DIR / method
 
 
-def flow_folder(root: str | os.PathLike, video_path: str | os.PathLike, method: str) -> Path:
-    """The folder holding the flow of the video at `video_path` (a file or a frame folder under `root`).
+def mirrored_folder(store: str | os.PathLike, root: str | os.PathLike, video_path: str | os.PathLike,
+                    what: str) -> Path:
+    """The folder of a per-video store (flow, extracted frames) that mirrors the video at `video_path` (a file
+    or a frame folder under `root`): its path relative to `root`, a file's suffix dropped, under `store`.
+
+    Args:
+        store: the store's folder (`<root>/flow/<method>`, `<root>/frames`).
+        root: the dataset root.
+        video_path: the video file or frame folder.
+        what: what the store holds, for the message.
 
     Raises:
         LitVideoError: the video is not under `root`.
@@ -76,11 +84,20 @@ def flow_folder(root: str | os.PathLike, video_path: str | os.PathLike, method: 
     root_abs, video_abs = os.path.abspath(root), os.path.abspath(video_path)
     relative = os.path.relpath(video_abs, root_abs)
     if relative.startswith(os.pardir) or os.path.isabs(relative):
-        raise LitVideoError(f"video {video_path} is not under the dataset root {root}: its flow has no place there")
+        raise LitVideoError(f"video {video_path} is not under the dataset root {root}: its {what} has no place there")
     relative_path = Path(relative)
-    if not os.path.isdir(video_abs):  # a file's suffix is not part of its flow folder's name
+    if not os.path.isdir(video_abs):  # a file's suffix is not part of its folder's name
         relative_path = relative_path.with_suffix("")
-    return store_folder(root, method) / relative_path
+    return Path(store) / relative_path
+
+
+def flow_folder(root: str | os.PathLike, video_path: str | os.PathLike, method: str) -> Path:
+    """The folder holding the flow of the video at `video_path` (a file or a frame folder under `root`).
+
+    Raises:
+        LitVideoError: the video is not under `root`.
+    """
+    return mirrored_folder(store_folder(root, method), root, video_path, "flow")
 
 
 def partial_folder(folder: Path) -> Path:
@@ -423,7 +440,7 @@ def raft_flow(model, first, second, num_flow_updates: int = 12):
     return flow.float()
 
 
-def _shrink(frames: np.ndarray, short_side: int | None) -> np.ndarray:
+def shrink_frames(frames: np.ndarray, short_side: int | None) -> np.ndarray:
     """Frames resized (area) so their short side is `short_side`; unchanged when None or already smaller."""
     import cv2
 
@@ -480,7 +497,7 @@ def compute_video_flow(video_path: str, folder: str, method: str, bound: float, 
             previous = None  # the last frame of the previous chunk
             pair = 0
             for start in range(0, num_frames, CHUNK):
-                frames = _shrink(np.asarray(reader.get_frames(np.arange(start, min(start + CHUNK, num_frames)))),
+                frames = shrink_frames(np.asarray(reader.get_frames(np.arange(start, min(start + CHUNK, num_frames)))),
                                  short_side)
                 if previous is not None:
                     frames = np.concatenate([previous, frames])
