@@ -1,4 +1,5 @@
-"""`lit-video data synth|check|iterate|flow`: write, check and time datasets, and compute their optical flow."""
+"""`lit-video data synth|check|iterate|prepare|flow`: write, check, time and prepare datasets, and compute their
+optical flow."""
 
 from __future__ import annotations
 
@@ -72,7 +73,36 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     iterate.add_argument("--decoder", default="auto", choices=DECODERS)
     iterate.add_argument("--modality", default="rgb", help="rgb, flow or rgb+flow (flow from `data flow`)")
     iterate.add_argument("--flow-method", default="tvl1", help="the stored flow to read: tvl1, farneback or raft")
+    iterate.add_argument("--storage", default="video",
+                         help="video (default) or frames (the JPEG folders of `data prepare --frames`)")
     iterate.set_defaults(run=iterate_dataset)
+
+    prepare = data_commands.add_parser(
+        "prepare", help="make a dataset ready to train on: download it, check it, re-encode it for fast loading")
+    prepare.add_argument("--format", required=True, choices=formats)
+    prepare.add_argument("--root", required=True, help="the dataset root (never written to by --reencode)")
+    prepare.add_argument("--download", action="store_true",
+                         help="fetch the dataset's published files into --root first (resumable, checksum-verified, "
+                              "extracted; formats behind an account or a form say what to fetch by hand)")
+    prepare.add_argument("--annotations", default=None,
+                         help="--download, davis: also fetch the 'unsupervised' annotations (Annotations_unsupervised)")
+    prepare.add_argument("--reencode", action="store_true",
+                         help="re-encode every listed video into --out: same layout, frame count and fps, a short "
+                              "side and keyframe spacing that make clips cheap to decode")
+    prepare.add_argument("--out", default=None, help="--reencode: the new root (empty, absent, or an earlier "
+                                                     "--reencode of the same settings to resume)")
+    prepare.add_argument("--short-side", default=None, help="--reencode: pixels of the shorter side (default 256)")
+    prepare.add_argument("--keyframe-interval", default=None,
+                         help="--reencode: frames from one keyframe to the next (default 16)")
+    prepare.add_argument("--fps", default=None, help="--reencode: resample every video to this frame rate "
+                                                     "(default: each keeps its own)")
+    prepare.add_argument("--quality", default="normal", help="--reencode: normal (default) or high (near-lossless)")
+    prepare.add_argument("--frames", action="store_true",
+                         help="extract every listed video to JPEG frame folders under ROOT/frames (of --out with "
+                              "--reencode), read with data.init_args.storage: frames")
+    prepare.add_argument("--frame-quality", default=None, help="--frames: JPEG quality, 1-100 (default 90)")
+    prepare.add_argument("--workers", default=None, help="processes working on videos in parallel (default 1)")
+    prepare.set_defaults(run=prepare_dataset)
 
     flow = data_commands.add_parser(
         "flow", help="compute optical flow of every video once, stored as JPEGs under ROOT/flow/METHOD (resumable)")
@@ -273,7 +303,8 @@ def iterate_dataset(args: argparse.Namespace) -> int:
     datamodule = datamodule_class(args.format)(
         root=args.root, clip_len=args.clip_len, stride=args.stride, resolution=args.resolution,
         batch_size=args.batch_size, num_workers=args.num_workers, decoder=args.decoder,
-        modality=args.modality, flow_method=args.flow_method,
+        modality=args.modality, flow_method=args.flow_method, **({"storage": args.storage} if args.storage != "video"
+                                                                  else {}),
     )
     loader = getattr(datamodule, f"{args.subset}_dataloader")()
     clips, shape = 0, None
@@ -301,6 +332,90 @@ def _number_option(name: str, text: str | None, kind: type, default: int | float
         wanted = "a positive integer" if kind is int else "a positive number"
         raise LitVideoError(f"{name} must be {wanted}, got {text!r}")
     return value
+
+
+def prepare_dataset(args: argparse.Namespace) -> int:
+    """`data prepare`: download a dataset, check it, re-encode it into a new root that is checked in turn, and
+    extract its frames."""
+    from tqdm import tqdm
+
+    from lit_video.data.prepare import (
+        ReencodeSettings,
+        check_out,
+        check_settings,
+        check_video_format,
+        reencode_dataset,
+    )
+
+    reencode_only = {"--out": args.out, "--short-side": args.short_side, "--keyframe-interval": args.keyframe_interval,
+                     "--fps": args.fps}
+    if not args.reencode:
+        given = [name for name, value in reencode_only.items() if value is not None]
+        if given or args.quality != "normal":
+            raise LitVideoError(f"{(given or ['--quality'])[0]} applies to --reencode, which is not given")
+    elif args.out is None:
+        raise LitVideoError("--reencode writes a new root: give it with --out NEW_ROOT (the original is never "
+                            "written to)")
+    settings = None
+    if args.reencode:
+        settings = ReencodeSettings(short_side=_number_option("--short-side", args.short_side, int, 256),
+                                    keyframe_interval=_number_option("--keyframe-interval", args.keyframe_interval,
+                                                                     int, 16),
+                                    fps=_number_option("--fps", args.fps, float, None), quality=args.quality)
+        check_settings(settings)
+        check_video_format(args.format)
+        check_out(args.root, args.out, settings)
+    if args.annotations is not None and (not args.download or args.format != "davis"
+                                         or args.annotations != "unsupervised"):
+        raise LitVideoError("--annotations: only 'unsupervised', with --download of davis (the DAVIS 2017 "
+                            "unsupervised annotations)")
+    if args.frame_quality is not None and not args.frames:
+        raise LitVideoError("--frame-quality applies to --frames, which is not given")
+    frame_quality = _number_option("--frame-quality", args.frame_quality, int, 90)
+    workers = _number_option("--workers", args.workers, int, 1)
+    if args.download:
+        from lit_video.data.download import download_dataset
+
+        for part in [args.format] + (["davis-unsupervised"] if args.annotations else []):
+            summary = download_dataset(part, args.root, progress=print)
+            print(f"{part}: {len(summary.fetched)} fetched, {len(summary.resumed)} resumed, "
+                  f"{len(summary.skipped)} already done, {len(summary.extracted)} extracted")
+            if summary.manual:
+                print(f"still to fetch by hand: {summary.manual}")
+    print(f"checking {args.format} {args.root}")
+    status = check_dataset(_check_arguments(args.format, args.root))
+    if settings is None:
+        return max(status, _extract_frames(args.format, args.root, frame_quality, workers) if args.frames else 0)
+    with tqdm(desc="re-encoding", unit="video") as bar:
+        summary = reencode_dataset(args.format, args.root, args.out, settings, workers=workers,
+                                   progress=lambda video, state: bar.update())
+    print(f"re-encoded {args.format} {args.root} into {summary.out} (short side {settings.short_side}, a keyframe "
+          f"every {settings.keyframe_interval} frames): {summary.encoded} encoded, {summary.skipped} skipped as "
+          f"complete, {len(summary.failed)} failed; {summary.copied} other files copied")
+    print(f"checking {args.format} {summary.out}")
+    checked = check_dataset(_check_arguments(args.format, str(summary.out)))
+    extracted = _extract_frames(args.format, str(summary.out), frame_quality, workers) if args.frames else 0
+    return 1 if (status or checked or summary.failed or extracted) else 0
+
+
+def _extract_frames(format_name: str, root: str, quality: int, workers: int) -> int:
+    """`data prepare --frames`: the frame store of `root`; 1 when a video failed."""
+    from tqdm import tqdm
+
+    from lit_video.data.frames import extract_dataset_frames
+
+    with tqdm(desc="extracting frames", unit="video") as bar:
+        summary = extract_dataset_frames(format_name, root, quality=quality, workers=workers,
+                                         progress=lambda video, state: bar.update())
+    print(f"frames of {format_name} {root} in {summary.store}: {summary.computed} extracted, {summary.skipped} "
+          f"skipped as complete, {len(summary.failed)} failed")
+    return 1 if summary.failed else 0
+
+
+def _check_arguments(format_name: str, root: str) -> argparse.Namespace:
+    """The arguments of a strict `data check` of a whole dataset."""
+    return argparse.Namespace(format=format_name, root=root, split=None, decoder="auto", strict=True,
+                              val_fraction=None, split_seed=None)
 
 
 def compute_flow(args: argparse.Namespace) -> int:

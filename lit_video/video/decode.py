@@ -22,7 +22,7 @@ import math
 import os
 import struct
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -413,6 +413,36 @@ class PyAVReader(VideoReader):
                 self._orientation = orientation_from_display_matrix(matrix) if matrix else UPRIGHT
             out.append(frame.to_ndarray(format="rgb24"))
         return orient(np.stack(out), self._orientation)
+
+    def iter_frames(self, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+        """Every frame in presentation order, decoded once from the start: uint8 (H,W,3) RGB as shown.
+
+        Args:
+            size: (height, width) as shown to resize each frame to (area interpolation, in FFmpeg's swscale
+                together with the colour conversion); None: the stored size.
+
+        Raises:
+            VideoDecodeError: a frame is missing or the file ends early.
+        """
+        expected = 0
+        for position, frame in self._decode_from(0):
+            if position < expected:
+                continue  # a frame decoded twice (a container's duplicate timestamp)
+            if position != expected:
+                raise VideoDecodeError(self.path, f"frame {expected} is missing from the stream")
+            if self._orientation is None:
+                matrix = _frame_display_matrix(frame)
+                self._orientation = orientation_from_display_matrix(matrix) if matrix else UPRIGHT
+            if size is None:
+                image = frame.to_ndarray(format="rgb24")
+            else:  # the stored picture's size: a quarter turn swaps height and width, and is its own inverse
+                height, width = shown_size(size, self._orientation)
+                image = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+            yield orient(image[None], self._orientation)[0]
+            expected += 1
+        if expected != self.num_frames:
+            raise VideoDecodeError(self.path, f"only {expected} of {self.num_frames} frames could be decoded "
+                                              "(file truncated?)")
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
