@@ -59,8 +59,8 @@ def test_malformed_split_file_is_one_line(tmp_path, ucf101_root):
 
 
 def test_unknown_format_is_rejected():
-    result = _run("data", "check", "--format", "hmdb51", "--root", ".")
-    assert result.returncode == 2 and "invalid choice: 'hmdb51'" in result.stderr
+    result = _run("data", "check", "--format", "sports1m", "--root", ".")
+    assert result.returncode == 2 and "invalid choice: 'sports1m'" in result.stderr
 
 
 def test_iterate_prints_throughput(ucf101_root, capsys):
