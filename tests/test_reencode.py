@@ -182,3 +182,15 @@ def test_frame_folder_formats_have_nothing_to_reencode(davis_root, tmp_path, cap
                  str(tmp_path / "d")]) == 2
     assert "davis stores frames as images" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+def test_a_damaged_video_fails_alone(kinetics_root, tmp_path):
+    root = tmp_path / "kinetics"
+    shutil.copytree(kinetics_root, root)
+    damaged = Path(listed_videos(root)[0])
+    damaged.write_bytes(damaged.read_bytes()[:300])  # a download cut short
+    with pytest.warns(UserWarning, match="not re-encoded"):
+        summary = reencode_dataset("kinetics", root, tmp_path / "out", SETTINGS)
+    assert [video for video, _ in summary.failed] == [str(damaged)]
+    assert summary.encoded == len(listed_videos(root)) - 1
+    assert not (tmp_path / "out" / damaged.relative_to(root)).exists()

@@ -17,9 +17,9 @@ from lit_video.video.flow import (
     check_bound,
     check_method,
     check_raft_weights,
+    compute_video_flow,
     flow_folder,
     store_folder,
-    video_flow_job,
     write_store_info,
 )
 
@@ -107,7 +107,7 @@ def compute_dataset_flow(datamodule_or_format: Any, root: str | os.PathLike | No
     summary = FlowSummary(store_folder(root, method), subsets=read)
     jobs = [(v, str(flow_folder(root, v, method)), method, bound, short_side, decoder, weights) for v in videos]
 
-    tally = run_video_jobs(video_flow_job, jobs, workers=1 if method == "raft" else workers,
+    tally = run_video_jobs(compute_video_flow, jobs, workers=1 if method == "raft" else workers,
                            preload=("lit_video.video.decode", "cv2"), failure="flow of {video} not computed: {reason}",
                            progress=progress)
     summary.computed, summary.skipped, summary.failed = tally.done, tally.skipped, tally.failed

@@ -16,9 +16,9 @@ from lit_video.errors import LitVideoError
 from lit_video.video.frames import (
     DEFAULT_QUALITY,
     check_quality,
+    extract_video_frames,
     frames_folder,
     frames_store,
-    video_frames_job,
     write_frames_info,
 )
 
@@ -78,7 +78,7 @@ def extract_dataset_frames(datamodule_or_format: Any, root: str | os.PathLike | 
     summary = FramesSummary(frames_store(root), subsets=read)
     jobs = [(video, str(frames_folder(root, video)), short_side, quality, decoder, str(root)) for video in videos]
 
-    tally = run_video_jobs(video_frames_job, jobs, workers=workers, preload=("lit_video.video.decode", "cv2"),
+    tally = run_video_jobs(extract_video_frames, jobs, workers=workers, preload=("lit_video.video.decode", "cv2"),
                            failure="frames of {video} not extracted: {reason}", progress=progress)
     summary.computed, summary.skipped, summary.failed = tally.done, tally.skipped, tally.failed
     return summary

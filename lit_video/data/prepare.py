@@ -26,17 +26,18 @@ from pathlib import Path
 
 from lit_video.data.base import VideoDataModule, datamodule_class
 from lit_video.data.flow import dataset_videos
+from lit_video.data.records import VIDEO_EXTENSIONS as RECORD_VIDEO_EXTENSIONS
 from lit_video.data.segmentation import SegmentationDataModule
 from lit_video.data.video_jobs import check_workers, dataset_of, run_video_jobs
-from lit_video.errors import LitVideoError, VideoDecodeError
+from lit_video.errors import LitVideoError
+from lit_video.video.encode import WRITABLE_EXTENSIONS
 
 # Written in the new root: the settings it was made with (a re-run with other settings is refused).
 REENCODE_MARKER = ".lit-video-reencode.json"
 # Derived stores of the original root, computed from its pixels: recompute them on the new root instead.
 DERIVED_STORES = ("flow", "frames", ".downloads")
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
-# Containers the writer encodes to; a listed video in another container is refused in one line.
-WRITABLE_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm")
+# Video files that are not copied: those the formats list, and other containers a copy may hold beside them.
+VIDEO_EXTENSIONS = (*RECORD_VIDEO_EXTENSIONS, ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv")
 QUALITIES = ("normal", "high")
 
 
@@ -99,17 +100,14 @@ def output_frame_sources(num_frames: int, source_fps: float, fps: float | None) 
     return [min(num_frames - 1, int(j * source_fps / fps + 1e-6)) for j in range(count)]
 
 
-def reencode_video(job: tuple[str, str, ReencodeSettings]) -> tuple[str, str, str]:
-    """Re-encode one video (a worker's job): (source, target, settings) -> (source, status, reason).
-
-    Status is "done", "skipped" (the target exists: a complete earlier result) or "failed".
-    """
+def reencode_video(source: str, target: str, settings: ReencodeSettings) -> str:
+    """Re-encode one video to `target` (a worker's job): "done", or "skipped" when `target` exists (a
+    complete earlier result: videos are written under a temporary name and renamed when complete)."""
     from lit_video.video.decode import PyAVReader
     from lit_video.video.encode import VideoWriter
 
-    source, target, settings = job
     if os.path.exists(target):
-        return source, "skipped", ""
+        return "skipped"
     folder, name = os.path.split(target)
     os.makedirs(folder, exist_ok=True)
     stem, extension = os.path.splitext(name)
@@ -127,15 +125,11 @@ def reencode_video(job: tuple[str, str, ReencodeSettings]) -> tuple[str, str, st
                         writer.write(image)
                         wanted += 1
         os.replace(partial, target)
-    except (VideoDecodeError, OSError, ValueError) as err:
+    except BaseException:
         with contextlib.suppress(OSError):
             os.remove(partial)
-        return source, "failed", str(err)
-    except Exception as err:  # FFmpeg's errors (av.error.*) on a damaged file: that video fails, not the run
-        with contextlib.suppress(OSError):
-            os.remove(partial)
-        return source, "failed", f"{type(err).__name__}: {err}"
-    return source, "done", ""
+        raise
+    return "done"
 
 
 def check_settings(settings: ReencodeSettings) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lit_video.errors import LitVideoError
+from lit_video.errors import LitVideoError, VideoDecodeError
 
-# What a job returns: (video, status, reason), status "skipped" (complete from an earlier run), "failed" (reason
+# What a job ends in: (video, status, reason), status "skipped" (complete from an earlier run), "failed" (reason
 # says why) or anything else ("done", "computed"): done now.
 JobResult = tuple[str, str, str]
 
@@ -25,14 +25,16 @@ class JobTally:
     failed: list[tuple[str, str]] = field(default_factory=list)
 
 
-def run_video_jobs(function: Callable[[Any], JobResult], jobs: Sequence[Any], *, workers: int = 1,
+def run_video_jobs(function: Callable[..., str], jobs: Sequence[tuple], *, workers: int = 1,
                    preload: Sequence[str] = (), failure: str = "{video}: {reason}",
                    progress: Callable[[str, str], None] | None = None) -> JobTally:
-    """Run `function(job)` for every job and tally the results; a failed job warns and the others go on.
+    """Run `function(*job)` for every job and tally the results; a job that raises fails (warned) and the
+    others go on.
 
     Args:
-        function: a module-level function (workers pickle it) returning (video, status, reason).
-        jobs: one picklable job per video.
+        function: a module-level function (workers pickle it) of a job's arguments, the video first,
+            returning its status ("skipped" when complete already).
+        jobs: one picklable argument tuple per video, the video's path first.
         workers: processes running jobs in parallel; 1 runs them here.
         preload: modules the worker processes import once, before any job (the decoders, OpenCV).
         failure: the warning of a failed job, formatted with `video` and `reason`.
@@ -54,7 +56,7 @@ def run_video_jobs(function: Callable[[Any], JobResult], jobs: Sequence[Any], *,
 
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
-            record(function(job))
+            record(guarded_job((function, job)))
         return tally
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -64,9 +66,21 @@ def run_video_jobs(function: Callable[[Any], JobResult], jobs: Sequence[Any], *,
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context) as pool:
-        for result in pool.map(function, jobs, chunksize=1):
+        for result in pool.map(guarded_job, [(function, job) for job in jobs], chunksize=1):
             record(result)
     return tally
+
+
+def guarded_job(task: tuple[Callable[..., str], tuple]) -> JobResult:
+    """(video, status, reason) of `function(*job)`: an unreadable video, or any error of one video (an
+    OpenCV or FFmpeg error on odd frames), fails that video and not the run."""
+    function, job = task
+    try:
+        return job[0], function(*job), ""
+    except VideoDecodeError as err:
+        return job[0], "failed", err.reason
+    except Exception as err:  # noqa: BLE001 - one bad video must not stop the rest
+        return job[0], "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"
 
 
 def check_workers(workers: object) -> None:

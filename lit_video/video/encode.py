@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 _CODECS = {".avi": "mpeg4", ".mp4": "libx264", ".mkv": "libx264", ".webm": "libvpx-vp9"}
+WRITABLE_EXTENSIONS = tuple(_CODECS)  # the containers `VideoWriter` encodes to
 
 
 class VideoWriter:

@@ -518,14 +518,3 @@ def compute_video_flow(video_path: str, folder: str, method: str, bound: float, 
         raise
     os.replace(partial, target)
     return "computed"
-
-
-def video_flow_job(job: tuple) -> tuple[str, str, str]:
-    """(video path, status, reason) of one video; decode failures are reported, not raised."""
-    video_path = job[0]
-    try:
-        return video_path, compute_video_flow(*job), ""
-    except VideoDecodeError as err:
-        return video_path, "failed", err.reason
-    except Exception as err:  # noqa: BLE001 - one bad video (an OpenCV error on odd frames) must not stop the rest
-        return video_path, "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"

@@ -222,14 +222,3 @@ def extract_video_frames(video_path: str, folder: str, short_side: int | None = 
     write_json(target / VIDEO_FILE, {"fps": float(fps), "num_frames": num_frames, "height": int(size[0]),
                                      "width": int(size[1]), "source": os.path.basename(video_path)})
     return "computed"
-
-
-def video_frames_job(job: tuple) -> tuple[str, str, str]:
-    """(video path, status, reason) of one video; decode failures are reported, not raised."""
-    video_path = job[0]
-    try:
-        return video_path, extract_video_frames(*job), ""
-    except VideoDecodeError as err:
-        return video_path, "failed", err.reason
-    except Exception as err:  # noqa: BLE001 - one bad video must not stop the rest
-        return video_path, "failed", f"{type(err).__name__}: {' '.join(str(err).split())}"
