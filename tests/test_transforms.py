@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from lit_video.video.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransform
@@ -76,3 +77,20 @@ def test_uint8_output_normalized_later_equals_float_output():
     from lit_video.video.transforms import normalize_clips
 
     assert torch.allclose(normalize_clips(raw[None]), float_clip[None], atol=1e-5)  # (B, V, C, T, H, W)
+
+
+def test_drawn_views_replay_the_transform_elsewhere():
+    """The draws made in a worker (`draw_views`), applied where the clip is decoded, give the clip and masks the
+    transform gives when it draws for itself."""
+    transform = ClipTransform(48, train=True, short_side_range=(52, 80))
+    clip, masks = _clip(8, 120, 160), torch.randint(0, 3, (8, 120, 160))
+    torch.manual_seed(5)
+    expected_video, expected_masks = transform(clip, masks)
+    torch.manual_seed(5)
+    views = transform.draw_views(1, 120, 160)  # (1, 5): top, left, height, width, flipped
+    video, out_masks = transform(clip, masks, views=views)
+    assert torch.equal(video, expected_video) and torch.equal(out_masks, expected_masks)
+    torch.manual_seed(6)
+    assert not torch.equal(transform(clip, views=transform.draw_views(1, 120, 160)), expected_video)
+    with pytest.raises(ValueError, match=r"views: expected \(1, 5\) draws"):
+        transform(clip, views=torch.zeros((3, 5), dtype=torch.int64))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lit_video.cli.arguments import DECODERS, format_names, size
 from lit_video.errors import LitVideoError
+from lit_video.video.backends import BACKENDS, DEVICE_DECODERS
 
 # Written last by `data synth` in the dataset root: the folder holds a complete dataset of this format.
 SYNTH_MARKER = ".lit-video-synth.json"
@@ -70,12 +71,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     iterate.add_argument("--resolution", type=int, default=112)
     iterate.add_argument("--batch-size", type=int, default=8)
     iterate.add_argument("--num-workers", type=int, default=2)
-    iterate.add_argument("--decoder", default="auto", choices=DECODERS)
+    iterate.add_argument("--decoder", default="auto", choices=(*DECODERS, *DEVICE_DECODERS),
+                         help="a worker backend, or torchcodec-cuda: decode each batch on the GPU")
     iterate.add_argument("--modality", default="rgb", help="rgb, flow or rgb+flow (flow from `data flow`)")
     iterate.add_argument("--flow-method", default="tvl1", help="the stored flow to read: tvl1, farneback or raft")
     iterate.add_argument("--storage", default="video",
                          help="video (default) or frames (the JPEG folders of `data prepare --frames`)")
     iterate.set_defaults(run=iterate_dataset)
+
+    decoders = data_commands.add_parser("decoders", help="which video decoders work on this machine, GPU decoding "
+                                                         "included (one line each; exit 1 when none does)")
+    decoders.set_defaults(run=list_decoders)
 
     prepare = data_commands.add_parser(
         "prepare", help="make a dataset ready to train on: download it, check it, re-encode it for fast loading")
@@ -306,18 +312,52 @@ def iterate_dataset(args: argparse.Namespace) -> int:
         modality=args.modality, flow_method=args.flow_method, **({"storage": args.storage} if args.storage != "video"
                                                                   else {}),
     )
+    device = None
+    if datamodule.device_decoder is not None:  # the batches are decoded on the GPU, as in a fit
+        import torch
+        from lightning.fabric.utilities.apply_func import move_data_to_device
+
+        from lit_video.data.device_decode import check_device_decoder
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        check_device_decoder(device)
     loader = getattr(datamodule, f"{args.subset}_dataloader")()
     clips, shape = 0, None
     start = time.perf_counter()
     for batch in tqdm(loader, desc=f"{args.format} {args.subset}", unit="batch"):
+        if device is not None:
+            batch = datamodule.decode_on(move_data_to_device(batch, device), device)
         video = batch["video"]  # train (B, C, T, H, W); val/test (B, views, C, T, H, W)
         shape = tuple(video.shape)
         clips += video.shape[0] if args.subset == "train" else video.shape[0] * video.shape[1]
     seconds = time.perf_counter() - start
     print(f"{clips} clips in {seconds:.1f} s: {clips / seconds:.1f} clips/s (batch shape {shape}, "
-          f"decoder {datamodule.decoder}, {args.num_workers} workers); "
+          f"{datamodule.decode_path}); "
           f"unreadable videos replaced: {datamodule.decode_failures.value}")
     return 0
+
+
+def list_decoders(args: argparse.Namespace) -> int:
+    """`data decoders`: each decoder, and whether it works here (the reason when it does not)."""
+    from lit_video.data.device_decode import cuda_decode_problem
+    from lit_video.video.decode import BackendUnavailableError, _import_backend
+
+    working = 0
+    for name in BACKENDS:
+        try:
+            _import_backend(name)
+            line, working = f"{name}: available (decodes in the DataLoader workers)", working + 1
+        except BackendUnavailableError as err:
+            line = f"{name}: unavailable: {err}"
+        print(line)
+    for name in DEVICE_DECODERS:
+        problem = cuda_decode_problem()
+        if problem is None:
+            working += 1
+        print(f"{name}: " + ("available (decodes on the GPU)" if problem is None else
+                             f"unavailable: {problem} (install with `make setup` on a GPU machine, or "
+                             f"pip install -e \".[gpu]\"; see docs/gpu.md)"))
+    return 0 if working else 1
 
 
 def _number_option(name: str, text: str | None, kind: type, default: int | float | None) -> int | float | None:

@@ -23,11 +23,21 @@ from typing import ClassVar
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
 from lit_video.data import keys
+from lit_video.data.device_decode import (
+    DEVICE_DECODER,
+    VideoMetadataCache,
+    check_device_decoder,
+    choose_decoder,
+    decode_batch,
+    finish_on_device,
+)
 from lit_video.data.records import Listing, VideoRecord, refused_entries, select_heldout, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
+from lit_video.video.backends import DEVICE_DECODERS
 from lit_video.video.decode import DEFAULT_BACKEND, VideoReader, open_video, resolve_backend
 from lit_video.video.flow import (
     DEFAULT_BOUND,
@@ -348,6 +358,8 @@ class ClipDataset(Dataset):
         flow: what is read beside the RGB frames (optical flow); None: RGB only.
         frames_root: read each video's frame folder in the frame store of this dataset root instead of
             decoding its file (storage frames); None decodes the files.
+        device_decode: deliver each clip's plan (file, frame indices, the transform's draws) for
+            `lit_video.data.device_decode.decode_batch` to decode on the Trainer's device, instead of the clip.
     """
 
     def __init__(
@@ -361,6 +373,7 @@ class ClipDataset(Dataset):
         max_replacements: int = 16,
         flow: FlowInput | None = None,
         frames_root: str | None = None,
+        device_decode: bool = False,
     ):
         self.records = list(records)
         self.sampler = sampler
@@ -371,6 +384,8 @@ class ClipDataset(Dataset):
         self.max_replacements = max_replacements
         self.flow = flow
         self.frames_root = frames_root
+        self.device_decode = device_decode
+        self._metadata = VideoMetadataCache()  # per worker process: plans need each video's frame count and size
         self._unreadable: set[int] = set()  # per worker process
 
     def __len__(self) -> int:
@@ -402,12 +417,10 @@ class ClipDataset(Dataset):
     def load(self, index: int) -> dict:
         """Decode and transform the sample of record `index` (raises VideoDecodeError)."""
         record = self.records[index]
+        if self.device_decode:
+            return self.plan(index)
         with self.open(record) as reader:
-            num_frames, fps = reader.num_frames, reader.fps
-            if self.train:
-                frame_indices = self.sampler.train_indices(num_frames, fps, worker_rng())[None]  # (1,T)
-            else:
-                frame_indices = self.sampler.eval_indices(num_frames, fps)  # (num_clips,T)
+            frame_indices = self.frame_indices(reader.num_frames, reader.fps)  # (1|num_clips, T)
             if self.flow is None:
                 inputs = ClipInputs(reader.get_frames(frame_indices.reshape(-1)).unflatten(0, frame_indices.shape))
             else:  # flow of the same source frames (and RGB unless modality is flow)
@@ -424,6 +437,28 @@ class ClipDataset(Dataset):
         if flow_frames is not None:
             sample[FLOW_FRAMES] = flow_frames
         return sample
+
+    def frame_indices(self, num_frames: int, fps: float) -> np.ndarray:
+        """The source frames of a sample: (1,T) one random clip (training), (num_clips,T) the views."""
+        if self.train:
+            return self.sampler.train_indices(num_frames, fps, worker_rng())[None]
+        return self.sampler.eval_indices(num_frames, fps)
+
+    def plan(self, index: int) -> dict:
+        """The sample of record `index` as a plan for the device to decode (device_decode): its file, frame
+        indices and the transform's draws, without decoding a frame (raises VideoDecodeError when the video
+        cannot be opened)."""
+        record = self.records[index]
+        num_frames, fps, (height, width) = self._metadata(record.path)
+        frame_indices = self.frame_indices(num_frames, fps)
+        return {
+            keys.VIDEO_PATH: record.path,
+            keys.FRAME_INDICES: torch.from_numpy(frame_indices[0] if self.train else frame_indices),
+            keys.VIEWS: self.transform.draw_views(len(frame_indices), height, width),  # (V,5)
+            keys.LABEL: torch.tensor(record.label, dtype=torch.int64),
+            keys.VIDEO_ID: record.video_id,
+            keys.VIDEO_INDEX: torch.tensor(index, dtype=torch.int64),
+        }
 
 
 class VideoDataModule(L.LightningDataModule):
@@ -447,7 +482,11 @@ class VideoDataModule(L.LightningDataModule):
             frames spread over the whole video, one from each equal segment; stride does not apply).
         batch_size: clips per batch (evaluation batches hold videos, each with all its views).
         num_workers: DataLoader worker processes.
-        decoder: video backend: auto, pyav, torchcodec or decord.
+        decoder: video backend of the DataLoader workers: auto, pyav, torchcodec or decord; or torchcodec-cuda,
+            which decodes and transforms each batch on the Trainer's GPU (`lit_video.data.device_decode`).
+            auto takes torchcodec-cuda when the Trainer runs on CUDA, torchcodec decodes there and it measures
+            faster than the workers at the start of the fit; elsewhere the first installed of torchcodec, decord
+            and pyav, in the workers.
         pin_memory: pin host memory for faster copies to the GPU.
         normalize_on_device: workers return uint8 clips and the batch is normalized after it reaches
             the device (in a Trainer): a quarter of the bytes through worker queues and to the GPU.
@@ -483,6 +522,9 @@ class VideoDataModule(L.LightningDataModule):
     stratify_heldout: ClassVar[bool] = True
     # What `heldout_key` returns, for `validation_source`.
     heldout_unit: ClassVar[str] = "videos"
+    # The decoders that decode on the Trainer's device the format's datasets can use (none where they read
+    # frame folders, not video files).
+    device_decoders: ClassVar[tuple[str, ...]] = DEVICE_DECODERS
     # Arguments left out of the hyperparameters the loggers record (where the task records a value of its own
     # under the same name: Lightning refuses to log two different values for one key).
     unlogged_arguments: ClassVar[tuple[str, ...]] = ()
@@ -537,12 +579,33 @@ class VideoDataModule(L.LightningDataModule):
         self.frame_sampling = frame_sampling
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.requested_decoder = decoder
+        self.device_decoder: str | None = None  # set: clips are decoded on the Trainer's device
+        if decoder in DEVICE_DECODERS:
+            self.check_device_decoding(decoder)
+            self.device_decoder = decoder
+            decoder = "torchcodec"  # the workers read each video's frame count and size with it
         self.decoder = resolve_backend(decoder)
+        self._decoded_on: torch.device | None = None
+        self._cpu_fallback: str | None = None
         self.pin_memory = pin_memory
         self.normalize_on_device = normalize_on_device
         self.val_fraction, self.split_seed, self.val_list = val_fraction, split_seed, val_list
         self.decode_failures = DecodeFailureCounter()
         self.datasets: dict[str, ClipDataset] = {}
+
+    def check_device_decoding(self, decoder: str) -> None:
+        """Refuse, in one line, a device decoder with settings it does not serve."""
+        name = self.format_name or "this"
+        if decoder not in self.device_decoders:
+            raise LitVideoError(f"decoder {decoder}: the {name} DataModule reads frame folders, not video files; "
+                                "use decoder auto")
+        if self.modality != "rgb":
+            raise LitVideoError(f"decoder {decoder}: decodes RGB clips only, not modality {self.modality}; use "
+                                "decoder auto")
+        if self.storage != "video":
+            raise LitVideoError(f"decoder {decoder}: decodes the video files, not storage {self.storage}; use "
+                                "storage video")
 
     # --- what a dataset file provides -------------------------------------------------------------
 
@@ -741,13 +804,69 @@ class VideoDataModule(L.LightningDataModule):
             raise DatasetLayoutError(f"{self.format_name} {subset}: no video files found under {self.root}")
         return ClipDataset(records, self.sampler, self.clip_transform(train), train=train, decoder=self.decoder,
                            failures=self.decode_failures, flow=self.flow_input(records, subset),
-                           frames_root=str(self.root) if self.storage == "frames" else None)
+                           frames_root=str(self.root) if self.storage == "frames" else None,
+                           device_decode=self.device_decoder is not None)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for subset in wanted.get(stage, SUBSETS) if stage else SUBSETS:
             if subset not in self.datasets:
                 self.datasets[subset] = self.make_dataset(subset)
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return
+        device = trainer.strategy.root_device
+        if self.device_decoder is not None:
+            check_device_decoder(device)
+        elif stage == "fit" and self.auto_device_decoding(device):
+            choice = choose_decoder(self.datasets["train"], self.decoder, device, self.num_workers,
+                                    batch_size=self.batch_size)
+            rank_zero_info(choice.reason)
+            if choice.decoder == DEVICE_DECODER:
+                self.device_decoder = DEVICE_DECODER
+                for dataset in self.datasets.values():
+                    dataset.device_decode = True
+
+    def auto_device_decoding(self, device: torch.device) -> bool:
+        """Whether `decoder: auto` measures the device path against the workers: on a CUDA device, for RGB clips
+        of video files, in a format whose datasets deliver plans (`ClipDataset`)."""
+        return (self.requested_decoder == "auto" and device.type == "cuda" and DEVICE_DECODER in self.device_decoders
+                and self.modality == "rgb" and self.storage == "video"
+                and type(self.datasets.get("train")) in (ClipDataset, *self.plan_datasets))
+
+    # ClipDataset subclasses whose samples are plans when device_decode is set (they only add fields to a sample).
+    plan_datasets: ClassVar[tuple[type, ...]] = ()
+
+    @property
+    def decode_path(self) -> str:
+        """Where and how clips are decoded, for the compute record: e.g. "pyav in 4 workers",
+        "torchcodec-cuda on cuda:0"."""
+        if self.device_decoder is not None:
+            where = self._decoded_on or "the Trainer's device"
+            fallback = f" (decoded on the CPU: {self._cpu_fallback})" if self._cpu_fallback else ""
+            return f"{self.device_decoder} on {where}{fallback}"
+        source = "JPEG frames" if self.storage == "frames" else self.decoder
+        workers = f"{self.num_workers} workers" if self.num_workers else "the main process"
+        return f"{source} in {workers}"
+
+    def decode_on(self, batch: dict, device: torch.device | str) -> dict:
+        """A batch of plans (device decoding) -> the batch the model takes: its clips decoded, transformed and
+        normalized on `device` (VIDEO), the plans' fields removed.
+
+        Args:
+            batch: collated plans (`ClipDataset.plan`), on any device.
+            device: where to decode.
+        """
+        train = batch[keys.FRAME_INDICES].dim() == 2  # (B,T) training clips, (B,N,T) evaluation views
+        transform = self.clip_transform(train)
+        decoded = decode_batch(batch, transform, device)
+        for _ in decoded.failed:
+            self.decode_failures.increment()
+        self._decoded_on = torch.device(device)
+        self._cpu_fallback = self._cpu_fallback or decoded.cpu_fallback
+        batch[keys.VIDEO] = finish_on_device(decoded.video, transform)
+        del batch[keys.VIEWS], batch[keys.VIDEO_PATH]
+        return batch
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:
         if subset not in self.datasets:
@@ -771,6 +890,10 @@ class VideoDataModule(L.LightningDataModule):
         return None
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        if isinstance(batch, dict) and keys.VIEWS in batch:  # plans: decode on the device they were moved to
+            device = batch[keys.FRAME_INDICES].device
+            check_device_decoder(device)
+            return self.decode_on(batch, device)
         video = batch.get(keys.VIDEO) if isinstance(batch, dict) else None  # the summary passes bare tensors
         if not isinstance(video, torch.Tensor):
             return batch

@@ -159,6 +159,7 @@ class CaptioningDataModule(VideoDataModule):
     """
 
     stratify_heldout = False  # captioned videos have no class
+    plan_datasets = (CaptionClipDataset,)  # adds the captions to a sample, planned or decoded
     # the task records the tokenizer itself (the linked `tokenizer_config`) under the name `tokenizer`
     unlogged_arguments = ("tokenizer",)
 
@@ -258,7 +259,8 @@ class CaptioningDataModule(VideoDataModule):
         plain = super().make_dataset(subset)  # the shared transform and record checks
         return CaptionClipDataset(
             plain.records, plain.sampler, plain.transform, train=plain.train, decoder=plain.decoder,
-            failures=plain.failures, frames_root=plain.frames_root, tokenizer=self.tokenizer,
+            failures=plain.failures, frames_root=plain.frames_root, device_decode=plain.device_decode,
+            tokenizer=self.tokenizer,
             max_caption_len=self.max_caption_len,
         )
 

@@ -8,6 +8,9 @@ CAPTION = "caption"  # str: the caption drawn for a training clip
 VIDEO_ID = "video_id"  # str, unique within a dataset split
 VIDEO_INDEX = "video_index"  # int, the record's position in the dataset (groups views of one video)
 FRAME_INDICES = "frame_indices"  # int64 (T,) or (V,T): the source frames of the clip
+# A clip decoded on the device (decoder torchcodec-cuda): the workers deliver its plan instead of VIDEO
+VIDEO_PATH = "video_path"  # str: the video file to decode
+VIEWS = "views"  # int64 (V,5): each view's crop box (top, left, height, width) in source pixels and its flip
 
 # Video object segmentation (semi-supervised: each object's first mask is given)
 NUM_OBJECTS = "num_objects"  # int64 (): objects in a training clip, ids 1..K in MASKS

@@ -223,6 +223,7 @@ class SegmentationDataModule(VideoDataModule):
     modalities: ClassVar[tuple[str, ...]] = ("rgb",)
     # Their videos are frame folders already: no frame store to read instead.
     storages: ClassVar[tuple[str, ...]] = ("video",)
+    device_decoders: ClassVar[tuple[str, ...]] = ()  # frame folders: nothing for a video decoder to decode
     # the formats that validate on held-out training videos (YouTube-VOS, YouTube-VIS) draw them themselves
     draws_heldout = False
     stratify_heldout = False  # their videos have no class

@@ -9,3 +9,6 @@ without importing it (`lit_video.video.decode` holds the backends themselves).""
 # as shown, and the choice never changes what a model sees.
 BACKENDS = ("torchcodec", "decord", "pyav")
 DEFAULT_BACKEND = "auto"
+# Decoders that decode in the training process on the Trainer's device instead of in the DataLoader workers
+# (lit_video.data.device_decode): the GPU's video decoder through torchcodec.
+DEVICE_DECODERS = ("torchcodec-cuda",)

@@ -505,14 +505,22 @@ class DecordReader(VideoReader):
 
 
 class TorchCodecReader(VideoReader):
-    """torchcodec reader in exact seek mode (scans the file once at open for frame-accurate seeks)."""
+    """torchcodec reader in exact seek mode (scans the file once at open for frame-accurate seeks).
 
-    def __init__(self, path, num_threads: int = 1):
+    Args:
+        path: the video file.
+        num_threads: FFmpeg's decoding threads (CPU decoding).
+        device: where frames are decoded and returned: "cpu", or a CUDA device, which decodes on the GPU's
+            video decoder (NVDEC) and falls back to the CPU for a codec it lacks (`cpu_fallback` says).
+    """
+
+    def __init__(self, path, num_threads: int = 1, device: str | torch.device = "cpu"):
         super().__init__(path)
         decoders = _import_backend("torchcodec")
         try:
             self._decoder = decoders.VideoDecoder(
-                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=int(num_threads)
+                self.path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=int(num_threads),
+                device=str(device),
             )
             meta = self._decoder.metadata
             self._num_frames = int(meta.num_frames)
@@ -540,6 +548,12 @@ class TorchCodecReader(VideoReader):
     @property
     def size(self) -> tuple[int, int]:
         return self._size
+
+    @property
+    def cpu_fallback(self) -> str | None:
+        """Why frames of a GPU decoder were decoded on the CPU (e.g. a codec NVDEC lacks), or None."""
+        status = getattr(self._decoder, "cpu_fallback", None)
+        return str(status) if status else None
 
     def _decode_sorted(self, indices: np.ndarray) -> torch.Tensor:
         return orient(self._decoder.get_frames_at(indices=indices.tolist()).data, self._correction)

@@ -71,8 +71,8 @@ class ClipTransform:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, frames: torch.Tensor | None, masks: torch.Tensor | None = None,
-                 flow: torch.Tensor | None = None):
-        """Transform one clip, or several clips of one video.
+                 flow: torch.Tensor | None = None, views: torch.Tensor | None = None):
+        """Transform one clip, or several clips of one video, on the device they are on.
 
         Args:
             frames: uint8 (T,H,W,C) for one clip, or (N,T,H,W,C) for N clips (evaluation views); None when
@@ -82,6 +82,8 @@ class ClipTransform:
                 y down), resized to the frames' grid (the masks' without frames) first, then cropped,
                 resized and flipped with the frames: its vectors scaled by each resize and x negated by a
                 flip, so they stay in pixels of the delivered clip. Never normalized.
+            views: the random draws to apply, from `draw_views` (where the clip is decoded elsewhere than
+                where its draws are made); None draws them here.
 
         Returns:
             one clip: float video (C,T,h,w), or (num_crops,C,T,h,w) when num_crops > 1;
@@ -108,17 +110,22 @@ class ClipTransform:
         channels = rgb_channels + (2 if clip_flow is not None else 0)
         # One output buffer: stacking per-crop tensors of a 224 clip costs more than computing them.
         dtype = torch.float32 if (self.normalize or clip_flow is not None) else torch.uint8
-        out = torch.empty((num_clips * self.num_crops, channels, num_frames, *self.size), dtype=dtype)
-        out_masks = None if masks is None else torch.empty((len(out), num_frames, *self.size), dtype=torch.int64)
+        device = reference.device
+        out = torch.empty((num_clips * self.num_crops, channels, num_frames, *self.size), dtype=dtype, device=device)
+        out_masks = None if masks is None else torch.empty((len(out), num_frames, *self.size), dtype=torch.int64,
+                                                           device=device)
+        views = self.draw_views(num_clips, height, width) if views is None else views
+        if tuple(views.shape) != (len(out), 5):
+            raise ValueError(f"views: expected ({len(out)}, 5) draws for {num_clips} clip(s) x {self.num_crops} "
+                             f"crop(s), got {tuple(views.shape)}")
+        draws = views.tolist()  # one copy to the host, where the boxes are used
         for n in range(num_clips):
-            short_side = self.short_side
-            if self.short_side_range is not None:
-                short_side = int(torch.randint(self.short_side_range[0], self.short_side_range[1] + 1, ()).item())
-            flipped = self.flip and bool(torch.rand(()) < 0.5)
             video = None if clips is None else tv_tensors.Video(clips[n].permute(0, 3, 1, 2))  # (T,C,H,W) view
             mask = None if clip_masks is None else tv_tensors.Mask(clip_masks[n])
-            for k, box in enumerate(self._boxes(height, width, short_side)):
+            for k in range(self.num_crops):
                 view = n * self.num_crops + k
+                top, left, box_h, box_w, flipped = draws[view]
+                box = (top, left, box_h, box_w)
                 if video is not None:
                     crop = F.resize(F.crop(video, *box), list(self.size), antialias=True)  # (T,C,h,w) uint8
                     if flipped:
@@ -144,6 +151,24 @@ class ClipTransform:
         crop[:, 0] *= self.size[1] / box_w
         crop[:, 1] *= self.size[0] / box_h
         return mirror_frames(crop, "flow") if flipped else crop
+
+    def draw_views(self, num_clips: int, height: int, width: int) -> torch.Tensor:
+        """The random draws of `num_clips` clips of a (height, width) video: where each view is cut and whether
+        it is flipped, so that a clip can be decoded and transformed elsewhere (on the GPU) with the draws
+        made here (in a DataLoader worker, seeded as the other draws are).
+
+        Returns:
+            int64 (num_clips * num_crops, 5): top, left, height, width of each view's box in source pixels,
+            then 1 when it is flipped; the crops of a clip adjacent.
+        """
+        views = []
+        for _ in range(num_clips):
+            short_side = self.short_side
+            if self.short_side_range is not None:
+                short_side = int(torch.randint(self.short_side_range[0], self.short_side_range[1] + 1, ()).item())
+            flipped = self.flip and bool(torch.rand(()) < 0.5)
+            views += [(*box, int(flipped)) for box in self._boxes(height, width, short_side)]
+        return torch.tensor(views, dtype=torch.int64)
 
     def _boxes(self, height: int, width: int, short_side: int) -> list[tuple[int, int, int, int]]:
         """(top, left, height, width) of each crop in SOURCE pixels.

@@ -1,0 +1,261 @@
+"""Decoding clips where the model runs: `decoder: torchcodec-cuda`.
+
+The CPU path decodes and transforms each clip in a DataLoader worker. On a GPU that path, not the model,
+sets the speed of a short-clip fit (one CPU core decodes tens of clips a second; a GPU trains a small
+video network on a thousand), while the GPU's own video decoders (NVDEC) stay idle. This path splits the
+work instead:
+
+- the workers draw what is random and cheap: each clip's frame indices (from the video's frame count and
+  rate, read once per worker from the container's index) and its crop boxes and flip (`ClipTransform.draw_views`),
+  and deliver a *plan* (`keys.VIDEO_PATH`, `keys.FRAME_INDICES`, `keys.VIEWS`);
+- after the batch reaches the device, `decode_batch` decodes every clip of it with torchcodec on that device
+  (NVDEC on a GPU; a thread per clip, so that a step's clips decode at once) and applies the same
+  `ClipTransform` there, with the workers' draws: the crops, resizes, flips and normalization run on the GPU.
+
+The frames are the ones the CPU path gives (torchcodec's exact seek mode; the same sampler and draws); only
+the colour conversion of the GPU's decoder may differ from FFmpeg's by a few levels.
+
+`decoder: auto` takes this path when the Trainer runs on CUDA, torchcodec decodes there and it measured
+faster than the workers would be (`choose_decoder`); the CPU path stays the default everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lit_video.data import keys
+from lit_video.errors import LitVideoError, VideoDecodeError
+from lit_video.video.backends import DEVICE_DECODERS
+from lit_video.video.decode import TorchCodecReader, open_video
+from lit_video.video.transforms import ClipTransform, normalize_clips
+
+log = logging.getLogger(__name__)
+
+DEVICE_DECODER = DEVICE_DECODERS[0]  # torchcodec-cuda
+# Clips of one batch decoded at once: NVDEC engines run several streams each, and torchcodec releases the
+# GIL while it decodes.
+DECODE_THREADS = 8
+
+
+@dataclass
+class DecodedBatch:
+    """What `decode_batch` made of a batch of plans.
+
+    Args:
+        video: the clips, as the CPU path's batch holds them: (B,C,T,h,w) training, (B,V,C,T,h,w) evaluation.
+        failed: the videos that could not be decoded (each replaced by another clip of the batch).
+        cpu_fallback: why a GPU decoder fell back to the CPU for some video (None when none did).
+    """
+
+    video: torch.Tensor
+    failed: list[str]
+    cpu_fallback: str | None
+
+
+def _decode_one(path: str, frame_indices: torch.Tensor, views: torch.Tensor, transform: ClipTransform,
+                device: torch.device) -> tuple[torch.Tensor, str | None]:
+    """One plan -> its transformed clip(s) on `device`, and the reader's CPU-fallback note.
+
+    Args:
+        frame_indices: (T,) one clip, or (N,T) the clips of an evaluation video.
+        views: (V,5) the transform's draws for those clips (V = N x crops).
+    """
+    with TorchCodecReader(path, device=device) as reader:
+        flat = frame_indices.reshape(-1).cpu().numpy()
+        frames = reader.get_frames(flat)  # (N*T,H,W,C) uint8 on `device`
+        fallback = reader.cpu_fallback if device.type == "cuda" else None
+    frames = frames.to(device, non_blocking=True).unflatten(0, tuple(frame_indices.shape))  # (T|N,T, H,W,C)
+    return transform(frames, views=views.cpu()), fallback
+
+
+def decode_batch(batch: dict, transform: ClipTransform, device: torch.device | str,
+                 threads: int = DECODE_THREADS) -> DecodedBatch:
+    """Decode and transform every clip a batch of plans names, on `device`.
+
+    A video that cannot be decoded is replaced by another clip of the same batch (a warning names it), as the
+    CPU path replaces it by the next readable video; a batch with no readable video at all is an error.
+
+    Args:
+        batch: collated plans: VIDEO_PATH (list of B paths), FRAME_INDICES (B,T) or (B,N,T), VIEWS (B,V,5).
+        transform: the DataModule's clip transform for this subset (its draws come with the plans).
+        device: where to decode and transform.
+        threads: clips decoded at once.
+
+    Raises:
+        LitVideoError: no clip of the batch could be decoded.
+    """
+    device = torch.device(device)
+    paths: Sequence[str] = batch[keys.VIDEO_PATH]
+    frame_indices, views = batch[keys.FRAME_INDICES], batch[keys.VIEWS]
+
+    def decode(b: int):
+        try:
+            return _decode_one(paths[b], frame_indices[b], views[b], transform, device)
+        except VideoDecodeError as err:
+            return err
+
+    if len(paths) == 1 or threads <= 1:
+        results = [decode(b) for b in range(len(paths))]
+    else:
+        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
+            results = list(pool.map(decode, range(len(paths))))
+    decoded = [r for r in results if not isinstance(r, VideoDecodeError)]
+    failed = [r for r in results if isinstance(r, VideoDecodeError)]
+    for err in failed:
+        log.warning("skipping unreadable video %s: %s (replaced by another clip of its batch)", err.path, err.reason)
+    if not decoded:
+        raise LitVideoError(f"none of the {len(paths)} videos of a batch could be decoded on {device}, the first "
+                            f"{failed[0].path}: {failed[0].reason}; run `lit-video data check` on the dataset")
+    count = len(results)
+    readable = [not isinstance(r, VideoDecodeError) for r in results]
+    # an unreadable video's clip is the next readable clip of the batch (the CPU path takes the next video)
+    clips = [results[next((b + k) % count for k in range(count) if readable[(b + k) % count])][0]
+             for b in range(count)]
+    notes = sorted({note for _, note in decoded if note})
+    return DecodedBatch(torch.stack(clips), [err.path for err in failed], "; ".join(notes) or None)
+
+
+def finish_on_device(video: torch.Tensor, transform: ClipTransform) -> torch.Tensor:
+    """A decoded batch as the model takes it: normalized float (the transform leaves uint8 when the DataModule
+    normalizes on the device)."""
+    if video.dtype == torch.uint8:
+        return normalize_clips(video, transform.mean, transform.std)
+    return video
+
+
+class VideoMetadataCache:
+    """Frame count, rate and shown size of each video a worker opened, read once per worker: a plan needs them
+    every epoch, and reading them costs a scan of the container's index.
+
+    Args:
+        backend: the file backend that reads them (torchcodec: the one that will decode the frames, so that both
+            count the same frames).
+    """
+
+    def __init__(self, backend: str = "torchcodec"):
+        self.backend = backend
+        self._known: dict[str, tuple[int, float, tuple[int, int]]] = {}
+
+    def __call__(self, path: str) -> tuple[int, float, tuple[int, int]]:
+        """(num_frames, fps, (height, width)) of the video at `path` (raises VideoDecodeError)."""
+        if path not in self._known:
+            with open_video(path, self.backend) as reader:
+                self._known[path] = (reader.num_frames, reader.fps, reader.size)
+        return self._known[path]
+
+
+@dataclass
+class DecoderChoice:
+    """What `choose_decoder` measured and chose.
+
+    Args:
+        decoder: the decoder chosen: DEVICE_DECODER, or the file backend the workers use.
+        device_clips_per_s: clips/s of the device path (decode + transform on the device), or None when it
+            could not run.
+        worker_clips_per_s: clips/s of one worker of the CPU path (decode + transform in this process).
+        workers: the DataLoader workers the CPU path would run.
+        reason: one line on the choice, for the log.
+    """
+
+    decoder: str
+    device_clips_per_s: float | None
+    worker_clips_per_s: float
+    workers: int
+    reason: str
+
+
+def _clips_per_s(run, count: int) -> float:
+    start = time.perf_counter()
+    run()
+    return count / max(time.perf_counter() - start, 1e-9)
+
+
+def choose_decoder(dataset, file_backend: str, device: torch.device, num_workers: int, clips: int = 16,
+                   batch_size: int = 8) -> DecoderChoice:
+    """Measure both paths on the first `clips` training clips and choose the faster.
+
+    The CPU path's rate is one process's rate times the workers (an upper bound: workers share memory bandwidth
+    and the host's other work); the device path's is measured as it runs, batched by `batch_size`, after one
+    batch of warm-up (decoder start-up). The device path is chosen only when it is faster than that bound.
+
+    Args:
+        dataset: the training `ClipDataset` of the CPU path (decoded in this process here).
+        file_backend: the CPU path's backend.
+        device: the Trainer's device.
+        num_workers: the CPU path's DataLoader workers (0 counts as 1: the main process decodes).
+        clips: clips measured per path.
+        batch_size: clips decoded at once by the device path.
+    """
+    workers = max(num_workers, 1)
+    count = min(clips, len(dataset))
+    indices = list(range(count))
+    saved = dataset.device_decode
+    try:
+        dataset.device_decode = False
+        dataset.load(indices[0])  # warm-up: imports, first file open
+        worker_rate = _clips_per_s(lambda: [dataset.load(i) for i in indices], count)
+        dataset.device_decode = True
+        plans = [dataset.load(i) for i in indices]
+    finally:
+        dataset.device_decode = saved
+    batches = [torch.utils.data.default_collate(plans[i:i + batch_size]) for i in range(0, count, batch_size)]
+    try:
+        decode_batch(batches[0], dataset.transform, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+        def run():
+            for batch in batches:
+                decode_batch(batch, dataset.transform, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+
+        device_rate = _clips_per_s(run, count)
+    except (LitVideoError, RuntimeError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        return DecoderChoice(file_backend, None, worker_rate, workers,
+                             f"decoder auto: {file_backend} in {workers} workers ({DEVICE_DECODER} cannot decode on "
+                             f"{device}: {first_line})")
+    cpu_rate = worker_rate * workers
+    chosen = DEVICE_DECODER if device_rate > cpu_rate else file_backend
+    return DecoderChoice(chosen, device_rate, worker_rate, workers,
+                         f"decoder auto: {chosen} ({DEVICE_DECODER} on {device} decoded {device_rate:.0f} clips/s; "
+                         f"{file_backend} {worker_rate:.0f} clips/s per worker x {workers} workers = {cpu_rate:.0f}, "
+                         f"measured on {count} clips)")
+
+
+def check_device_decoder(device: torch.device) -> None:
+    """Refuse `decoder: torchcodec-cuda` where the run's device (the Trainer's) is not a CUDA GPU, in one line."""
+    if device.type != "cuda":
+        raise LitVideoError(f"decoder {DEVICE_DECODER}: decodes on a CUDA GPU, but this run's device is {device}; "
+                            "use decoder auto (it takes the GPU path only on a GPU) or a file backend")
+
+
+def cuda_decode_problem() -> str | None:
+    """Why torchcodec cannot decode on CUDA here (no GPU, a torchcodec built without CUDA, FFmpeg without NVDEC
+    support), or None when a one-frame video decodes there. Nothing is written outside a temporary folder."""
+    if not torch.cuda.is_available():
+        return "no CUDA device"
+    import tempfile
+
+    from lit_video.video.encode import VideoWriter
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "probe.mp4")
+        with VideoWriter(path, fps=25, size=(64, 64)) as writer:
+            for _ in range(2):
+                writer.write(np.zeros((64, 64, 3), dtype=np.uint8))
+        try:
+            with TorchCodecReader(path, device="cuda") as reader:
+                reader.get_frames([0])
+                return reader.cpu_fallback
+        except Exception as err:  # torchcodec's own errors: report their first line
+            return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
