@@ -95,9 +95,33 @@ def test_settings_the_device_path_does_not_serve_are_one_line(ucf101_root, optio
         datamodule_class("ucf101")(root=str(ucf101_root), decoder=DEVICE_DECODER, **options)
 
 
-def test_frame_folder_formats_refuse_the_device_decoder(davis_root):
-    with pytest.raises(LitVideoError, match="davis DataModule reads frame folders, not video files"):
-        datamodule_class("davis")(root=str(davis_root), decoder=DEVICE_DECODER)
+@pytest.mark.parametrize("format_name", ["davis", "youtube-vis"])
+def test_frame_folder_clips_decode_on_the_device_with_the_masks_the_workers_give(request, format_name):
+    """VOS and VIS training clips: the workers read the masks and choose the crop on them; the JPEG frames are
+    decoded (nvJPEG on a GPU) and transformed on the device: the same clips and masks as the worker path."""
+    root = request.getfixturevalue({"davis": "davis_root", "youtube-vis": "ytvis_root"}[format_name])
+    options = dict(batch_size=3, num_workers=0, resolution=64)
+    _, expected = first_batch(format_name, root, "train", "auto", seed=3, **options)
+    datamodule, plans = first_batch(format_name, root, "train", DEVICE_DECODER, seed=3, **options)
+    assert keys.VIDEO not in plans and len(plans[keys.FRAME_FILES]) == expected[keys.VIDEO].shape[2]  # T lists
+    assert plans[keys.FRAME_FILES][0][0].endswith(".jpg")
+    decoded = datamodule.decode_on(plans, "cpu")
+    assert set(decoded) == set(expected)
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            assert torch.allclose(decoded[key].float(), value.float(), atol=1e-5), key
+        else:
+            assert decoded[key] == value, key
+    # a broken frame: its clip is replaced by the next readable clip of the batch
+    _, plans = first_batch(format_name, root, "train", DEVICE_DECODER, seed=3, **options)
+    broken = Path(request.getfixturevalue("tmp_path")) / "00000.jpg"
+    broken.write_bytes(b"\xff\xd8 not a JPEG")
+    first_frames = list(plans[keys.FRAME_FILES][0])  # frame 0 of each clip of the batch
+    first_frames[1] = str(broken)
+    plans[keys.FRAME_FILES][0] = tuple(first_frames)
+    result = decode_batch(plans, datamodule.clip_transform(train=True), "cpu")
+    assert result.failed == [str(broken)]
+    assert torch.equal(result.video[1], result.video[2]) and not torch.equal(result.video[1], result.video[0])
 
 
 def test_a_fit_on_the_cpu_refuses_the_gpu_decoder_in_one_line(ucf101_root, tmp_path, capsys):
@@ -116,14 +140,14 @@ def test_choose_decoder_measures_both_paths_and_keeps_its_rule(kinetics_root):
     datamodule = datamodule_class("kinetics")(root=str(kinetics_root), decoder="pyav", **LOADER)
     datamodule.setup("fit")
     dataset = datamodule.datasets["train"]
-    choice = choose_decoder(dataset, "pyav", torch.device("cpu"), num_workers=2, clips=6, batch_size=3)
+    choice = choose_decoder(dataset, "pyav", torch.device("cpu"), 2, datamodule.decode_on, clips=6, batch_size=3)
     assert choice.device_clips_per_s > 0 and choice.worker_clips_per_s > 0 and choice.workers == 2
     faster = choice.device_clips_per_s > choice.worker_clips_per_s * 2
     assert choice.decoder == (DEVICE_DECODER if faster else "pyav")
     assert f"{choice.workers} workers" in choice.reason and "measured on 6 clips" in choice.reason
     assert not dataset.device_decode  # measuring leaves the dataset as it was
     # no single device beats a million workers' bound
-    many = choose_decoder(dataset, "pyav", torch.device("cpu"), num_workers=10**6, clips=3, batch_size=3)
+    many = choose_decoder(dataset, "pyav", torch.device("cpu"), 10**6, datamodule.decode_on, clips=3, batch_size=3)
     assert many.decoder == "pyav"
 
 
@@ -135,9 +159,11 @@ def test_auto_measures_only_on_a_gpu_and_only_where_the_path_applies(kinetics_ro
     named = datamodule_class("kinetics")(root=str(kinetics_root), decoder="pyav", **LOADER)
     named.setup("fit")
     assert not named.auto_device_decoding(torch.device("cuda"))  # a named backend is kept
-    davis = datamodule_class("davis")(root=str(davis_root))
+    davis = datamodule_class("davis")(root=str(davis_root))  # frame folders: their JPEGs decode on the GPU
     davis.setup("fit")
-    assert not davis.auto_device_decoding(torch.device("cuda"))
+    assert davis.auto_device_decoding(torch.device("cuda"))
+    frames = datamodule_class("ucf101")(root=str(ucf101_root), storage="frames", **LOADER)
+    assert not frames.auto_device_decoding(torch.device("cuda"))
     flow = datamodule_class("ucf101")(root=str(ucf101_root), modality="flow", **LOADER)
     assert not flow.auto_device_decoding(torch.device("cuda"))
 

@@ -24,7 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from lit_video.data import keys
 from lit_video.data.device_decode import (
@@ -273,8 +273,8 @@ class ClipInputs:
         """The inputs of one clip of several (e.g. `[0]`)."""
         return ClipInputs(*(None if x is None else x[index] for x in (self.frames, self.flow, self.pairs)))
 
-    def transform(self, transform: ClipTransform, masks: torch.Tensor | None = None):
-        """Apply `transform` to frames, flow (and masks) with one random draw.
+    def transform(self, transform: ClipTransform, masks: torch.Tensor | None = None, views: torch.Tensor | None = None):
+        """Apply `transform` to frames, flow (and masks) with one random draw (or the draws `views`).
 
         Returns:
             (video, masks or None, flow frames or None): video (...,C,T,h,w) as the transform gives it; the
@@ -285,7 +285,7 @@ class ClipInputs:
             length = frames.shape[-4]
             frames = torch.cat([frames, self.pairs], dim=-4)
             masks = None if masks is None else torch.cat([masks, masks, masks], dim=-3)
-        result = transform(frames, masks, flow=self.flow)
+        result = transform(frames, masks, flow=self.flow, views=views)
         video, out_masks = result if masks is not None else (result, None)
         if length is None:
             return video, out_masks, None
@@ -522,9 +522,6 @@ class VideoDataModule(L.LightningDataModule):
     stratify_heldout: ClassVar[bool] = True
     # What `heldout_key` returns, for `validation_source`.
     heldout_unit: ClassVar[str] = "videos"
-    # The decoders that decode on the Trainer's device the format's datasets can use (none where they read
-    # frame folders, not video files).
-    device_decoders: ClassVar[tuple[str, ...]] = DEVICE_DECODERS
     # Arguments left out of the hyperparameters the loggers record (where the task records a value of its own
     # under the same name: Lightning refuses to log two different values for one key).
     unlogged_arguments: ClassVar[tuple[str, ...]] = ()
@@ -596,10 +593,6 @@ class VideoDataModule(L.LightningDataModule):
 
     def check_device_decoding(self, decoder: str) -> None:
         """Refuse, in one line, a device decoder with settings it does not serve."""
-        name = self.format_name or "this"
-        if decoder not in self.device_decoders:
-            raise LitVideoError(f"decoder {decoder}: the {name} DataModule reads frame folders, not video files; "
-                                "use decoder auto")
         if self.modality != "rgb":
             raise LitVideoError(f"decoder {decoder}: decodes RGB clips only, not modality {self.modality}; use "
                                 "decoder auto")
@@ -819,8 +812,8 @@ class VideoDataModule(L.LightningDataModule):
         if self.device_decoder is not None:
             check_device_decoder(device)
         elif stage == "fit" and self.auto_device_decoding(device):
-            choice = choose_decoder(self.datasets["train"], self.decoder, device, self.num_workers,
-                                    batch_size=self.batch_size)
+            choice = choose_decoder(self.datasets["train"], self.decoder, device, self.num_workers, self.decode_on,
+                                    self.collate_fn() or default_collate, batch_size=self.batch_size)
             rank_zero_info(choice.reason)
             if choice.decoder == DEVICE_DECODER:
                 self.device_decoder = DEVICE_DECODER
@@ -829,13 +822,9 @@ class VideoDataModule(L.LightningDataModule):
 
     def auto_device_decoding(self, device: torch.device) -> bool:
         """Whether `decoder: auto` measures the device path against the workers: on a CUDA device, for RGB clips
-        of video files, in a format whose datasets deliver plans (`ClipDataset`)."""
-        return (self.requested_decoder == "auto" and device.type == "cuda" and DEVICE_DECODER in self.device_decoders
-                and self.modality == "rgb" and self.storage == "video"
-                and type(self.datasets.get("train")) in (ClipDataset, *self.plan_datasets))
-
-    # ClipDataset subclasses whose samples are plans when device_decode is set (they only add fields to a sample).
-    plan_datasets: ClassVar[tuple[type, ...]] = ()
+        of video files or frame folders (not the frame store)."""
+        return (self.requested_decoder == "auto" and device.type == "cuda" and self.modality == "rgb" and self.storage == "video"
+                and isinstance(self.datasets.get("train"), ClipDataset))
 
     @property
     def decode_path(self) -> str:
@@ -857,7 +846,8 @@ class VideoDataModule(L.LightningDataModule):
             batch: collated plans (`ClipDataset.plan`), on any device.
             device: where to decode.
         """
-        train = batch[keys.FRAME_INDICES].dim() == 2  # (B,T) training clips, (B,N,T) evaluation views
+        # (B,T) training clips, (B,N,T) evaluation views; frame-folder plans are training clips
+        train = keys.FRAME_FILES in batch or batch[keys.FRAME_INDICES].dim() == 2
         transform = self.clip_transform(train)
         decoded = decode_batch(batch, transform, device)
         for _ in decoded.failed:
@@ -865,7 +855,8 @@ class VideoDataModule(L.LightningDataModule):
         self._decoded_on = torch.device(device)
         self._cpu_fallback = self._cpu_fallback or decoded.cpu_fallback
         batch[keys.VIDEO] = finish_on_device(decoded.video, transform)
-        del batch[keys.VIEWS], batch[keys.VIDEO_PATH]
+        for key in (keys.VIEWS, keys.VIDEO_PATH, keys.FRAME_FILES, keys.FRAME_SIZE):
+            batch.pop(key, None)
         return batch
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:
@@ -891,7 +882,7 @@ class VideoDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if isinstance(batch, dict) and keys.VIEWS in batch:  # plans: decode on the device they were moved to
-            device = batch[keys.FRAME_INDICES].device
+            device = batch[keys.VIEWS].device
             check_device_decoder(device)
             return self.decode_on(batch, device)
         video = batch.get(keys.VIDEO) if isinstance(batch, dict) else None  # the summary passes bare tensors

@@ -159,7 +159,6 @@ class CaptioningDataModule(VideoDataModule):
     """
 
     stratify_heldout = False  # captioned videos have no class
-    plan_datasets = (CaptionClipDataset,)  # adds the captions to a sample, planned or decoded
     # the task records the tokenizer itself (the linked `tokenizer_config`) under the name `tokenizer`
     unlogged_arguments = ("tokenizer",)
 

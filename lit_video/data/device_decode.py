@@ -24,12 +24,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
+from torchvision.transforms.v2 import functional as F
 
 from lit_video.data import keys
 from lit_video.errors import LitVideoError, VideoDecodeError
@@ -60,31 +62,55 @@ class DecodedBatch:
     cpu_fallback: str | None
 
 
-def _decode_one(path: str, frame_indices: torch.Tensor, views: torch.Tensor, transform: ClipTransform,
-                device: torch.device) -> tuple[torch.Tensor, str | None]:
-    """One plan -> its transformed clip(s) on `device`, and the reader's CPU-fallback note.
-
-    Args:
-        frame_indices: (T,) one clip, or (N,T) the clips of an evaluation video.
-        views: (V,5) the transform's draws for those clips (V = N x crops).
-    """
+def _decode_video(path: str, frame_indices: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, str | None]:
+    """The frames `frame_indices` ((T,) or (N,T)) of a video file, decoded on `device` -> uint8 (T|N,T, H,W,C) and
+    the reader's CPU-fallback note."""
     with TorchCodecReader(path, device=device) as reader:
-        flat = frame_indices.reshape(-1).cpu().numpy()
-        frames = reader.get_frames(flat)  # (N*T,H,W,C) uint8 on `device`
+        frames = reader.get_frames(frame_indices.reshape(-1).cpu().numpy())  # (N*T,H,W,C)
         fallback = reader.cpu_fallback if device.type == "cuda" else None
-    frames = frames.to(device, non_blocking=True).unflatten(0, tuple(frame_indices.shape))  # (T|N,T, H,W,C)
-    return transform(frames, views=views.cpu()), fallback
+    return frames.to(device, non_blocking=True).unflatten(0, tuple(frame_indices.shape)), fallback
+
+
+def _decode_images(files: Sequence[str], size: Sequence[int], device: torch.device) -> torch.Tensor:
+    """A clip's image files decoded on `device` (JPEG with nvJPEG on a GPU, in one batch), resized to `size`
+    (the annotations' (height, width)) -> uint8 (T,H,W,C)."""
+    from torchvision.io import ImageReadMode, decode_image, decode_jpeg, read_file
+
+    try:
+        data = [read_file(file) for file in files]
+        if all(file.lower().endswith((".jpg", ".jpeg")) for file in files):
+            images = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)  # T x (3,H,W)
+        else:  # PNG frames: decoded on the CPU
+            images = [decode_image(d, mode=ImageReadMode.RGB).to(device) for d in data]
+        frames = torch.stack(images).permute(0, 2, 3, 1)  # (T,H,W,C)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise VideoDecodeError(files[0], f"a frame of this clip: {type(err).__name__}: {err}") from err
+    if tuple(frames.shape[1:3]) != tuple(size):
+        frames = F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
+    return frames
+
+
+def _decode_one(batch: dict, b: int, transform: ClipTransform, device: torch.device) -> tuple[torch.Tensor, str | None]:
+    """Sample `b` of a batch of plans -> its transformed clip(s) on `device`, and a CPU-fallback note."""
+    views = batch[keys.VIEWS][b].cpu()  # (V,5)
+    if keys.FRAME_FILES in batch:  # default_collate turned the samples' lists of T files into T lists of B
+        files = [per_frame[b] for per_frame in batch[keys.FRAME_FILES]]
+        frames, fallback = _decode_images(files, batch[keys.FRAME_SIZE][b].tolist(), device), None
+    else:
+        frames, fallback = _decode_video(batch[keys.VIDEO_PATH][b], batch[keys.FRAME_INDICES][b], device)
+    return transform(frames, views=views), fallback
 
 
 def decode_batch(batch: dict, transform: ClipTransform, device: torch.device | str,
                  threads: int = DECODE_THREADS) -> DecodedBatch:
     """Decode and transform every clip a batch of plans names, on `device`.
 
-    A video that cannot be decoded is replaced by another clip of the same batch (a warning names it), as the
-    CPU path replaces it by the next readable video; a batch with no readable video at all is an error.
+    A video that cannot be decoded is replaced by the next readable clip of the same batch (a warning names it),
+    as the CPU path replaces it by the next readable video; a batch with no readable video at all is an error.
 
     Args:
-        batch: collated plans: VIDEO_PATH (list of B paths), FRAME_INDICES (B,T) or (B,N,T), VIEWS (B,V,5).
+        batch: collated plans: VIEWS (B,V,5) and either VIDEO_PATH (B paths) with FRAME_INDICES (B,T) or (B,N,T),
+            or FRAME_FILES (T lists of B image files) with FRAME_SIZE (B,2).
         transform: the DataModule's clip transform for this subset (its draws come with the plans).
         device: where to decode and transform.
         threads: clips decoded at once.
@@ -93,33 +119,30 @@ def decode_batch(batch: dict, transform: ClipTransform, device: torch.device | s
         LitVideoError: no clip of the batch could be decoded.
     """
     device = torch.device(device)
-    paths: Sequence[str] = batch[keys.VIDEO_PATH]
-    frame_indices, views = batch[keys.FRAME_INDICES], batch[keys.VIEWS]
+    count = len(batch[keys.VIEWS])
 
     def decode(b: int):
         try:
-            return _decode_one(paths[b], frame_indices[b], views[b], transform, device)
+            return _decode_one(batch, b, transform, device)
         except VideoDecodeError as err:
             return err
 
-    if len(paths) == 1 or threads <= 1:
-        results = [decode(b) for b in range(len(paths))]
+    if count == 1 or threads <= 1:
+        results = [decode(b) for b in range(count)]
     else:
-        with ThreadPoolExecutor(max_workers=min(threads, len(paths))) as pool:
-            results = list(pool.map(decode, range(len(paths))))
-    decoded = [r for r in results if not isinstance(r, VideoDecodeError)]
+        with ThreadPoolExecutor(max_workers=min(threads, count)) as pool:
+            results = list(pool.map(decode, range(count)))
     failed = [r for r in results if isinstance(r, VideoDecodeError)]
     for err in failed:
         log.warning("skipping unreadable video %s: %s (replaced by another clip of its batch)", err.path, err.reason)
-    if not decoded:
-        raise LitVideoError(f"none of the {len(paths)} videos of a batch could be decoded on {device}, the first "
+    if len(failed) == count:
+        raise LitVideoError(f"none of the {count} videos of a batch could be decoded on {device}, the first "
                             f"{failed[0].path}: {failed[0].reason}; run `lit-video data check` on the dataset")
-    count = len(results)
     readable = [not isinstance(r, VideoDecodeError) for r in results]
     # an unreadable video's clip is the next readable clip of the batch (the CPU path takes the next video)
     clips = [results[next((b + k) % count for k in range(count) if readable[(b + k) % count])][0]
              for b in range(count)]
-    notes = sorted({note for _, note in decoded if note})
+    notes = sorted({r[1] for r, ok in zip(results, readable) if ok and r[1]})
     return DecodedBatch(torch.stack(clips), [err.path for err in failed], "; ".join(notes) or None)
 
 
@@ -158,8 +181,8 @@ class DecoderChoice:
 
     Args:
         decoder: the decoder chosen: DEVICE_DECODER, or the file backend the workers use.
-        device_clips_per_s: clips/s of the device path (decode + transform on the device), or None when it
-            could not run.
+        device_clips_per_s: clips/s of the device path (decode + transform on the device, at most what the
+            workers plan), or None when it could not run.
         worker_clips_per_s: clips/s of one worker of the CPU path (decode + transform in this process).
         workers: the DataLoader workers the CPU path would run.
         reason: one line on the choice, for the log.
@@ -178,20 +201,25 @@ def _clips_per_s(run, count: int) -> float:
     return count / max(time.perf_counter() - start, 1e-9)
 
 
-def choose_decoder(dataset, file_backend: str, device: torch.device, num_workers: int, clips: int = 16,
-                   batch_size: int = 8) -> DecoderChoice:
-    """Measure both paths on the first `clips` training clips and choose the faster.
+def choose_decoder(dataset, file_backend: str, device: torch.device, num_workers: int,
+                   decode: Callable[[dict, torch.device], dict], collate: Callable[[list[dict]], dict] = default_collate,
+                   clips: int = 16, batch_size: int = 8) -> DecoderChoice:
+    """Measure both paths on the first `clips` training samples and choose the faster.
 
     The CPU path's rate is one process's rate times the workers (an upper bound: workers share memory bandwidth
     and the host's other work); the device path's is measured as it runs, batched by `batch_size`, after one
-    batch of warm-up (decoder start-up). The device path is chosen only when it is faster than that bound.
+    batch of warm-up (decoder start-up), and bounded by the rate the workers make its plans at (reading a
+    segmentation clip's masks and choosing its crop is work left to them). The device path is chosen only when
+    it is faster than the CPU path's bound.
 
     Args:
-        dataset: the training `ClipDataset` of the CPU path (decoded in this process here).
+        dataset: the training `ClipDataset` (its samples are made in this process here, decoded and as plans).
         file_backend: the CPU path's backend.
         device: the Trainer's device.
         num_workers: the CPU path's DataLoader workers (0 counts as 1: the main process decodes).
-        clips: clips measured per path.
+        decode: (batch of plans, device) -> the decoded batch (`VideoDataModule.decode_on`).
+        collate: how the DataModule's loader collates samples.
+        clips: samples measured per path.
         batch_size: clips decoded at once by the device path.
     """
     workers = max(num_workers, 1)
@@ -200,25 +228,28 @@ def choose_decoder(dataset, file_backend: str, device: torch.device, num_workers
     saved = dataset.device_decode
     try:
         dataset.device_decode = False
-        dataset.load(indices[0])  # warm-up: imports, first file open
-        worker_rate = _clips_per_s(lambda: [dataset.load(i) for i in indices], count)
+        for i in indices:  # warm-up: imports, and what a worker reads once per video (listings, indexes)
+            dataset[i]
+        worker_rate = _clips_per_s(lambda: [dataset[i] for i in indices], count)
         dataset.device_decode = True
-        plans = [dataset.load(i) for i in indices]
+        plans: list[dict] = []
+        plan_rate = _clips_per_s(lambda: plans.extend(dataset[i] for i in indices), count)
     finally:
         dataset.device_decode = saved
-    batches = [torch.utils.data.default_collate(plans[i:i + batch_size]) for i in range(0, count, batch_size)]
+    batches = [collate(plans[i:i + batch_size]) for i in range(0, count, batch_size)]
     try:
-        decode_batch(batches[0], dataset.transform, device)
+        decode(dict(batches[0]), device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
         def run():
             for batch in batches:
-                decode_batch(batch, dataset.transform, device)
+                decode(dict(batch), device)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        device_rate = _clips_per_s(run, count)
+        # the device decodes what the workers plan: its rate is bounded by theirs
+        device_rate = min(_clips_per_s(run, count), plan_rate * workers)
     except (LitVideoError, RuntimeError) as err:
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         return DecoderChoice(file_backend, None, worker_rate, workers,

@@ -26,7 +26,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import functional as F
 
+from lit_video.data import keys
 from lit_video.data.base import (
+    FLOW_FRAMES,
     ClipDataset,
     ClipInputs,
     DecodeFailureCounter,
@@ -97,6 +99,27 @@ class SegmentationClipDataset(ClipDataset):
 
     def __getitem__(self, index: int) -> dict:
         return super().__getitem__(index % len(self.records))
+
+    def clip_video(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int],
+                   views: torch.Tensor) -> dict:
+        """The video fields of a training clip whose view is drawn already (chosen on its masks).
+
+        Args:
+            reader: the video's frame folder.
+            frame_indices: (T,) positions in the folder.
+            size: the annotations' (height, width), which the frames are resized to first.
+            views: (1,5) the transform's draws (`draw_views`).
+
+        Returns:
+            VIDEO (C,T,h,w) (and on-the-fly flow's FLOW_FRAMES); with device_decode, the plan for the device:
+            FRAME_FILES (T paths), FRAME_SIZE, VIEWS.
+        """
+        if self.device_decode:
+            return {keys.FRAME_FILES: [reader.frame_path(int(i)) for i in frame_indices],
+                    keys.FRAME_SIZE: torch.tensor(list(size), dtype=torch.int64), keys.VIEWS: views}
+        video, _, flow_frames = self.read_inputs(reader, frame_indices, size).transform(self.transform, views=views)
+        # on-the-fly flow's frame pairs, turned into flow channels on the device
+        return {keys.VIDEO: video} | ({} if flow_frames is None else {FLOW_FRAMES: flow_frames})
 
     def read_inputs(self, reader: FrameFolderReader, frame_indices: np.ndarray, size: Sequence[int]) -> ClipInputs:
         """The clip's frames (resized to `size`, the annotations' (height, width)), and its flow as `self.flow`
@@ -207,7 +230,10 @@ class SegmentationDataModule(VideoDataModule):
         flip: random horizontal flips for training.
         batch_size: training clips per batch.
         num_workers: DataLoader worker processes.
-        decoder: unused by frame folders; accepted for the generic `lit-video data` commands.
+        decoder: torchcodec-cuda decodes the training clips' JPEG frames on the GPU (nvJPEG) and crops, resizes,
+            flips and normalizes them there (the workers read the masks and choose the crops); evaluation videos
+            are read in the workers. auto measures that path on a GPU as for video files; a worker backend
+            (pyav, ...) is unused by frame folders, accepted for the generic `lit-video data` commands.
         pin_memory: pin host memory for faster copies to the GPU.
         normalize_on_device: workers return uint8 video, normalized once on the device (a quarter of
             the bytes; whole evaluation videos are large).
@@ -223,7 +249,6 @@ class SegmentationDataModule(VideoDataModule):
     modalities: ClassVar[tuple[str, ...]] = ("rgb",)
     # Their videos are frame folders already: no frame store to read instead.
     storages: ClassVar[tuple[str, ...]] = ("video",)
-    device_decoders: ClassVar[tuple[str, ...]] = ()  # frame folders: nothing for a video decoder to decode
     # the formats that validate on held-out training videos (YouTube-VOS, YouTube-VIS) draw them themselves
     draws_heldout = False
     stratify_heldout = False  # their videos have no class
@@ -313,6 +338,7 @@ class SegmentationDataModule(VideoDataModule):
         dataset = self.clip_dataset(records, self.clip_transform(train=True),
                                     length=self.samples_per_epoch or self.clips_per_video * len(records))
         dataset.flow = flow
+        dataset.device_decode = self.device_decoder is not None  # training clips; evaluation videos stay on the CPU
         return dataset
 
     def _loader(self, subset: str, shuffle: bool) -> DataLoader:

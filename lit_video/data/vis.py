@@ -28,7 +28,6 @@ from lit_video.data.segmentation import (
     SegmentationVideoDataset,
     choose_at_most,
     padded,
-    resize_frames,
 )
 from lit_video.errors import DatasetLayoutError
 from lit_video.video.decode import FrameFolderReader
@@ -127,19 +126,18 @@ class VISClipDataset(SegmentationClipDataset):
                 break
         labels = instance_labels(record, frame_indices)  # (T,H,W)
         reader = FrameFolderReader(record.path, frame_names=list(record.frame_files))
-        # (T,H,W,C), at the annotations' size should a copy's JPEGs differ from it
-        frames = resize_frames(reader.get_frames(frame_indices), labels.shape[1:])
-        for _ in range(self.crop_retries):
-            video, masks = self.transform(frames, labels)  # (C,T,h,w), (T,h,w)
+        for _ in range(self.crop_retries):  # the crop is chosen on the masks, before any frame is decoded
+            views = self.transform.draw_views(1, *labels.shape[1:])  # (1,5)
+            masks = self.transform.crop_masks(labels, views)  # (T,h,w)
             present = [int(v) for v in masks.unique().tolist() if v != 0]  # instance k+1 of record.instances
             if present:
                 break
+        video = self.clip_video(reader, frame_indices, labels.shape[1:], views)
         present = choose_at_most(present, self.max_instances)
         table = torch.zeros(len(record.instances) + 1, dtype=torch.int64)  # record's k+1 -> clip's 1..K
         table[torch.tensor(present, dtype=torch.int64)] = torch.arange(1, len(present) + 1)
         kept = [record.instances[v - 1] for v in present]
-        return {
-            keys.VIDEO: video,  # (C,T,h,w)
+        return video | {  # VIDEO (C,T,h,w), or the plan of a clip decoded on the device
             keys.MASKS: table[masks],  # (T,h,w): instances 1..K, 0 background
             keys.NUM_OBJECTS: torch.tensor(len(present), dtype=torch.int64),
             # (max_instances,) each: annotation ids, 0 = padding; 0-based classes, -1 = padding

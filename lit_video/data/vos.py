@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from lit_video.data import keys
-from lit_video.data.base import FLOW_FRAMES, MODALITIES, worker_rng
+from lit_video.data.base import MODALITIES, worker_rng
 from lit_video.data.masks import VOID, read_mask, read_palette, voc_palette, write_mask
 from lit_video.data.records import VideoRecord
 from lit_video.data.segmentation import (
@@ -205,22 +205,20 @@ class VOSClipDataset(SegmentationClipDataset):
                 raise VideoDecodeError(record.annotations, "masks of different sizes in one video")
             clip_masks = torch.from_numpy(np.stack([masks[s] for s in stems])).long()  # (T,H,W)
             frame_indices = np.array([position[s] for s in stems], dtype=np.int64)  # (T,)
-            # frames (T,H,W,C) at the annotations' resolution should a copy's JPEGs differ from it, and flow
-            inputs = self.read_inputs(reader, frame_indices, clip_masks.shape[1:])
-            for _ in range(self.crop_retries):
-                video, crop_masks, flow_frames = inputs.transform(self.transform, clip_masks)  # (C,T,h,w), (T,h,w)
+            for _ in range(self.crop_retries):  # the crop is chosen on the masks, before any frame is decoded
+                views = self.transform.draw_views(1, *clip_masks.shape[1:])  # (1,5)
+                crop_masks = self.transform.crop_masks(clip_masks, views)  # (T,h,w)
                 present = object_ids_in(crop_masks[0])
                 if present:
-                    return self._sample(record, video, crop_masks, present, frame_indices, flow_frames)
+                    video = self.clip_video(reader, frame_indices, clip_masks.shape[1:], views)
+                    return self._sample(record, video, crop_masks, present, frame_indices)
         return None
 
-    def _sample(self, record: VOSRecord, video: torch.Tensor, masks: torch.Tensor, present: list[int],
-                frame_indices: np.ndarray, flow_frames: torch.Tensor | None = None) -> dict:
+    def _sample(self, record: VOSRecord, video: dict, masks: torch.Tensor, present: list[int],
+                frame_indices: np.ndarray) -> dict:
+        """A training sample; `video` holds the clip's fields (`clip_video`)."""
         present = choose_at_most(present, self.max_objects)
-        # on-the-fly flow's frame pairs, turned into flow channels on the device
-        extra = {} if flow_frames is None else {FLOW_FRAMES: flow_frames}
-        return extra | {
-            keys.VIDEO: video,  # (C,T,h,w)
+        return video | {
             keys.MASKS: id_lookup(present)[masks],  # (T,h,w): 1..K, 0 others and background, 255 void
             keys.NUM_OBJECTS: torch.tensor(len(present), dtype=torch.int64),
             keys.OBJECT_IDS: padded(present, self.max_objects, fill=0),  # (max_objects,), 0 = padding

@@ -593,10 +593,14 @@ class FrameFolderReader(VideoReader):
     def size(self) -> tuple[int, int]:
         return tuple(self._decode_one(0).shape[:2])
 
+    def frame_path(self, index: int) -> str:
+        """The image file of frame `index`."""
+        return os.path.join(self.path, self.frame_names[index])
+
     def _decode_one(self, index: int) -> np.ndarray:
         from PIL import Image
 
-        file = os.path.join(self.path, self.frame_names[index])
+        file = self.frame_path(index)
         try:
             with Image.open(file) as image:
                 return np.asarray(image.convert("RGB"))  # (H,W,C)

@@ -134,14 +134,32 @@ class ClipTransform:
                 if clip_flow is not None:
                     out[view, rgb_channels:].copy_(self._flow_crop(clip_flow[n], box, flipped).permute(1, 0, 2, 3))
                 if mask is not None:
-                    crop_mask = F.resize(F.crop(mask, *box), list(self.size))  # nearest for masks
-                    out_masks[view] = F.horizontal_flip(crop_mask) if flipped else crop_mask
+                    out_masks[view] = self._mask_view(mask, box, flipped)
         if self.normalize and rgb_channels:
             normalize_clips(out[:, :3], self.mean, self.std, channel_dim=1)  # in place: `out` is float
         video_out = out[0] if single and self.num_crops == 1 else out
         if masks is None:
             return video_out
         return video_out, out_masks[0] if single and self.num_crops == 1 else out_masks
+
+    def _mask_view(self, mask: torch.Tensor, box: tuple[int, int, int, int], flipped: bool) -> torch.Tensor:
+        """(T,H,W) label map -> (T,h,w) of the view `box`, resized nearest-neighbour, mirrored when `flipped`."""
+        crop = F.resize(F.crop(tv_tensors.Mask(mask), *box), list(self.size))  # a Mask resizes nearest
+        return (F.horizontal_flip(crop) if flipped else crop).as_subclass(torch.Tensor)
+
+    def crop_masks(self, masks: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """The masks of one clip as `__call__` with these `views` would return them, without the frames: a worker
+        chooses a crop that shows an object before anything is decoded.
+
+        Args:
+            masks: integer (T,H,W).
+            views: (1,5) from `draw_views(1, H, W)`.
+
+        Returns:
+            int64 (T,h,w).
+        """
+        top, left, box_h, box_w, flipped = views.reshape(-1, 5)[0].tolist()
+        return self._mask_view(masks, (top, left, box_h, box_w), bool(flipped)).long()
 
     def _flow_crop(self, flow: torch.Tensor, box: tuple[int, int, int, int], flipped: bool) -> torch.Tensor:
         """(T,2,H,W) source-pixel flow -> (T,2,h,w) flow of the crop `box`, resized (bilinear) to the crop
