@@ -66,7 +66,7 @@ def _decode_video(path: str, frame_indices: torch.Tensor, device: torch.device) 
     """The frames `frame_indices` ((T,) or (N,T)) of a video file, decoded on `device` -> uint8 (T|N,T, H,W,C) and
     the reader's CPU-fallback note."""
     with TorchCodecReader(path, device=device) as reader:
-        frames = reader.get_frames(frame_indices.reshape(-1).cpu().numpy())  # (N*T,H,W,C)
+        frames = reader.get_frames(frame_indices.reshape(-1).numpy())  # (N*T,H,W,C)
         fallback = reader.cpu_fallback if device.type == "cuda" else None
     return frames.to(device, non_blocking=True).unflatten(0, tuple(frame_indices.shape)), fallback
 
@@ -92,7 +92,7 @@ def _decode_images(files: Sequence[str], size: Sequence[int], device: torch.devi
 
 def _decode_one(batch: dict, b: int, transform: ClipTransform, device: torch.device) -> tuple[torch.Tensor, str | None]:
     """Sample `b` of a batch of plans -> its transformed clip(s) on `device`, and a CPU-fallback note."""
-    views = batch[keys.VIEWS][b].cpu()  # (V,5)
+    views = batch[keys.VIEWS][b]  # (V,5)
     if keys.FRAME_FILES in batch:  # default_collate turned the samples' lists of T files into T lists of B
         files = [per_frame[b] for per_frame in batch[keys.FRAME_FILES]]
         frames, fallback = _decode_images(files, batch[keys.FRAME_SIZE][b].tolist(), device), None
@@ -120,10 +120,12 @@ def decode_batch(batch: dict, transform: ClipTransform, device: torch.device | s
     """
     device = torch.device(device)
     count = len(batch[keys.VIEWS])
+    # the plans' numbers are used on the host: one copy each, not one per clip
+    host = batch | {key: batch[key].cpu() for key in (keys.VIEWS, keys.FRAME_INDICES, keys.FRAME_SIZE) if key in batch}
 
     def decode(b: int):
         try:
-            return _decode_one(batch, b, transform, device)
+            return _decode_one(host, b, transform, device)
         except VideoDecodeError as err:
             return err
 
