@@ -11,6 +11,9 @@
   shows the step ran under autocast); then `train_clips_seen` (every rank's clips), `train_pflops_total`
   (FLOPs per clip x clips seen), `train_seconds` (wall time of the training epochs, validation left out),
   `train_device_hours`, `train_clips_per_s` and `train_steps` (optimizer steps);
+- the data pipeline's share of training: `data_wait_seconds`, the time the training steps waited for their
+  batches (see `ComputeProfileCallback`), `data_wait_fraction` (of `train_seconds`), and `decode_path`, how
+  the DataModule decodes its videos (its `decode_path`, where it has one);
 - memory of the real fit, not of a probe: `peak_memory_mb`, CUDA's `max_memory_allocated` on a GPU, else
   the growth of the process's peak resident memory over training (data-loader workers are other
   processes, not counted); `memory_source` says which;
@@ -37,12 +40,13 @@ import ctypes
 import gc
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -136,6 +140,19 @@ def check_budget(train_pflops: float | None, train_device_hours: float | None) -
 class ComputeProfileCallback(L.Callback):
     """Measures what the fit costs (see the module docstring) and holds it to a compute budget.
 
+    The wait for data of a training step is the time from the end of the previous step
+    (`on_train_batch_end`) to the start of this one (`on_train_batch_start`): in Lightning's training loop
+    that is fetching the batch from the DataLoader, `on_before_batch_transfer`, the copy to the device and
+    `on_after_batch_transfer` (where a GPU decode path decodes). The first batch of an epoch waits from the
+    epoch's start, so it counts the loader's start of the epoch: its workers filling their first batches
+    (and starting, where they are not persistent; the first epoch's workers are started just before
+    training, and only the part of their start-up that training waits for counts). Validation in the
+    middle of an epoch is not counted, as in `train_seconds`. Whatever else runs between two steps is
+    counted too (logging; a checkpoint written after a validation inside the epoch or every N steps).
+    On a CPU the gap is wall time. On a GPU the CPU runs ahead of the device, so the wall-clock gap would
+    overstate the stall: there the gap is the GPU's idle time between the two hooks, timed by CUDA events
+    and read once the GPU has passed them (no synchronization per step).
+
     Args:
         enabled: False records nothing and applies no budget.
         train_pflops: training-compute budget in PFLOPs (1e15): `max_steps` is derived from the first step.
@@ -165,6 +182,8 @@ class ComputeProfileCallback(L.Callback):
         self.train_dtype: str | None = None
         self.clips_seen = 0
         self.train_seconds = 0.0
+        self.data_wait_seconds = 0.0
+        self.decode_path: str | None = None
         self.budget_max_steps: int | None = None
         self.eval_flops = 0
         self.eval_videos_counted = 0
@@ -180,6 +199,10 @@ class ComputeProfileCallback(L.Callback):
         self._eval_counted_batches = 0
         self._interval_start: float | None = None  # start of the training time being added up
         self._batch_start: float | None = None
+        # Since when the next training batch is waited for: perf_counter seconds on a CPU, a CUDA event on a
+        # GPU (each epoch's start, each step's end, each validation's end restart it).
+        self._data_wait_from: float | torch.cuda.Event | None = None
+        self._gpu_data_waits: deque[tuple[torch.cuda.Event, torch.cuda.Event]] = deque()  # (from, to) unread
         self._measure_from: tuple[int, float] | None = None  # (step, training seconds) after the first step
         self._baseline_rss_kb: int | None = None
         self._rss_reset = False
@@ -195,15 +218,17 @@ class ComputeProfileCallback(L.Callback):
     # ------------------------------------------------------------------ state across a resumed fit
     def state_dict(self) -> dict[str, Any]:
         """Totals so far and the derived steps: a resumed fit adds to them and keeps its budget's length."""
+        self._read_gpu_data_waits(wait=True)
         return {"train_flops_per_clip": self.train_flops_per_clip, "train_dtype": self.train_dtype,
                 "clips_seen": self.clips_seen, "train_seconds": self.train_seconds,
-                "budget_max_steps": self.budget_max_steps}
+                "data_wait_seconds": self.data_wait_seconds, "budget_max_steps": self.budget_max_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.train_flops_per_clip = state_dict.get("train_flops_per_clip")
         self.train_dtype = state_dict.get("train_dtype")
         self.clips_seen = int(state_dict.get("clips_seen") or 0)
         self.train_seconds = float(state_dict.get("train_seconds") or 0.0)
+        self.data_wait_seconds = float(state_dict.get("data_wait_seconds") or 0.0)
         self.budget_max_steps = state_dict.get("budget_max_steps")
 
     # ------------------------------------------------------------------------------- fit
@@ -252,10 +277,46 @@ class ComputeProfileCallback(L.Callback):
             _release_freed_memory()
             self._rss_reset = _reset_peak_rss()
             self._baseline_rss_kb = _proc_status_kb("VmRSS")
+        self._read_decode_path(trainer)
+
+    def _read_decode_path(self, trainer: L.Trainer) -> None:
+        """The DataModule's `decode_path`, where it has one (read again as training ends: a device decode
+        path names its device and any fallback to the CPU once it has decoded)."""
+        decode_path = getattr(trainer.datamodule, "decode_path", None)
+        if decode_path is not None:
+            self.decode_path = str(decode_path)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._measuring(trainer):
             self._interval_start = time.perf_counter()
+            self._start_data_wait(pl_module)
+
+    # ------------------------------------------------------------------------ waiting for data
+    def _start_data_wait(self, pl_module: L.LightningModule) -> None:
+        """From now on the next training batch is waited for."""
+        if pl_module.device.type == "cuda":
+            self._data_wait_from = torch.cuda.Event(enable_timing=True)
+            self._data_wait_from.record()  # on the current stream, behind the work queued so far
+        else:
+            self._data_wait_from = time.perf_counter()
+
+    def _end_data_wait(self) -> None:
+        """The training batch is there: add the time it was waited for."""
+        start, self._data_wait_from = self._data_wait_from, None
+        if isinstance(start, torch.cuda.Event):
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()  # behind the batch's copy to the device and its decoding there
+            self._gpu_data_waits.append((start, end))
+            self._read_gpu_data_waits(wait=False)
+        elif start is not None:
+            self.data_wait_seconds += time.perf_counter() - start
+
+    def _read_gpu_data_waits(self, wait: bool) -> None:
+        """Add the GPU's idle gaps the GPU has passed (all of them with `wait`, waiting for their events)."""
+        while self._gpu_data_waits and (wait or self._gpu_data_waits[0][1].query()):
+            start, end = self._gpu_data_waits.popleft()
+            end.synchronize()
+            self.data_wait_seconds += start.elapsed_time(end) / 1000  # milliseconds
 
     def _pause_training_time(self) -> None:
         if self._interval_start is not None:
@@ -269,6 +330,7 @@ class ComputeProfileCallback(L.Callback):
                              batch_idx: int) -> None:
         if not self._measuring(trainer):
             return
+        self._end_data_wait()
         if self.train_flops_per_clip is None and self._mode is None:
             self._mode = _CountingMode()
             self._mode.__enter__()
@@ -291,6 +353,7 @@ class ComputeProfileCallback(L.Callback):
             # early stopping does validates first, so the objective sees the last step.
             trainer.fit_loop.epoch_loop.max_steps = self.budget_max_steps
             trainer.should_stop = True
+        self._start_data_wait(pl_module)  # last: this callback's own work is not waiting for data
 
     def _derive_max_steps(self, trainer: L.Trainer, clips: int) -> None:
         """Set `max_steps` from the budget once the cost of a step is known."""
@@ -322,6 +385,8 @@ class ComputeProfileCallback(L.Callback):
         if not self._measuring(trainer):
             return
         self._pause_training_time()
+        self._read_gpu_data_waits(wait=True)
+        self._read_decode_path(trainer)
         self.train_steps = trainer.global_step
         device = pl_module.device
         if device.type == "cuda":
@@ -352,8 +417,10 @@ class ComputeProfileCallback(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._eval_counting_run = False
-        if self._measuring(trainer) and trainer.training and not trainer.sanity_checking:
+        # `trainer.training` is False here (the stage is still validation): the fit's own validations resume it
+        if self._measuring(trainer) and trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
             self._interval_start = time.perf_counter()
+            self._start_data_wait(pl_module)  # from here: the validation was not waiting for data
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                                   batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -409,6 +476,10 @@ class ComputeProfileCallback(L.Callback):
             out["compute/train_device_hours"] = self.train_seconds * self.world_size / 3600
             if self.clips_seen:
                 out["compute/train_clips_per_s"] = self.clips_seen / self.train_seconds
+            out["compute/data_wait_seconds"] = self.data_wait_seconds
+            out["compute/data_wait_fraction"] = self.data_wait_seconds / self.train_seconds
+        if self.decode_path is not None:
+            out["compute/decode_path"] = self.decode_path
         if self.peak_memory_mb is not None:
             out["compute/peak_memory_mb"] = self.peak_memory_mb
             out["compute/memory_source"] = self.memory_source or ""
@@ -427,7 +498,7 @@ class ComputeProfileCallback(L.Callback):
         return out
 
     def summary_line(self) -> str:
-        """One line for the log: the model, what training and evaluation cost, peak memory."""
+        """One line for the log: the model, what training and evaluation cost, the wait for data, peak memory."""
         m = self.metrics()
         parts = []
         if self.profile is not None:
@@ -441,6 +512,11 @@ class ComputeProfileCallback(L.Callback):
         if "compute/train_clips_per_s" in m:
             parts.append(f"{m['compute/train_clips_per_s']:.1f} clips/s, "
                          f"{m['compute/train_device_hours']:.3g} device-hours")
+        if "compute/data_wait_seconds" in m:
+            parts.append(f"waited {m['compute/data_wait_seconds']:.3g} s for data "
+                         f"({m['compute/data_wait_fraction']:.0%} of training)")
+        if "compute/decode_path" in m:
+            parts.append(f"decoding: {m['compute/decode_path']}")
         if "compute/peak_memory_mb" in m:
             parts.append(f"peak memory {m['compute/peak_memory_mb']:.0f} MB ({m['compute/memory_source']})")
         if "compute/eval_gflops_per_video" in m:

@@ -60,6 +60,10 @@ TRAIN_PFLOPS = "compute/train_pflops_total"
 TRAIN_DEVICE_HOURS = "compute/train_device_hours"
 EVAL_GFLOPS = "compute/eval_gflops_per_video"
 PEAK_MEMORY = "compute/peak_memory_mb"
+DATA_WAIT_FRACTION = "compute/data_wait_fraction"
+# A trial that waited for its batches longer than this share of its training time was set by its data loader:
+# its speed (and a device-hours budget's steps) says little about its model.
+DATA_BOUND_FRACTION = 0.2
 MAX_STEPS = "budget/max_steps"
 # A budgeted study's target -> (the measured attribute it bounds, its unit)
 BUDGETS = {"budget/train_pflops": (TRAIN_PFLOPS, "PFLOPs"),
@@ -754,7 +758,8 @@ def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
 
     A figure a trial did not record (older studies) is None: forward `gflops`, `params_m`,
     `train_gflops_per_clip`, `train_pflops_total`, `train_device_hours`, `eval_gflops_per_video`,
-    `peak_memory_mb` (with `memory_source`), `train_clips_per_s`, `fit_time_s` and `steps` (`trial_steps`).
+    `peak_memory_mb` (with `memory_source`), `train_clips_per_s`, `data_wait_fraction`, `fit_time_s` and
+    `steps` (`trial_steps`).
     """
     groups: dict[tuple, list] = defaultdict(list)
     for trial in complete:
@@ -782,6 +787,7 @@ def configuration_table(complete: list, primary: int) -> list[dict[str, Any]]:
                                                 if t.user_attrs.get("compute/memory_source")}))
                              or None,
             "train_clips_per_s": over_seeds(trials, "compute/train_clips_per_s"),
+            "data_wait_fraction": over_seeds(trials, DATA_WAIT_FRACTION),
             "fit_time_s": over_seeds(trials, "fit_time_s"),
             "steps": statistics.fmean(steps) if steps else None,
             "trials": [t.number for t in trials],
@@ -838,6 +844,7 @@ def _summary(study: optuna.Study, storage: str | None, names: list[str], primary
     if failures:
         lines.append("\nfailed trials:")
         lines += [f"  trial {t.number} ({_label(t.params)}): {t.user_attrs['failure']}" for t in failures]
+    lines += _data_bound_lines(complete)
     overhead = sweep_overhead(complete)
     if overhead:
         lines.append(f"\nsweep overhead (set-up, W&B, profiling, clean-up) per trial: {overhead[0]:.1%} of wall "
@@ -864,7 +871,8 @@ def _compute_text(row: dict[str, Any]) -> str:
     figures = [("gflops", ".3g", "GFLOPs fwd/clip"), ("train_gflops_per_clip", ".3g", "GFLOPs train/clip"),
                ("train_pflops_total", ".3g", "PFLOPs trained"), ("eval_gflops_per_video", ".3g", "GFLOPs eval/video"),
                ("params_m", ".2f", "M params"), ("peak_memory_mb", ".0f", "MB peak"),
-               ("train_clips_per_s", ".1f", "train clips/s"), ("fit_time_s", ".1f", "s fit")]
+               ("train_clips_per_s", ".1f", "train clips/s"), ("data_wait_fraction", ".0%", "waiting for data"),
+               ("fit_time_s", ".1f", "s fit")]
     if all(_missing(row.get(key)) for key, _, _ in figures):
         return "no profile"
     text = ", ".join(f"{_fmt(row.get(key), spec)} {unit}" for key, spec, unit in figures)
@@ -886,6 +894,18 @@ def _split_lines(trials: list) -> list[str]:
                      "from the test list: the hyperparameters were chosen on the test list, so results on it are no "
                      "longer an unbiased estimate")
     return lines
+
+
+def _data_bound_lines(complete: list) -> list[str]:
+    """A warning when complete trials waited for their data more than `DATA_BOUND_FRACTION` of their training."""
+    measured = [t for t in complete if not _missing(t.user_attrs.get(DATA_WAIT_FRACTION))]
+    bound = [t.number for t in measured if t.user_attrs[DATA_WAIT_FRACTION] > DATA_BOUND_FRACTION]
+    if not bound:
+        return []
+    shown = ", ".join(map(str, bound[:10])) + (", ..." if len(bound) > 10 else "")
+    return [f"\n{len(bound)} of {len(measured)} trials (trial {shown}) waited for data more than "
+            f"{DATA_BOUND_FRACTION:.0%} of their training time: the loader, not the model, set their speed; see "
+            "docs/compute.md#waiting-for-data"]
 
 
 def _budget_lines(trials: list, table: list[dict[str, Any]], budget: tuple[str, float] | None, objective_name: str,
