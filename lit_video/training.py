@@ -51,6 +51,27 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_a_prod
 install_config_loader()
 
 
+
+def _batch_limits_count_batches() -> None:
+    """Make `--trainer.limit_val_batches 1` one batch, not all of them.
+
+    The Trainer declares the limits `Optional[Union[int, float]]`: an int counts batches, a float is a fraction.
+    typing caches unions by equality, which ignores order, so whichever module built `Optional[Union[float, int]]`
+    first decides the order the Trainer's annotation carries (Lightning issue #21259); float first, the parser
+    reads "1" as 1.0, all the batches. Annotating them int first again (`int | float | None`, which typing does
+    not cache) restores what the Trainer declares.
+    """
+    from lightning.pytorch import Trainer
+
+    annotations = Trainer.__init__.__annotations__
+    for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+        if typing.get_args(annotations.get(name)) == (float, int, type(None)):
+            annotations[name] = int | float | None  # a types.UnionType: typing does not cache it
+
+
+_batch_limits_count_batches()
+
+
 class VideoCLI(LightningCLI):
     """LightningCLI with the links every lit-video task relies on and the compute profile callback."""
 

@@ -12,6 +12,8 @@ import pytest
 from lit_video.cli import main
 from lit_video.video.decode import open_video
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lit_video.cli", *args], capture_output=True, text=True, timeout=300)
@@ -122,3 +124,15 @@ def test_profile_takes_the_number_of_classes_from_the_data_when_its_root_exists(
     from_data = params(ucf101_root)
     assert from_data == params(tmp_path / "absent", "--num-classes", str(classes))
     assert from_data < params(ucf101_root, "--num-classes", str(classes + 10))  # given, it wins
+
+
+@pytest.mark.parametrize("value, parsed", [("1", 1), ("3", 3), ("0.5", 0.5), ("1.0", 1.0)])
+def test_a_batch_limit_given_as_an_integer_counts_batches(ucf101_root, value, parsed):
+    """`--trainer.limit_val_batches 1` is one batch; 1.0 is all of them (the Trainer tells them apart by type)."""
+    from lit_video.training import run_cli
+
+    cli = run_cli(["--config", str(ROOT / "experiments" / "synthetic" / "r2plus1d_tiny.yaml"),
+                   "--data.init_args.root", str(ucf101_root), "--trainer.logger", "false",
+                   "--trainer.limit_val_batches", value, "--trainer.limit_train_batches", value], run=False)
+    for limit in (cli.trainer.limit_val_batches, cli.trainer.limit_train_batches):
+        assert limit == parsed and type(limit) is type(parsed)
