@@ -815,7 +815,8 @@ class VideoDataModule(L.LightningDataModule):
             choice = choose_decoder(self.datasets["train"], self.decoder, device, self.num_workers, self.decode_on,
                                     self.collate_fn() or default_collate, batch_size=self.batch_size)
             rank_zero_info(choice.reason)
-            if choice.decoder == DEVICE_DECODER:
+            # every process decodes the same way: the first one's measurement decides
+            if trainer.strategy.broadcast(choice.decoder, src=0) == DEVICE_DECODER:
                 self.device_decoder = DEVICE_DECODER
                 for dataset in self.datasets.values():
                     dataset.device_decode = True
