@@ -39,7 +39,9 @@ $(DOCS_STAMP): pyproject.toml | $(PY)
 # And Chromium with its chromedriver: tests/test_report_browser.py opens the report page in it (Selenium, a
 # dev extra, drives it through Debian's driver, which matches the browser; nothing is downloaded).
 # The dev extra (pytest, ruff, OpenCV, notebook tools, ...) and the docs extra (tests/test_docs.py builds
-# the site) come on top of the demo's packages.
+# the site) come on top of the demo's packages. On a machine with an NVIDIA driver (nvidia-smi found), the gpu
+# extra too, then one line of `lit-video data decoders` on whether clips decode on the GPU here (docs/gpu.md);
+# neither fails the setup: the CPU path works without them.
 $(STAMP): $(BASE_STAMP) pyproject.toml
 	@command -v ffmpeg >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null) ; } || \
@@ -56,6 +58,11 @@ $(STAMP): $(BASE_STAMP) pyproject.toml
 		echo "note: Chromium and chromedriver not installed (needs root and apt-get); the report's browser test skips locally, fails under CI=true"
 	$(PY) -m pip install -q -e ".[dev,docs]"
 	$(PY) -m pip install -q --no-deps "vos-benchmark==0.1.0"
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install -q -e ".[gpu]" || echo "note: the gpu extra did not install (see docs/gpu.md)"; \
+		$(VENV)/bin/lit-video data decoders 2>&1 | grep -E '^torchcodec-cuda:' || \
+			echo "note: lit-video data decoders could not tell whether GPU decoding works"; \
+	fi
 	@touch $@
 
 # The demo sweep: synthetic UCF101-layout data whose classes differ only by motion, then a grid of

@@ -8,12 +8,23 @@
   learn    the VOS and VIS tiny recipes with far more synthetic training videos and steps than a CPU can
            afford (bf16-mixed, all runs at once on the one GPU): held-out J&F and AP, to tell how much of
            the gap to the targets is compute and data.
+  decode   the GPU decode path (`decoder: torchcodec-cuda`) against the CPU's: (i) frames of
+           TorchCodecReader(device="cuda") against PyAV's at random, repeated and out-of-order indices of an
+           H.264 MP4 (B-frames, one keyframe per video) and an MPEG-4 part 2 AVI: each must be nearer PyAV's
+           frame at its index than any other frame, within a small mean error (NVDEC's colour conversion
+           differs from FFmpeg's by a few levels); `cpu_fallback` where NVDEC lacks the codec; (ii) ClipTransform
+           with the same draws (`views`) on the GPU and the CPU, clips and masks; (iii) a Kinetics DataModule's
+           batches through `decode_on(batch, "cuda")` against the CPU path's (same seed); (iv) the line
+           `decoder: auto` logs (`choose_decoder`) for that copy. Errors are in levels of 255.
 
 Data: the VOS / VIS sets are written here by the project's generator (many processes); the UCF101 and
 MSR-VTT sets (encoded videos) are read from --video-data, written beforehand with `lit-video data synth`.
 
     python benchmarks/gpu_check.py --out results/ --video-data data/gpu
     python benchmarks/gpu_check.py --parts learn --learn-minutes 4 --vos-videos 768 --vis-videos 1200
+    python benchmarks/gpu_check.py --parts decode                         # about a minute (estimated)
+
+GPU_CHECK_ACCELERATOR=cpu dry-runs the script without a GPU (the decode part compares on the CPU, small videos).
 """
 
 from __future__ import annotations
@@ -221,10 +232,191 @@ def learn(out: Path, work: Path, minutes: float, runs: dict[str, tuple]) -> None
                  f"loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; held-out {best}")
 
 
+# ------------------------------------------------------------------------------------------------ decode
+DECODE_DEVICE = "cuda" if ACCELERATOR == "gpu" else "cpu"
+MAX_MEAN_LEVELS = 3.0  # mean |GPU - CPU| of a decoded frame, in levels of 255 (NVDEC's colour conversion)
+MAX_TRANSFORM_LEVELS = 2.0  # the same clip transformed on both devices: resampling differences only
+# Frame size and count of the decode part's videos, and of its Kinetics copy (videos per class, frames);
+# the dry run's are small.
+DECODE_SIZES = dict(frames=((240, 320), 150), kinetics=(6, 100)) if ACCELERATOR == "gpu" else \
+    dict(frames=((64, 96), 48), kinetics=(3, 40))
+
+
+def decode_videos(folder: Path) -> dict[str, Path]:
+    """An H.264 MP4 (B-frames, one keyframe for all its frames) and an MPEG-4 part 2 AVI (a keyframe every 12
+    frames, as UCF101's) of fast-moving shapes: consecutive frames differ in many pixels."""
+    from lit_video.data.synthetic.spec import MOTIONS, SynthSpec
+    from lit_video.video.encode import write_video
+
+    size, count = DECODE_SIZES["frames"]
+    dash = [m.name for m in MOTIONS].index("DashRight")
+    frames = SynthSpec(num_classes=dash + 1, num_frames=count, size=size, seed=1).render(dash, 0)  # (T,H,W,3)
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = {"mp4 (H.264, B-frames)": folder / "frames.mp4", "avi (MPEG-4 part 2)": folder / "frames.avi"}
+    write_video(videos["mp4 (H.264, B-frames)"], frames, fps=25, gop_size=count, max_b_frames=2, quality="normal")
+    write_video(videos["avi (MPEG-4 part 2)"], frames, fps=25, gop_size=12, quality="normal")
+    return videos
+
+
+def levels(video, std):
+    """Normalized clips (..., C, T, H, W) -> the [0, 255] scale (the normalization undone, up to its mean)."""
+    import torch
+
+    return video.float() * torch.tensor(std, device=video.device).view(-1, 1, 1, 1) * 255
+
+
+def compare_frames(path: Path) -> tuple[str, bool]:
+    """TorchCodecReader on DECODE_DEVICE against PyAV at random, repeated and out-of-order indices of the video
+    at `path` -> (what was measured, whether it passed)."""
+    import numpy as np
+    import torch
+
+    from lit_video.video.decode import TorchCodecReader, open_video
+
+    with open_video(path, "pyav") as reader:
+        every = reader.get_frames(np.arange(reader.num_frames))  # (N,H,W,C) PyAV's frames, in order
+    count = len(every)
+    wanted = np.random.default_rng(0).integers(0, count, 12)
+    wanted = np.concatenate([wanted, wanted[:4], np.sort(wanted)[::-1][:6], [count - 1, 0]])  # repeats, backwards
+    with TorchCodecReader(path, device=DECODE_DEVICE) as reader:
+        got = reader.get_frames(wanted)  # (len(wanted),H,W,C) uint8 on DECODE_DEVICE
+        fallback = reader.cpu_fallback if DECODE_DEVICE == "cuda" else None
+    reference = every.to(got.device).float()
+    rows, index = torch.arange(len(wanted), device=got.device), torch.as_tensor(wanted, device=got.device)
+    # each decoded frame's mean |difference| to every PyAV frame, in levels: (len(wanted), N)
+    distance = torch.stack([(frame.float() - reference).abs().mean(dim=(1, 2, 3)) for frame in got])
+    own = distance[rows, index]
+    others = distance.clone()
+    others[rows, index] = float("inf")
+    identified = bool((own < others.min(dim=1).values).all())
+    worst = (got.float() - reference[index]).abs().max().item()
+    line = (f"{len(wanted)} indices (random, repeated, backwards) of {count} on {DECODE_DEVICE}: "
+            f"{'each nearest its own index' if identified else 'SOME NEARER ANOTHER FRAME'}, mean error "
+            f"{own.mean().item():.2f} (worst frame {own.max().item():.2f}), max pixel error {worst:.0f}, "
+            f"nearest other frame {others.min().item():.2f}; cpu_fallback: {fallback or 'none'}")
+    return line, identified and own.max().item() <= MAX_MEAN_LEVELS
+
+
+def check_frames(out: Path, videos: dict[str, Path]) -> bool:
+    """(i) TorchCodecReader on DECODE_DEVICE against PyAV, for each video."""
+    ok = True
+    for name, path in videos.items():
+        try:
+            line, passed = compare_frames(path)
+        except Exception as err:  # e.g. a torchcodec without this GPU's decoder: the other checks still run
+            line, passed = f"{type(err).__name__}: {err}".splitlines()[0][:200], False
+        ok &= passed
+        log(out, f"frames {name}: {line} -> {'PASS' if passed else 'FAIL'}")
+    return ok
+
+
+def check_transforms(out: Path, videos: dict[str, Path]) -> bool:
+    """(ii) ClipTransform with the same draws on DECODE_DEVICE and on the CPU: clips and integer masks."""
+    import torch
+
+    from lit_video.video.decode import open_video
+    from lit_video.video.transforms import ClipTransform
+
+    with open_video(videos["mp4 (H.264, B-frames)"], "pyav") as reader:
+        frames = reader.get_frames(list(range(16)))  # (T,H,W,C) uint8
+    masks = (frames.int().sum(dim=-1) // 192).long()  # (T,H,W) integer ids 0..3 from brightness
+    ok = True
+    transforms = {"train (scale jitter, crop, flip)": ClipTransform(112, train=True, short_side_range=(128, 160)),
+                  "eval (3 crops, 2 clips)": ClipTransform(112, train=False, num_crops=3)}
+    for name, transform in transforms.items():
+        clips = frames if transform.train else torch.stack([frames[:8], frames[8:]])  # (T,..) or (N,T,..)
+        clip_masks = masks if transform.train else torch.stack([masks[:8], masks[8:]])
+        worst, masks_equal = 0.0, True
+        for seed in range(4):
+            torch.manual_seed(seed)
+            views = transform.draw_views(1 if transform.train else 2, *frames.shape[1:3])
+            cpu_video, cpu_masks = transform(clips, masks=clip_masks, views=views)
+            video, device_masks = transform(clips.to(DECODE_DEVICE), masks=clip_masks.to(DECODE_DEVICE), views=views)
+            worst = max(worst, (levels(video, transform.std).cpu() - levels(cpu_video, transform.std)).abs().max().item())
+            masks_equal &= torch.equal(device_masks.cpu(), cpu_masks)
+        passed = worst <= MAX_TRANSFORM_LEVELS and masks_equal
+        ok &= passed
+        log(out, f"transform {name} on {DECODE_DEVICE} vs cpu, 4 draws: max error {worst:.2f} levels, masks "
+                 f"{'identical' if masks_equal else 'DIFFER'} -> {'PASS' if passed else 'FAIL'}")
+    return ok
+
+
+def check_datamodule(out: Path, root: Path) -> bool:
+    """(iii) a Kinetics DataModule's training and validation batches decoded through `decode_on` on
+    DECODE_DEVICE against the CPU path's (same seed); (iv) the line `decoder: auto` logs for this copy."""
+    import torch
+    from lightning.fabric.utilities.apply_func import move_data_to_device
+    from torch.utils.data import default_collate
+
+    from lit_video.data import keys
+    from lit_video.data.device_decode import choose_decoder
+    from lit_video.data.formats.kinetics import KineticsDataModule
+
+    settings = dict(root=str(root), clip_len=8, stride=2, resolution=112, batch_size=4, num_workers=0, num_clips=2)
+    ok = True
+    for subset in ("train", "val"):
+        batches = {}
+        for decoder in ("torchcodec", "torchcodec-cuda"):
+            datamodule = KineticsDataModule(decoder=decoder, **settings)
+            datamodule.setup("fit")
+            torch.manual_seed(0)
+            batch = next(iter(getattr(datamodule, f"{subset}_dataloader")()))
+            if decoder == "torchcodec-cuda":
+                batch = datamodule.decode_on(move_data_to_device(batch, DECODE_DEVICE), DECODE_DEVICE)
+            batches[decoder] = batch
+        cpu, device = batches["torchcodec"], batches["torchcodec-cuda"]
+        same_plan = torch.equal(cpu[keys.FRAME_INDICES], device[keys.FRAME_INDICES].cpu()) and \
+            torch.equal(cpu[keys.LABEL], device[keys.LABEL].cpu())
+        std = datamodule.clip_transform(subset == "train").std
+        error = (levels(device[keys.VIDEO], std).cpu() - levels(cpu[keys.VIDEO], std)).abs()
+        passed = same_plan and tuple(device[keys.VIDEO].shape) == tuple(cpu[keys.VIDEO].shape) and \
+            error.mean().item() <= MAX_MEAN_LEVELS
+        ok &= passed
+        log(out, f"datamodule {subset} batch {tuple(cpu[keys.VIDEO].shape)}: decode_on({DECODE_DEVICE!r}) vs the "
+                 f"CPU path: frame indices and labels {'identical' if same_plan else 'DIFFER'}, mean error "
+                 f"{error.mean().item():.2f}, max {error.max().item():.1f} levels -> {'PASS' if passed else 'FAIL'}")
+    datamodule = KineticsDataModule(decoder="torchcodec", **settings)
+    datamodule.setup("fit")
+    workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    choice = choose_decoder(datamodule.datasets["train"], datamodule.decoder, torch.device(DECODE_DEVICE), workers,
+                            decode=datamodule.decode_on, collate=datamodule.collate_fn() or default_collate,
+                            batch_size=datamodule.batch_size)
+    log(out, f"choose_decoder ({workers} workers would decode): {choice.reason}")
+    return ok
+
+
+def decode(out: Path, work: Path) -> bool:
+    """The decode part: every check runs; False when any failed."""
+    from lit_video.data.device_decode import cuda_decode_problem
+    from lit_video.data.synthetic import synthesize
+    from lit_video.data.synthetic.spec import SynthSpec
+
+    log(out, f"\n== decode: the GPU decode path against the CPU's, on {DECODE_DEVICE} (errors in levels of 255)")
+    if DECODE_DEVICE == "cuda":
+        problem = cuda_decode_problem()
+        log(out, f"torchcodec-cuda: {'decodes on this GPU' if problem is None else problem}")
+    videos = decode_videos(work / "decode")
+    per_class, frames = DECODE_SIZES["kinetics"]
+    root = work / "decode" / "kinetics"
+    if not (root / "train.csv").is_file():
+        synthesize("kinetics", root, SynthSpec(num_classes=3, videos_per_class=per_class, num_frames=frames,
+                                               size=DECODE_SIZES["frames"][0], seed=0))
+    ok = True
+    for check, argument in ((check_frames, videos), (check_transforms, videos), (check_datamodule, root)):
+        try:
+            ok &= check(out, argument)
+        except Exception as err:  # one broken check must not hide the others' results
+            log(out, f"{check.__name__} FAILED: {type(err).__name__}: {err}".splitlines()[0][:240])
+            ok = False
+    log(out, f"decode: {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/gpu")
-    parser.add_argument("--parts", default="smoke,profile,learn")
+    parser.add_argument("--parts", default="smoke,profile,learn", help="any of smoke, profile, learn, "
+                                                                       "vos-budget, decode")
     parser.add_argument("--video-data", default="data/gpu", help="holds ucf101/ and msrvtt/ (lit-video data synth)")
     parser.add_argument("--work", default="/tmp/gpu_check", help="where the VOS / VIS sets and the runs are written")
     parser.add_argument("--smoke-steps", type=int, default=20)
@@ -274,8 +466,9 @@ def main() -> int:
         learn(out, work, args.learn_minutes, VOS_BUDGET)
     if "profile" in parts:
         profile(out, work)
+    decoded = decode(out, work) if "decode" in parts else True
     log(out, f"done in {time.perf_counter() - started:.0f} s")
-    return 0
+    return 0 if decoded else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _pyproject_requirements() -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = project["dependencies"] + project["optional-dependencies"]["torchcodec"]
+    extras = project["optional-dependencies"]
+    names = project["dependencies"] + extras["torchcodec"] + extras["gpu"]
     return {Requirement(r).name: Requirement(r) for r in names}
 
 
