@@ -287,4 +287,5 @@ def test_overfits_four_captions():
     for beam_size in (1, 3):
         generated, _ = model.generate(video, max_len=7, beam_size=beam_size)
         assert [trim(row) for row in generated] == captions, f"loss {loss.item():.3f}"
-    assert time.perf_counter() - start < 20
+    # a guard against the test growing, not a benchmark: about 10 s alone, 23 s seen beside a busy suite
+    assert time.perf_counter() - start < 45
