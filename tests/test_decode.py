@@ -176,3 +176,23 @@ def test_pyav_encoders_survive_decord_in_the_same_process(tmp_path, marked_video
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-500:]
     assert (tmp_path / "after_decord.webm").stat().st_size > 0
+
+
+def test_frame_folders_read_any_jpeg_as_pil_shows_it_and_name_a_broken_one(tmp_path):
+    """Frame folders decode JPEGs with torchvision (faster): colour, grey and CMYK files give PIL's RGB pixels,
+    and a broken file is a VideoDecodeError naming it."""
+    from PIL import Image
+
+    picture = Image.fromarray((np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8))
+    for index, mode in enumerate(("RGB", "L", "CMYK")):
+        picture.convert(mode).save(tmp_path / f"{index:05d}.jpg", quality=85)
+    expected = []
+    for index in range(3):
+        with Image.open(tmp_path / f"{index:05d}.jpg") as image:
+            expected.append(np.asarray(image.convert("RGB")))
+    frames = open_video(tmp_path).get_frames([2, 0, 1])
+    assert frames.shape == (3, 24, 40, 3)
+    assert np.array_equal(frames.numpy(), np.stack([expected[2], expected[0], expected[1]]))
+    (tmp_path / "00003.jpg").write_bytes((tmp_path / "00000.jpg").read_bytes()[:100])
+    with pytest.raises(VideoDecodeError, match="00003.jpg"):
+        open_video(tmp_path).get_frames([3])

@@ -599,8 +599,14 @@ class FrameFolderReader(VideoReader):
 
     def _decode_one(self, index: int) -> np.ndarray:
         from PIL import Image
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
 
         file = self.frame_path(index)
+        if file.lower().endswith((".jpg", ".jpeg")):
+            # torchvision's libjpeg-turbo gives PIL's pixels (grey and CMYK files too) in about 0.7 of its time
+            # (480x854 frames: 3.7 against 5.3 ms); a file it refuses gets PIL's reading and PIL's error
+            with contextlib.suppress(RuntimeError):
+                return decode_jpeg(read_file(file), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()  # (H,W,C)
         try:
             with Image.open(file) as image:
                 return np.asarray(image.convert("RGB"))  # (H,W,C)
