@@ -340,12 +340,12 @@ def iterate_dataset(args: argparse.Namespace) -> int:
 def list_decoders(args: argparse.Namespace) -> int:
     """`data decoders`: each decoder, and whether it works here (the reason when it does not)."""
     from lit_video.data.device_decode import cuda_decode_problem
-    from lit_video.video.decode import BackendUnavailableError, _import_backend
+    from lit_video.video.decode import BackendUnavailableError, resolve_backend
 
     working = 0
     for name in BACKENDS:
         try:
-            _import_backend(name)
+            resolve_backend(name)
             line, working = f"{name}: available (decodes in the DataLoader workers)", working + 1
         except BackendUnavailableError as err:
             line = f"{name}: unavailable: {err}"

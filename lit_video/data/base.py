@@ -33,7 +33,6 @@ from lit_video.data.device_decode import (
     check_device_decoder,
     choose_decoder,
     decode_batch,
-    finish_on_device,
 )
 from lit_video.data.records import Listing, VideoRecord, refused_entries, select_heldout, split_existing
 from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
@@ -824,8 +823,8 @@ class VideoDataModule(L.LightningDataModule):
     def auto_device_decoding(self, device: torch.device) -> bool:
         """Whether `decoder: auto` measures the device path against the workers: on a CUDA device, for RGB clips
         of video files or frame folders (not the frame store)."""
-        return (self.requested_decoder == "auto" and device.type == "cuda" and self.modality == "rgb" and self.storage == "video"
-                and isinstance(self.datasets.get("train"), ClipDataset))
+        return (self.requested_decoder == "auto" and device.type == "cuda" and self.modality == "rgb"
+                and self.storage == "video" and isinstance(self.datasets.get("train"), ClipDataset))
 
     @property
     def decode_path(self) -> str:
@@ -855,7 +854,8 @@ class VideoDataModule(L.LightningDataModule):
             self.decode_failures.increment()
         self._decoded_on = torch.device(device)
         self._cpu_fallback = self._cpu_fallback or decoded.cpu_fallback
-        batch[keys.VIDEO] = finish_on_device(decoded.video, transform)
+        video = decoded.video  # uint8 when the DataModule normalizes on the device, as it does here
+        batch[keys.VIDEO] = normalize_clips(video) if video.dtype == torch.uint8 else video
         for key in (keys.VIEWS, keys.VIDEO_PATH, keys.FRAME_FILES, keys.FRAME_SIZE):
             batch.pop(key, None)
         return batch

@@ -31,13 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import default_collate
-from torchvision.transforms.v2 import functional as F
 
 from lit_video.data import keys
 from lit_video.errors import LitVideoError, VideoDecodeError
 from lit_video.video.backends import DEVICE_DECODERS
 from lit_video.video.decode import TorchCodecReader, open_video
-from lit_video.video.transforms import ClipTransform, normalize_clips
+from lit_video.video.transforms import ClipTransform, resize_frames
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +84,7 @@ def _decode_images(files: Sequence[str], size: Sequence[int], device: torch.devi
         frames = torch.stack(images).permute(0, 2, 3, 1)  # (T,H,W,C)
     except (RuntimeError, OSError, ValueError) as err:
         raise VideoDecodeError(files[0], f"a frame of this clip: {type(err).__name__}: {err}") from err
-    if tuple(frames.shape[1:3]) != tuple(size):
-        frames = F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
-    return frames
+    return resize_frames(frames, size)
 
 
 def _decode_one(batch: dict, b: int, transform: ClipTransform, device: torch.device) -> tuple[torch.Tensor, str | None]:
@@ -146,14 +143,6 @@ def decode_batch(batch: dict, transform: ClipTransform, device: torch.device | s
              for b in range(count)]
     notes = sorted({r[1] for r, ok in zip(results, readable) if ok and r[1]})
     return DecodedBatch(torch.stack(clips), [err.path for err in failed], "; ".join(notes) or None)
-
-
-def finish_on_device(video: torch.Tensor, transform: ClipTransform) -> torch.Tensor:
-    """A decoded batch as the model takes it: normalized float (the transform leaves uint8 when the DataModule
-    normalizes on the device)."""
-    if video.dtype == torch.uint8:
-        return normalize_clips(video, transform.mean, transform.std)
-    return video
 
 
 class VideoMetadataCache:

@@ -11,8 +11,9 @@ FRAME_INDICES = "frame_indices"  # int64 (T,) or (V,T): the source frames of the
 # A clip decoded on the device (decoder torchcodec-cuda): the workers deliver its plan instead of VIDEO
 VIDEO_PATH = "video_path"  # str: the video file to decode
 VIEWS = "views"  # int64 (V,5): each view's crop box (top, left, height, width) in source pixels and its flip
-FRAME_FILES = "frame_files"  # list[str] (T,): a frame-folder clip's image files (segmentation formats), instead
-FRAME_SIZE = "frame_size"  # int64 (2,): of VIDEO_PATH; the frames are resized to this (height, width) first
+# ... of a frame-folder clip (segmentation formats), in place of VIDEO_PATH:
+FRAME_FILES = "frame_files"  # list[str] (T,): the clip's image files
+FRAME_SIZE = "frame_size"  # int64 (2,): (height, width) the frames are resized to first (the annotations')
 
 # Video object segmentation (semi-supervised: each object's first mask is given)
 NUM_OBJECTS = "num_objects"  # int64 (): objects in a training clip, ids 1..K in MASKS

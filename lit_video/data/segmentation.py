@@ -41,16 +41,9 @@ from lit_video.errors import DatasetLayoutError, LitVideoError, VideoDecodeError
 from lit_video.video.decode import DEFAULT_BACKEND, FrameFolderReader
 from lit_video.video.flow import flow_folder, read_flow, resize_flow, stored_pair_count
 from lit_video.video.sampling import ClipSampler
-from lit_video.video.transforms import ClipTransform, normalize_clips
+from lit_video.video.transforms import ClipTransform, normalize_clips, resize_frames
 
 log = logging.getLogger(__name__)
-
-
-def resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """uint8 (T,H,W,C) -> uint8 (T,h,w,C), antialiased; a no-op at the same size."""
-    if tuple(frames.shape[1:3]) == tuple(size):
-        return frames
-    return F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
 
 
 def choose_at_most(present: list[int], limit: int) -> list[int]:

@@ -28,6 +28,13 @@ def crop_size(resolution: int | Sequence[int]) -> tuple[int, int]:
     return (height, width)
 
 
+def resize_frames(frames: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """uint8 (T,H,W,C) -> uint8 (T,h,w,C), antialiased; a no-op at the same size."""
+    if tuple(frames.shape[1:3]) == tuple(size):
+        return frames
+    return F.resize(frames.permute(0, 3, 1, 2), list(size), antialias=True).permute(0, 2, 3, 1)
+
+
 class ClipTransform:
     """Short-side resize, crop, optional flip, then scale to [0, 1] and normalize.
 
