@@ -9,7 +9,7 @@ Measured here (2 shared cores): copying the first mask 0.099.
   training made it worse than the warp (0.22-0.27: it learned to grow masks into the void band).
 - one-shot RVOS: 0.034 untrained, 0.459 after 360 steps (0.362 after 240, 0.436 with an earlier set of
   dependency releases; 0.403 with void ignored in the loss).
-Zero-shot RVOS has no test here: on this data it reaches 0.28 after 384 steps (~4 CPU minutes), short of its bar
+Zero-shot RVOS has no test here: on this data it reaches 0.25 after 384 steps (~3 CPU minutes), short of its bar
 of 0.5 (see experiments/synthetic/vos_rvos_unsupervised_tiny.yaml)."""
 
 from __future__ import annotations
