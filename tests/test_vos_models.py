@@ -233,6 +233,24 @@ def test_affinity_is_a_softmax_over_memory_and_top_k_keeps_k(similarity):
         torch.testing.assert_close(top, full * kept / (full * kept).sum(dim=1, keepdim=True))
 
 
+def test_the_readout_is_each_objects_memorized_values_weighted_by_the_query_frames_affinity():
+    model = tiny("stm").eval()
+    f0, f1, query = frames(3, height=64, width=48)  # a 4x3 grid at the memory stride
+    memory = model.new_memory()
+    decoded = []
+    model.decoder.register_forward_pre_hook(lambda module, args: decoded.append(args[0]))
+    with torch.no_grad():
+        model.memorize(f0, random_masks(2, 2, 64, 48), memory)
+        model.memorize(f1, random_masks(2, 2, 64, 48, seed=1), memory)
+        model.segment(query, memory)
+        query_keys = model.key_proj(model.key_encoder(query)[-1])  # (B,Ck,4,3)
+        affinity = memory_affinity(memory.keys(), query_keys.flatten(2))  # (B,N,12)
+        values = memory.values()  # (B,K,Cv,N)
+        expected = torch.einsum("bkcn,bnm->bkcm", values, affinity).reshape(-1, values.shape[2], 4, 3)  # (B*K,Cv,h,w)
+    (decoder_in,) = decoded  # (B*K,Cv+c,h,w): the readout, then the query frame's features
+    torch.testing.assert_close(decoder_in[:, :values.shape[2]], expected)
+
+
 def test_top_k_changes_the_readout_only_below_the_memory_size():
     model = tiny("stm").eval()
     f0, f1, query = frames(3)

@@ -47,17 +47,22 @@ def memory_affinity(
         (B, N, M) weights, each column summing to 1 over the memory positions.
     """
     num_memory = memory_keys.shape[2]
-    logits = memory_keys.transpose(1, 2) @ query_keys  # (B, N, M)
+    scale = 1 / math.sqrt(memory_keys.shape[1])
     if similarity == "l2":
         # -|k - q|^2 = 2 k.q - |k|^2 - |q|^2; |q|^2 is the same for all memory positions of one query,
-        # so the softmax over N does not see it and it is never computed.
-        logits = 2 * logits - memory_keys.pow(2).sum(dim=1).unsqueeze(2)
-    logits = logits / math.sqrt(memory_keys.shape[1])
+        # so the softmax over N does not see it and it is never computed. -|k|^2 joins the product as one
+        # more key channel, against a query channel of ones: the logits come out of a single matrix
+        # product, with no elementwise pass over the N x M of them (forward or backward), the costliest
+        # part of a memory read.
+        memory_keys = torch.cat([2 * memory_keys, -memory_keys.pow(2).sum(dim=1, keepdim=True)], dim=1)
+        query_keys = torch.cat([query_keys, torch.ones_like(query_keys[:, :1])], dim=1)  # (B, Ck+1, M)
+    # (B, M, N): each query position's logits over the memory positions lie contiguous for the softmax
+    logits = query_keys.transpose(1, 2) @ (memory_keys * scale)
     if top_k is not None and top_k < num_memory:
-        top, index = logits.topk(top_k, dim=1)  # (B, k, M)
-        weights = top.softmax(dim=1)  # float32 under autocast, whatever the dtype of the logits
-        return weights.new_zeros(logits.shape).scatter(1, index, weights)
-    return logits.softmax(dim=1)
+        top, index = logits.topk(top_k, dim=2)  # (B, M, k)
+        weights = top.softmax(dim=2)  # float32 under autocast, whatever the dtype of the logits
+        return weights.new_zeros(logits.shape).scatter(2, index, weights).transpose(1, 2)
+    return logits.softmax(dim=2).transpose(1, 2)  # (B, N, M)
 
 
 @dataclass
@@ -213,8 +218,10 @@ class STM(VOSModel):
         affinity = memory_affinity(memory.keys(), query.flatten(2), self.similarity, self.top_k)  # (B,N,h*w)
         values = memory.values()  # (B,K,Cv,N)
         num_objects, value_dim = values.shape[1:3]
-        readout = torch.bmm(values.flatten(1, 2), affinity)  # (B,K*Cv,h*w): one affinity for all objects
-        readout = readout.view(batch * num_objects, value_dim, h, w)  # (B*K,Cv,h,w)
+        # one affinity for all objects, read in its own contiguous (h*w, N) layout (a transposed view of the
+        # returned one), so that its gradient comes back contiguous for the softmax's backward
+        readout = torch.bmm(affinity.transpose(1, 2), values.flatten(1, 2).transpose(1, 2))  # (B,h*w,K*Cv)
+        readout = readout.transpose(1, 2).reshape(batch * num_objects, value_dim, h, w)  # (B*K,Cv,h,w)
         decoder_in = torch.cat([readout, per_object(features, num_objects)], dim=1)  # (B*K,Cv+c,h,w)
         if self.fine_encoder is not None:
             skips = [*self.fine_encoder(x), *skips]  # strides 1, 2, then the encoder's
