@@ -92,6 +92,29 @@ def test_stride_2_masks_are_the_stride_4_ones_upsampled_plus_each_querys_frame_d
     assert detailed.abs().mean() > 0.01 and not torch.allclose(detailed[:, 0], detailed[:, 1])
 
 
+def test_each_query_reads_its_masks_off_the_mask_features_and_the_projected_detail():
+    """A query's mask logit at a cell is its mask embedding's dot product with the mask features there (every
+    layer), plus, at stride 2, with the detail features after their 1x1 projection: what the decoder computes
+    on the embeddings instead."""
+    decoder = tiny().decoder.eval()
+    groups, frames, dim = 2, 3, decoder.norm.normalized_shape[0]
+    memory = [torch.randn(groups, frames, dim, 2, 3), torch.randn(groups, frames, dim, 4, 6)]  # coarsest first
+    features = torch.randn(groups, frames, dim, 4, 6)  # (N,F,D,h4,w4)
+    detail = torch.randn(groups, frames, 5, 8, 12)  # (N,F,Cd,h2,w2)
+    projection = torch.nn.Conv2d(5, dim, 1)  # a bias as well as a weight
+    with torch.no_grad():
+        predictions, embeddings = decoder(memory, features, temporal=True, detail=detail,
+                                          detail_projection=projection)
+        initial = decoder.mask_head(decoder.norm(decoder.query_feat.weight))  # (Q,D)
+        last = decoder.mask_head(embeddings)  # (N,Q,D)
+        projected = projection(detail.flatten(0, 1)).view(groups, frames, dim, 8, 12)  # (N,F,D,h2,w2)
+        coarse = torch.einsum("nqd,nfdhw->nqfhw", last, features)
+        upsampled = F.interpolate(coarse.flatten(1, 2), size=(8, 12), mode="bilinear", align_corners=False)
+        fine = upsampled.view(coarse.shape[:3] + (8, 12)) + torch.einsum("nqd,nfdhw->nqfhw", last, projected)
+    torch.testing.assert_close(predictions[0]["masks"], torch.einsum("qd,nfdhw->nqfhw", initial, features))
+    torch.testing.assert_close(predictions[-1]["masks"], fine, rtol=1e-4, atol=1e-4)
+
+
 def test_masked_attention_blocks_outside_each_mask_and_never_everything():
     decoder = tiny().decoder
     masks = torch.full((1, 2, 2, 8, 8), -5.0)  # (N,Q,F,h,w): query 0 covers a corner, query 1 nothing

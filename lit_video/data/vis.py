@@ -129,7 +129,8 @@ class VISClipDataset(SegmentationClipDataset):
         for _ in range(self.crop_retries):  # the crop is chosen on the masks, before any frame is decoded
             views = self.transform.draw_views(1, *labels.shape[1:])  # (1,5)
             masks = self.transform.crop_masks(labels, views)  # (T,h,w)
-            present = [int(v) for v in masks.unique().tolist() if v != 0]  # instance k+1 of record.instances
+            # instance k+1 of record.instances, in order (a count per value: cheaper than sorting the pixels)
+            present = (masks.flatten().bincount()[1:].nonzero()[:, 0] + 1).tolist()
             if present:
                 break
         video = self.clip_video(reader, frame_indices, labels.shape[1:], views)

@@ -144,16 +144,18 @@ class QueryVIS(VISModel):
         memory = [levels[k] for k in self.memory_levels]
         groups, group_frames = (batch, frames) if self.mode == "offline" else (batch * frames, 1)
         grouped_features = mask_features.view(groups, group_frames, *mask_features.shape[1:])  # (N,F,D,h4,w4)
-        detail = None
+        detail = detail_projection = None
         if self.frame_detail is not None:
-            detail = self.frame_detail(x)  # (B*T,D,Hp/2,Wp/2)
-            detail = detail.view(groups, group_frames, *detail.shape[1:])  # (N,F,D,h2,w2)
+            # the features before their final 1x1 projection to D channels, which the decoder applies to the
+            # queries' mask embeddings instead (far fewer than the stride-2 cells)
+            detail, detail_projection = self.frame_detail[:-1](x), self.frame_detail[-1]  # (B*T,Cd,Hp/2,Wp/2)
+            detail = detail.view(groups, group_frames, *detail.shape[1:])  # (N,F,Cd,h2,w2)
         initial = None
         if self.query_init == "selected":
             initial = self._select_queries(grouped_features, semantic.view(groups, group_frames, *semantic.shape[1:]))
         predictions, embeddings = self.decoder(
             [m.view(groups, group_frames, *m.shape[1:]) for m in memory], grouped_features,
-            temporal=self.mode == "offline", initial=initial, detail=detail,
+            temporal=self.mode == "offline", initial=initial, detail=detail, detail_projection=detail_projection,
         )  # each {(N,Q,C+1), (N,Q,F,h4,w4)} (the last (N,Q,F,hs,ws)), (N,Q,D)
         outputs = [self._unflatten(p, batch, frames, height, width, x.shape[-2]) for p in predictions]
         if self.mode == "online":

@@ -34,6 +34,13 @@ def resize_targets(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return resized.view(*masks.shape[:2], *size)
 
 
+def resize_all(masks: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+    """`resize_targets` of several (K_i,T,H,W) mask sets of one T, H, W -> (K_i,T,*size) each, in one call."""
+    if not masks:
+        return []
+    return list(resize_targets(torch.cat(masks), size).split([len(m) for m in masks]))
+
+
 def point_sample(masks: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Bilinear values of masks (N,T,h,w) at points (N,P,2) of (x, y) in [0, 1] -> (N,T,P); the same point
     in every frame (as Mask2Former-VIS samples a clip)."""
@@ -112,15 +119,15 @@ def semantic_targets(targets: list[dict[str, torch.Tensor]], num_classes: int,
                      size: tuple[int, int]) -> torch.Tensor:
     """Clip targets {labels (K,), masks (K,T,H,W)} -> soft per-cell class distributions (B,T,C+1,*size):
     each instance's area-averaged coverage of a cell goes to its class, the rest to background (index C)."""
-    out = []
-    for target in targets:
-        masks = resize_targets(target["masks"], size)  # (K,T,h,w) coverage in [0, 1]
-        frames = masks.shape[1]
-        dense = masks.new_zeros(num_classes + 1, frames, *size)  # (C+1,T,h,w)
-        dense.index_add_(0, target["labels"].long().to(masks.device), masks)
-        dense[num_classes] = (1 - dense[:num_classes].sum(0)).clamp(min=0)  # overlaps cannot occur in label maps
-        out.append(dense.transpose(0, 1))  # (T,C+1,h,w)
-    return torch.stack(out)
+    masks = torch.cat(resize_all([t["masks"] for t in targets], size))  # (K_all,T,h,w) coverage in [0, 1]
+    # each instance's row of the (B*(C+1)) class planes: its clip's block, its class in it
+    rows = torch.cat([b * (num_classes + 1) + t["labels"].long() for b, t in enumerate(targets)]).to(masks.device)
+    dense = masks.new_zeros(len(targets) * (num_classes + 1), *masks.shape[1:])  # (B*(C+1),T,h,w)
+    dense.index_add_(0, rows, masks)
+    dense = dense.view(len(targets), num_classes + 1, *masks.shape[1:])  # (B,C+1,T,h,w)
+    # overlaps cannot occur in label maps
+    dense[:, num_classes] = (1 - dense[:, :num_classes].sum(1)).clamp(min=0)
+    return dense.transpose(1, 2).contiguous()  # (B,T,C+1,h,w)
 
 
 class SetCriterion(nn.Module):
@@ -190,7 +197,8 @@ class SetCriterion(nn.Module):
             for aux in outputs.get("aux", []):
                 size = tuple(aux["masks"].shape[-2:])
                 if size not in by_size:
-                    by_size[size] = [{**t, "masks": resize_targets(t["masks"], size)} for t in targets]
+                    resized = resize_all([t["masks"] for t in targets], size)
+                    by_size[size] = [{**t, "masks": m} for t, m in zip(targets, resized, strict=True)]
                 losses = self._layer_losses(aux, by_size[size])[0]
                 total = total + sum(self.weights[k] * v for k, v in losses.items())
         if semantic is not None:
@@ -205,16 +213,20 @@ class SetCriterion(nn.Module):
     def _flatten(self, outputs: dict, targets: list[dict[str, torch.Tensor]]) -> list[dict]:
         if len(targets) != outputs["masks"].shape[0]:
             raise ValueError(f"{len(targets)} targets for a batch of {outputs['masks'].shape[0]} clips")
-        if outputs["logits"].ndim == 4:  # online: every frame its own one-frame clip
-            targets = per_frame_targets(targets, outputs["masks"].shape[2])
         size, device = outputs["masks"].shape[-2:], outputs["masks"].device
+        # resized once here, not by every layer's matching and losses; each clip at once (online too: every
+        # mask plane is resized on its own, so a frame's slice of the resized clip is the resized frame)
+        resized = resize_all([t["masks"].to(device) for t in targets], size)  # per clip (K,T,h,w)
+        if outputs["logits"].ndim == 4:  # online: every frame its own one-frame clip
+            frames = outputs["masks"].shape[2]
+            targets = per_frame_targets(targets, frames)
+            resized = [clip[:, t:t + 1] for clip in resized for t in range(frames)]  # clip-major, (K,1,h,w)
         kept = []
-        for target in targets:
+        for target, masks in zip(targets, resized, strict=True):
             # an instance absent from the whole clip (online: from the frame) is no target
             present = target["masks"].flatten(1).any(dim=1)  # (K,)
-            # resized once here, not by every layer's matching and losses
             kept.append({"ids": present.nonzero()[:, 0], "labels": target["labels"][present].to(device),
-                         "masks": resize_targets(target["masks"][present].to(device), size)})
+                         "masks": masks[present.to(device)]})
         return kept
 
     @staticmethod
@@ -235,18 +247,24 @@ class SetCriterion(nn.Module):
         what `associate` does at inference, trained (IDOL / CTVIS-style contrastive tracking)."""
         batch, frames = embeddings.shape[:2]
         normed = F.normalize(embeddings.float(), dim=-1)  # (B,T,Q,D)
+        # one (Q,D) view per frame, clip-major: reading rows of these back-propagates through one stack,
+        # where indexing `normed` itself would build a full-size gradient per read
+        frame_embeddings = normed.flatten(0, 1).unbind(0)
         losses = []
         for b in range(batch):
             # instance id -> its query, per frame
-            owners = [{int(targets[b * frames + t]["ids"][col]): int(row)
-                       for row, col in zip(*indices[b * frames + t], strict=True)} for t in range(frames)]
+            owners = []
+            for t in range(frames):
+                rows, cols = indices[b * frames + t]
+                ids = targets[b * frames + t]["ids"].tolist()
+                owners.append({ids[col]: row for row, col in zip(rows.tolist(), cols.tolist(), strict=True)})
             for t in range(frames - 1):
                 shared = sorted(owners[t].keys() & owners[t + 1].keys())
                 if not shared:
                     continue
                 for src, dst in ((t, t + 1), (t + 1, t)):
-                    anchors = normed[b, src, [owners[src][k] for k in shared]]  # (S,D)
-                    logits = anchors @ normed[b, dst].T / self.tau  # (S,Q)
+                    anchors = frame_embeddings[b * frames + src][[owners[src][k] for k in shared]]  # (S,D)
+                    logits = anchors @ frame_embeddings[b * frames + dst].T / self.tau  # (S,Q)
                     wanted = torch.tensor([owners[dst][k] for k in shared], device=logits.device)
                     losses.append(F.cross_entropy(logits, wanted, reduction="none"))
         if not losses:
@@ -257,15 +275,20 @@ class SetCriterion(nn.Module):
                       ) -> tuple[dict[str, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
         logits, masks = self._per_clip(prediction)  # (N,Q,C+1), (N,Q,T,h,w)
         indices = self.matcher(logits, masks, targets)
+        # the matched (query, instance) pairs of all entries at once, entry-major: one gather of the masks
+        # (per-entry indexing would back-propagate a full-size zero gradient per entry)
+        queries = logits.shape[1]
+        matched_queries = torch.cat([n * queries + rows for n, (rows, _) in enumerate(indices)]
+                                    ).to(logits.device)  # (M,) into N*Q
+        matched_labels = torch.cat([targets[n]["labels"][cols] for n, (_, cols) in enumerate(indices)]
+                                   ).to(logits.device)  # (M,)
 
-        classes = torch.full(logits.shape[:2], self.num_classes, dtype=torch.int64, device=logits.device)
-        for n, (rows, cols) in enumerate(indices):
-            classes[n, rows] = targets[n]["labels"][cols]
-        loss_class = F.cross_entropy(logits.float().transpose(1, 2), classes,
+        classes = torch.full((logits.shape[0] * queries,), self.num_classes, dtype=torch.int64, device=logits.device)
+        classes[matched_queries] = matched_labels
+        loss_class = F.cross_entropy(logits.float().transpose(1, 2), classes.view(logits.shape[:2]),
                                      self.class_weight.to(logits.device))  # weighted mean over queries
 
-        matched = [masks[n, rows] for n, (rows, _) in enumerate(indices)]
-        pred = torch.cat(matched).float()  # (M,T,h,w)
+        pred = masks.flatten(0, 1)[matched_queries].float()  # (M,T,h,w)
         if pred.shape[0] == 0:  # no instance in the whole batch: zero, but keep the graph
             zero = masks.sum() * 0.0
             return {"class": loss_class, "dice": zero, "mask": zero}, indices

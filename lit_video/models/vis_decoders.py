@@ -148,11 +148,12 @@ class QueryDecoder(nn.Module):
 
     def forward(self, memory: list[torch.Tensor], mask_features: torch.Tensor, temporal: bool,
                 initial: tuple[torch.Tensor, torch.Tensor] | None = None, detail: torch.Tensor | None = None,
-                ) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+                detail_projection: nn.Conv2d | None = None) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """memory: levels coarsest first, each (N,F,D,h_l,w_l) for N groups of F frames; mask_features
         (N,F,D,h4,w4); temporal: add the frame-index encoding to the memory positions; initial: the
         queries' initial content and positions, each (N,Q,D), in place of the learned ones (query
-        selection); detail: (N,F,D,h2,w2) stride-2 features that refine the final masks.
+        selection); detail: (N,F,Cd,h2,w2) stride-2 features that refine the final masks, read through
+        detail_projection, a 1x1 convolution Cd -> D (None: Cd = D, read as they are).
 
         Returns:
             predictions after the initial queries and after each layer, each {"logits": (N,Q,C+1),
@@ -160,6 +161,9 @@ class QueryDecoder(nn.Module):
             embeddings (N,Q,D).
         """
         groups, frames, dim = mask_features.shape[:3]
+        # channel-major once, (N,D,F,h,w): every layer's mask read is then a plain batched matrix product
+        # (a read of the (N,F,D,h,w) layout copies the features into this one, forward and backward, each time)
+        mask_features = mask_features.transpose(1, 2).contiguous()
         tokens, positions, sizes = [], [], []
         for level, features in enumerate(memory):
             h, w = features.shape[-2:]
@@ -191,17 +195,25 @@ class QueryDecoder(nn.Module):
             coarse = prediction["masks"]  # (N,Q,F,h4,w4)
             upsampled = F.interpolate(coarse.flatten(1, 2), size=detail.shape[-2:], mode="bilinear",
                                       align_corners=False).view(*coarse.shape[:3], *detail.shape[-2:])
-            fine = upsampled + torch.einsum("nqd,nfdhw->nqfhw", mask_embeddings, detail)  # (N,Q,F,h2,w2)
+            # <e, W d + b> = <W^T e, d> + <e, b>: the projection applied to the Q mask embeddings rather than
+            # to the D channels of every stride-2 cell of the frames
+            readers = mask_embeddings  # (N,Q,D)
+            if detail_projection is not None:
+                readers = mask_embeddings @ detail_projection.weight.flatten(1)  # (N,Q,Cd)
+            reading = read_masks(readers, detail.transpose(1, 2).contiguous())  # (N,Q,F,h2,w2)
+            if detail_projection is not None and detail_projection.bias is not None:
+                reading = reading + (mask_embeddings @ detail_projection.bias)[..., None, None, None]
+            fine = upsampled + reading
             predictions[-1] = {**prediction, "masks": fine}
         return predictions, embeddings
 
     def _predict(self, queries: torch.Tensor, mask_features: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """queries (N,Q,D), mask_features (N,F,D,h,w) -> embeddings (N,Q,D), mask embeddings (N,Q,D),
-        {logits, masks}."""
+        """queries (N,Q,D), mask_features (N,D,F,h,w) channel-major -> embeddings (N,Q,D), mask embeddings
+        (N,Q,D), {logits, masks}."""
         x = self.norm(queries)  # (N,Q,D)
         mask_embeddings = self.mask_head(x)  # (N,Q,D)
-        masks = torch.einsum("nqd,nfdhw->nqfhw", mask_embeddings, mask_features)  # (N,Q,F,h,w)
+        masks = read_masks(mask_embeddings, mask_features)  # (N,Q,F,h,w)
         return x, mask_embeddings, {"logits": self.class_head(x), "masks": masks}
 
     def _attention_mask(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -212,6 +224,12 @@ class QueryDecoder(nn.Module):
         # a query whose mask is empty everywhere would attend to nothing (NaN): let it see everything
         blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
         return blocked.repeat_interleave(self.num_heads, dim=0)  # (N*heads,Q,S), batch-major as MHA wants
+
+
+def read_masks(embeddings: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Mask logits of each query, <embedding, feature> at every cell: embeddings (N,Q,D), channel-major
+    features (N,D,F,h,w) -> (N,Q,F,h,w), one batched matrix product."""
+    return torch.bmm(embeddings, features.flatten(2)).view(*embeddings.shape[:2], *features.shape[2:])
 
 
 def peak_cells(scores: torch.Tensor, count: int) -> torch.Tensor:
