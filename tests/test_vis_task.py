@@ -161,7 +161,7 @@ def trained(learning_root, tmp_path_factory):
 
 
 def test_held_out_ap_after_a_ci_sized_budget_in_both_modes(trained):
-    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2800 steps of four 3-frame clips
+    """Held-out synthetic YouTube-VIS videos after each mode's tiny recipe (2200 steps of four 3-frame clips
     offline, 3600 of four 4-frame clips online): YouTube-VIS AP over IoU 0.50:0.95, offline and online."""
     for mode, (_, metrics) in trained.items():
         print(f"\n{mode}: held-out AP {metrics['val/AP']:.3f}, AP50 {metrics['val/AP50']:.3f}, "
