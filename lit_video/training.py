@@ -449,7 +449,10 @@ def config_error_reason(err: BaseException) -> tuple[str, str]:
     in a class's arguments), `reason` is the line that says why (for a class_path that does not import:
     'X cannot be imported: why'; for a value out of a set: 'expected one of 'a', 'b', got c')."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    key = lines[0].rstrip(":") if lines and lines[0].startswith("Parser key") else ""
+    # the first line names the key, and for some errors also says why ('Parser key "config": File does not
+    # exist: ...'): the key alone, so that the reason is not said twice
+    first = re.match(r'Parser key "[^"]+"', lines[0]) if lines else None
+    key = first[0] if first else ""
     marker = "- Problem with given class_path"
     for index, line in enumerate(lines):
         if line.startswith(marker) and index + 1 < len(lines):
@@ -463,10 +466,12 @@ def config_error_reason(err: BaseException) -> tuple[str, str]:
              "Given value:", "Expected a <class 'NoneType'>")
     for index, line in enumerate(lines):
         text = line.removeprefix("- ").strip()
-        nested_key = re.fullmatch(r'Parser key "([^"]+)":?', text)
+        nested_key = re.fullmatch(r'Parser key "([^"]+)":?(.*)', text)
         if nested_key:
             keys.append(nested_key[1])
-            continue
+            text = nested_key[2].strip()
+            if not text:
+                continue
         if line.startswith(marker):
             class_path = line[len(marker):].strip().rstrip(":").strip("'\"")
             if keys and not _is_dataclass_path(class_path):

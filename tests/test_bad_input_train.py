@@ -129,6 +129,12 @@ def test_task_and_trainer_arguments_are_checked(tmp_path, ucf101_root, extra, fr
     assert_one_line_error(result, *fragments)
 
 
+def test_a_missing_config_file_is_one_line_that_says_so_once(tmp_path):
+    missing = tmp_path / "no_such_recipe.yaml"
+    line = assert_one_line_error(run_lit_video("fit", "--config", missing), '"config"', str(missing), "does not exist")
+    assert line.lower().count("does not exist") == 1, line
+
+
 def test_a_log_folder_that_is_a_file_is_an_error(tmp_path, ucf101_root):
     file = tmp_path / "a_file"
     file.write_text("keep me\n")
