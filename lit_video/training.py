@@ -442,6 +442,10 @@ def parse_config(args: list[str], data_required: bool = True) -> tuple[ArgumentP
     return cli.parser, cli.config
 
 
+# a jsonargparse line naming a key: 'Parser key "data.init_args.root":', with the reason after it on some errors
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)":?(.*)')
+
+
 def config_error_reason(err: BaseException) -> tuple[str, str]:
     """(where, reason) of a jsonargparse error, whose message spans many lines: `where` names the key
     and class (e.g. 'Parser key "data" (lit_video.data.formats.ucf101.UCF101DataModule)', or
@@ -451,8 +455,8 @@ def config_error_reason(err: BaseException) -> tuple[str, str]:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     # the first line names the key, and for some errors also says why ('Parser key "config": File does not
     # exist: ...'): the key alone, so that the reason is not said twice
-    first = re.match(r'Parser key "[^"]+"', lines[0]) if lines else None
-    key = first[0] if first else ""
+    first = _PARSER_KEY.fullmatch(lines[0]) if lines else None
+    key = f'Parser key "{first[1]}"' if first else ""
     marker = "- Problem with given class_path"
     for index, line in enumerate(lines):
         if line.startswith(marker) and index + 1 < len(lines):
@@ -466,7 +470,7 @@ def config_error_reason(err: BaseException) -> tuple[str, str]:
              "Given value:", "Expected a <class 'NoneType'>")
     for index, line in enumerate(lines):
         text = line.removeprefix("- ").strip()
-        nested_key = re.fullmatch(r'Parser key "([^"]+)":?(.*)', text)
+        nested_key = _PARSER_KEY.fullmatch(text)
         if nested_key:
             keys.append(nested_key[1])
             text = nested_key[2].strip()

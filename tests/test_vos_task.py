@@ -145,7 +145,7 @@ def copy_first_mask_jf(datamodule) -> float:
 def test_the_memory_model_learns_to_track_held_out_sequences(trained_stm, learning_root, tmp_path):
     """Held-out synthetic DAVIS sequences after a CI-sized budget (the recipe: 12k training clips from 512
     sequences): the memory model reaches J&F 0.8 and beats copying the first mask; the mask-propagation
-    baseline, trained on the same data for a quarter of the epochs, is reported beside it."""
+    baseline, trained on the same data for a quarter of its recipe's epochs, is reported beside it."""
     stm_jf = float(trained_stm.trainer.callback_metrics["val/JF_best"])
     copied_jf = copy_first_mask_jf(trained_stm.datamodule)
     baseline = run_stages(MASKTRACK_EXPERIMENT, learning_root, tmp_path, "--trainer.max_epochs", str(BASELINE_EPOCHS),
