@@ -21,6 +21,13 @@ Two modes, as in the paper:
   `max_objects` slots, each a mask and a score (is this slot an object), the slot's own previous mask
   probabilities taking the place of the given ones.
 
+Zero-shot, the slots learn slowly to split what moves into objects (0.33 held-out J&F on synthetic DAVIS
+after 1536 steps; docs/tasks/vos.md). `proposals: centres` splits them bottom-up instead: the encoder feeds
+dense heads (foreground, object centres and each pixel's offset to its centre, as Panoptic-DeepLab;
+`lit_video.models.instance_centres`) through a ConvLSTM over time at stride 4, a frame's objects are
+grouped around the centres, and the frames' objects are linked into up to `max_objects` tracks by mask
+overlap and colour. Every head has a per-pixel target, so training needs no matching of slots to objects.
+
 Beside the paper's inputs, each cell also sees the previous frame's features under the slot's previous mask
 (what the object looked like where it was) and, with `match_radius` > 0, the slot's previous mask carried to
 this frame by local attention (each cell of this frame's features attends to the previous frame's within
@@ -39,6 +46,13 @@ from torch import nn
 
 from lit_video.errors import LitVideoError
 from lit_video.models.convlstm import ConvLSTMCell
+from lit_video.models.instance_centres import (
+    CentreHeads,
+    OverlapTracker,
+    centre_losses,
+    group_instances,
+    one_hot_proposals,
+)
 from lit_video.models.layers import FLOW_SCALE
 from lit_video.models.registry import register_model
 from lit_video.models.vos_base import (
@@ -53,6 +67,7 @@ from lit_video.video.flow import MODALITY_CHANNELS
 
 STRIDE = 16  # of the encoder: frames are padded to a multiple of it
 MAX_PROPOSALS = 20  # the DAVIS unsupervised protocol's limit on proposals per video
+PROPOSALS = ("slots", "centres")  # how zero-shot RVOS splits a frame into objects
 
 State = list[tuple[torch.Tensor, torch.Tensor]]  # per scale, coarse to fine: (h, c), each (B,K,C,h,w)
 
@@ -73,6 +88,9 @@ class RVOSMemory:
     states: State | None = None
     started: torch.Tensor | None = None
     features: list[torch.Tensor] | None = None
+    # proposals "centres": the ConvLSTM state of the dense heads (h, c), and one tracker per video of the batch
+    centre_state: tuple[torch.Tensor, torch.Tensor] | None = None
+    trackers: list[OverlapTracker] | None = None
     # segment's step: (frame signature, states after it), for memorize of the same frame and masks to reuse
     _stepped: tuple | None = field(default=None, repr=False)
     # the last encoded frame, its signature and features: segment(frame) then memorize(frame) encodes it once
@@ -107,6 +125,9 @@ class RVOS(VOSModel):
         max_objects: zero-shot slots per video (at most 20, the DAVIS unsupervised protocol's limit).
         match_radius: cells (at each scale) of the local attention that carries a slot's previous mask to the
             frame; 0 leaves it out (the paper's inputs, plus the previous features under the mask).
+        proposals: zero-shot only: "slots" (the paper's recurrence over objects, matched to the objects in
+            training) or "centres" (dense centre heads of `hidden_dim` channels with a ConvLSTM over time at
+            stride 4, the frames' objects tracked by overlap and colour; see the module's docstring).
     """
 
     # each slot's recurrent state must see every frame
@@ -114,7 +135,7 @@ class RVOS(VOSModel):
 
     def __init__(self, modality: str = "rgb", backbone: str = "small", width: int = 32, blocks: int = 2,
                  pretrained: bool = False, hidden_dim: int = 64, kernel_size: int = 3, zero_shot: bool = False,
-                 max_objects: int = 10, match_radius: int = 2):
+                 max_objects: int = 10, match_radius: int = 2, proposals: str = "slots"):
         super().__init__()
         if modality not in MODALITY_CHANNELS:
             raise LitVideoError(f"rvos: unknown modality '{modality}' (data.init_args.modality); expected one of "
@@ -126,13 +147,25 @@ class RVOS(VOSModel):
             raise LitVideoError(f"rvos match_radius must be an integer >= 0, got {match_radius!r}")
         if not 1 <= max_objects <= MAX_PROPOSALS:
             raise LitVideoError(f"rvos max_objects must be between 1 and {MAX_PROPOSALS}, got {max_objects}")
+        if proposals not in PROPOSALS:
+            raise LitVideoError(f"rvos proposals must be one of {', '.join(PROPOSALS)}, got {proposals!r}")
+        if proposals == "centres" and not zero_shot:
+            raise LitVideoError("rvos proposals: centres is a zero-shot mode (unsupervised VOS); build it with "
+                                "zero_shot: true")
         if pretrained and modality == "flow":
             raise LitVideoError("rvos: pretrained ImageNet weights need the colours (modality rgb or rgb+flow)")
         self.modality, self.in_channels = modality, MODALITY_CHANNELS[modality]
         self.zero_shot, self.max_objects, self.match_radius = zero_shot, max_objects, match_radius
+        self.proposals = proposals
         carried = 1 if match_radius else 0  # the channel of the carried mask
         self.encoder = FeatureEncoder(self.in_channels, backbone, width, blocks, pretrained)
         self.hidden = (hidden_dim, hidden_dim // 2, hidden_dim // 4)  # strides 16, 8, 4
+        self.centres = None
+        if proposals == "centres":  # no slots: the dense heads and the tracker propose the objects
+            self.centres = CentreHeads(self.encoder.channels, self.in_channels, dim=hidden_dim, fine=hidden_dim // 2,
+                                       recurrent=hidden_dim // 2)
+            self.score = self.mask_gain = None
+            return
         skip_channels = tuple(reversed(self.encoder.channels))  # coarse to fine
         self.skips = nn.ModuleList(nn.Conv2d(c, h, 1) for c, h in zip(skip_channels, self.hidden, strict=True))
         cells = []
@@ -162,16 +195,20 @@ class RVOS(VOSModel):
             raise ValueError(f"rvos built for modality '{self.modality}' takes frames (B,{self.in_channels},H,W), "
                              f"got {tuple(frame.shape)} (check data.init_args.modality)")
 
+    def _padded_input(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B,C,H,W) frame -> the encoder's input, padded to its stride: flow in pixels to about unit scale,
+        as the colours are."""
+        if self.in_channels != 3:
+            frame = torch.cat([frame[:, : self.in_channels - 2], frame[:, -2:] / FLOW_SCALE], dim=1)
+        return pad_to_multiple(frame, STRIDE)
+
     def _features(self, frame: torch.Tensor, memory: RVOSMemory) -> list[torch.Tensor]:
         """(B,C,H,W) -> the projected features per scale, coarse to fine, cached for the same frame."""
         self._check_frame(frame)
         signature = _signature(frame)
         if memory._cache is not None and memory._cache[1] == signature:
             return memory._cache[2]
-        x = frame
-        if self.in_channels != 3:  # flow in pixels -> about unit scale, as the colours are
-            x = torch.cat([frame[:, : self.in_channels - 2], frame[:, -2:] / FLOW_SCALE], dim=1)
-        features = self.encoder(pad_to_multiple(x, STRIDE))  # (f4, f8, f16)
+        features = self.encoder(self._padded_input(frame))  # (f4, f8, f16)
         projected = [skip(f) for skip, f in zip(self.skips, reversed(features), strict=True)]
         memory._cache = (frame, signature, projected)  # the frame is held: its address cannot be reused
         return projected
@@ -242,6 +279,7 @@ class RVOS(VOSModel):
 
     def segment(self, frame: torch.Tensor, memory: RVOSMemory) -> torch.Tensor:
         """frame (B,C,H,W) -> per-object foreground logits (B,K,H,W) for the K objects in `memory`."""
+        self._refuse_given_masks()
         if memory.masks is None or memory.started is None:
             raise ValueError("segment needs a memorized frame first (memorize the first frame and its masks)")
         if memory.masks.shape[0] != frame.shape[0] or memory.masks.shape[2:] != frame.shape[2:]:
@@ -256,6 +294,7 @@ class RVOS(VOSModel):
     def memorize(self, frame: torch.Tensor, masks: torch.Tensor, memory: RVOSMemory) -> None:
         """Advance every slot through `frame` and keep `masks` (B,K,H,W) for the next step; objects beyond
         those known join with empty previous masks and zero states."""
+        self._refuse_given_masks()
         self._check_frame(frame)
         check_masks(frame, masks, memory.num_objects)
         batch, num_objects = masks.shape[:2]
@@ -291,14 +330,54 @@ class RVOS(VOSModel):
             memory.states = None  # no object has been seen yet: every state is still zero
         memory.masks, memory.started, memory.features = masks, started, features
 
+    def _refuse_given_masks(self) -> None:
+        if self.centres is not None:
+            raise LitVideoError("rvos with proposals: centres has no slots to follow given masks; it proposes "
+                                "objects itself (model.init_args.task: unsupervised)")
+
     # ------------------------------------------------------------ zero-shot
+    # The task trains a model with `dense_proposals` on `dense_loss` rather than matching its slots to objects
+    @property
+    def dense_proposals(self) -> bool:
+        return self.centres is not None
+
+    def dense_heads(self, frame: torch.Tensor, memory: RVOSMemory) -> torch.Tensor:
+        """Proposals "centres": frame (B,C,H,W) -> the dense heads (B,4,H,W) (see `instance_centres`); the
+        ConvLSTM's state advances (call once per frame, in order)."""
+        self._check_frame(frame)
+        padded = self._padded_input(frame)
+        heads, memory.centre_state = self.centres(padded, self.encoder(padded), memory.centre_state)
+        return heads[..., : frame.shape[-2], : frame.shape[-1]]
+
+    def dense_loss(self, video: torch.Tensor, masks: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
+        """Proposals "centres": the dense heads' loss on a batch of clips.
+
+        Args:
+            video: (B,C,T,H,W) frames.
+            masks: (B,T,H,W) int64 object ids 0..K, void (255) left out of the foreground's loss.
+            dice_weight: weight of the foreground's dice term.
+        """
+        memory = self.new_memory()
+        heads = torch.stack([self.dense_heads(video[:, :, t], memory) for t in range(video.shape[2])], dim=1)
+        return centre_losses(heads.flatten(0, 1), masks.flatten(0, 1), dice_weight)  # over the B*T frames
+
     def propose(self, frame: torch.Tensor, memory: RVOSMemory) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero-shot: frame (B,C,H,W) -> each slot's mask logits (B,S,H,W) and score logits (B,S), S =
         max_objects; every slot's state advances (call once per frame, in order)."""
-        if self.score is None:
+        if not self.zero_shot:
             raise LitVideoError("rvos was built for one-shot VOS; build it with zero_shot: true to propose "
                                 "objects without given masks")
         batch = frame.shape[0]
+        if self.centres is not None:  # each frame's objects, grouped around their centres, tracked by overlap
+            heads = self.dense_heads(frame, memory)
+            if memory.trackers is None:
+                memory.trackers = [OverlapTracker(self.max_objects) for _ in range(batch)]
+            # the colours tell apart objects that touch and part again (flow alone: overlap alone)
+            colours = frame[:, :3].float() if self.modality != "flow" else [None] * batch
+            tracks = torch.stack([tracker.update(group_instances(frame_heads, self.max_objects), colour)
+                                  for tracker, frame_heads, colour in zip(memory.trackers, heads, colours,
+                                                                           strict=True)])
+            return one_hot_proposals(tracks, self.max_objects)
         if memory.masks is None:
             memory.masks = frame.new_zeros(batch, self.max_objects, *frame.shape[-2:])
         features = self._features(frame, memory)

@@ -80,13 +80,16 @@ class ClipPropagation(nn.Module):
     """One training-style propagation as a module (B,C,T,H,W) -> (B,2): what the compute profile
     measures. A square in the middle of frame 0 is the given mask; the output pools the aggregated
     logits so the profile's classification loss can back-propagate through the whole propagation.
+    Zero-shot (`zero_shot`), the model proposes on every frame instead, as unsupervised training runs it.
     Built on demand by `VideoObjectSegmentation.compute_network`, never a submodule of the task."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, zero_shot: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.zero_shot = model, zero_shot
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
+        if self.zero_shot:
+            return self._propose(video)
         batch, _, frames, height, width = video.shape
         first = torch.zeros(batch, 1, height, width, device=video.device, dtype=video.dtype)
         first[:, :, height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 1
@@ -97,6 +100,17 @@ class ClipPropagation(nn.Module):
             logits = soft_aggregate(self.model.segment(video[:, :, t], memory))  # (B,2,H,W)
             self.model.memorize(video[:, :, t], logits.softmax(dim=1)[:, 1:], memory)
             pooled.append(logits.mean(dim=(2, 3)))
+        return torch.stack(pooled).mean(dim=0)  # (B,2)
+
+    def _propose(self, video: torch.Tensor) -> torch.Tensor:
+        memory = self.model.new_memory()
+        pooled = []
+        for t in range(video.shape[2]):
+            if getattr(self.model, "dense_proposals", False):
+                pooled.append(self.model.dense_heads(video[:, :, t], memory)[:, :2].mean(dim=(2, 3)))  # (B,2)
+            else:
+                logits, scores = self.model.propose(video[:, :, t], memory)  # (B,S,H,W), (B,S)
+                pooled.append(torch.stack([logits.mean(dim=(1, 2, 3)), scores.mean(dim=1)], dim=1))  # (B,2)
         return torch.stack(pooled).mean(dim=0)  # (B,2)
 
 
@@ -203,7 +217,7 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
 
     def compute_network(self) -> nn.Module:
         """One training-style propagation through the clip (see ClipPropagation)."""
-        return ClipPropagation(self.model)
+        return ClipPropagation(self.model, zero_shot=self.task_mode == "unsupervised")
 
     # ---------------------------------------------------------------- training
     def propagate_clip(self, video: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor) -> torch.Tensor:
@@ -232,7 +246,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
 
     def propose_clip(self, video: torch.Tensor, masks: torch.Tensor, num_objects: torch.Tensor) -> torch.Tensor:
         """Unsupervised training: the zero-shot model proposes slots on every frame of the clip, no mask given;
-        its slots are matched to the clip's objects (`unsupervised_loss`).
+        its slots are matched to the clip's objects (`unsupervised_loss`). A model with `dense_proposals`
+        (RVOS's `proposals: centres`) has per-pixel targets instead and gives its own loss (`dense_loss`).
 
         Args:
             video: (B,C,T,H,W) normalized frames.
@@ -242,6 +257,8 @@ class VideoObjectSegmentation(VideoTask, monitor="JF", predictions="predictions"
         Returns:
             the loss of the clip.
         """
+        if getattr(self.model, "dense_proposals", False):  # per-pixel targets: nothing to match
+            return self.model.dense_loss(video, masks, self.dice_weight)
         memory = self.model.new_memory()
         logits, scores = zip(*(self.model.propose(video[:, :, t], memory) for t in range(video.shape[2])), strict=True)
         # (B,S,T,H,W) slot logits, (B,S,T) slot score logits
