@@ -8,7 +8,7 @@ learned, so nothing has to be matched to the ground truth in the loss: every hea
 target.
 
 The frames' objects are then linked into tracks by mask overlap with each live track's latest mask
-(Hungarian assignment on IoU), the proposal tracking that unsupervised VOS methods such as UnOVOST (Luiten
+(Hungarian assignment on IoU and colour), the proposal tracking that unsupervised VOS methods such as UnOVOST (Luiten
 et al., WACV 2020) use; an object that is lost for a few frames (occluded, or merged with a neighbour)
 keeps its track for `gap` frames, and the objects' mean colours keep two that touch and part again
 from swapping tracks.
@@ -31,7 +31,7 @@ HEAD_CHANNELS = 4  # foreground logit, centre heatmap, offset y, offset x
 OFFSET_UNIT = 8.0  # pixels per unit of the offset head: offsets of a few units, as the other heads' scale
 CENTRE_SIGMA = 2.0  # pixels: the spread of a centre's Gaussian on the heatmap
 # Loss weights: the heatmap's mean squared error is tiny beside the others (most pixels are far from any
-# centre), hence Panoptic-DeepLab's large weight on it (200 there; 50 learned faster on synthetic DAVIS)
+# centre), hence a large weight on it, as Panoptic-DeepLab's (200 there; 50 here, not compared with 200)
 CENTRE_WEIGHT, OFFSET_WEIGHT = 50.0, 1.0
 
 
