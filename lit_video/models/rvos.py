@@ -156,7 +156,6 @@ class RVOS(VOSModel):
             raise LitVideoError("rvos: pretrained ImageNet weights need the colours (modality rgb or rgb+flow)")
         self.modality, self.in_channels = modality, MODALITY_CHANNELS[modality]
         self.zero_shot, self.max_objects, self.match_radius = zero_shot, max_objects, match_radius
-        self.proposals = proposals
         carried = 1 if match_radius else 0  # the channel of the carried mask
         self.encoder = FeatureEncoder(self.in_channels, backbone, width, blocks, pretrained)
         self.hidden = (hidden_dim, hidden_dim // 2, hidden_dim // 4)  # strides 16, 8, 4
