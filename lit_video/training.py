@@ -26,6 +26,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_video.checkpoint import AtomicCheckpointIO, fetch_checkpoint, is_url, read_checkpoint
 from lit_video.errors import LitVideoError
@@ -96,7 +97,9 @@ class VideoCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         subcommand = self.config.get("subcommand")
-        check_modality_link(self.config[subcommand] if subcommand else self.config)
+        config = self.config[subcommand] if subcommand else self.config
+        check_modality_link(config)
+        cpu_precision_fallback(config)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -297,6 +300,40 @@ def check_modality_link(config: Any) -> None:
     if "modality" not in parameters:
         raise LitVideoError(f"data.init_args.modality is {modality!r} but {model.class_path} reads RGB clips only "
                             "(it takes no modality argument); use modality rgb with this task")
+
+
+# bfloat16 autocast on a CPU without AVX-512 (x86) or BF16 (Arm) has no oneDNN bfloat16 kernels to run: it falls
+# back to reference code, and the tiny VOS recipes' training steps ran 5-10x slower than in float32 on an
+# AVX2-only CPU (docs/configuration.md, "Precision on a CPU").
+BF16_AUTOCAST = ("bf16-mixed", "bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN has bfloat16 kernels for this CPU (x86 with AVX-512, Arm with BF16), as PyTorch reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bfloat16 on the CPU either
+        return False
+
+
+def cpu_precision_fallback(config: Any) -> None:
+    """Train a `precision: bf16-mixed` config in 32-true where it runs on a CPU without bfloat16 kernels, with one
+    warning: there the recipe would take several times as long for the same steps. The config is
+    changed in place, so the saved config.yaml and the run's compute record name the precision that ran.
+
+    Args:
+        config: the parsed config of one subcommand (with `trainer`).
+    """
+    trainer = config.get("trainer") if hasattr(config, "get") else None
+    if not isinstance(trainer, Namespace) or str(trainer.get("precision")) not in BF16_AUTOCAST:
+        return
+    accelerator = trainer.get("accelerator")
+    on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
+    if on_cpu and not cpu_has_native_bf16():
+        rank_zero_warn(f"trainer.precision {trainer.precision}: this CPU has no bfloat16 kernels (they need AVX-512 "
+                       "or Arm BF16), so bf16 autocast runs several times slower than float32; training in 32-true "
+                       "instead")
+        trainer.precision = "32-true"
 
 
 def check_trainer_arguments(config: Any) -> None:

@@ -3,6 +3,8 @@ backward, at its batch and precision), evaluation FLOPs on each task's real eval
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 import pytest
 import torch
@@ -16,7 +18,7 @@ from lit_video.data import keys
 from lit_video.run_cost import ComputeProfileCallback
 from lit_video.sweep.spec import SweepSpec, SweepSpecError
 from lit_video.sweep.study import run_sweep
-from lit_video.training import run_cli
+from lit_video.training import cpu_has_native_bf16, run_cli
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
@@ -76,11 +78,24 @@ def test_training_flops_per_clip_are_those_of_a_real_training_step(config, root_
     assert metrics["compute/train_clips_seen"] == seen == metrics["compute/train_steps"] * clips
     assert metrics["compute/train_pflops_total"] == pytest.approx(expected * seen / 1e6, rel=0.01)
     assert metrics["compute/peak_memory_mb"] > 0 and metrics["compute/memory_source"] == "process peak RSS growth"
-    if config.startswith("vos"):  # the recipe trains under bf16 autocast: the counted step ran in bfloat16
-        assert metrics["compute/train_dtype"] == "bfloat16"
+    if config.startswith("vos"):  # the recipe asks for bf16 autocast: the counted step ran in the dtype that ran
+        assert metrics["compute/train_dtype"] == ("bfloat16" if cpu_has_native_bf16() else "float32")
         assert metrics["compute/eval_seconds_per_frame"] > 0  # counted in the sanity check, timed after it
     else:
         assert metrics["compute/train_dtype"] == "float32"
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_trains_in_float32_on_a_cpu_without_bfloat16_kernels(native, davis_root, tmp_path, monkeypatch):
+    # the answer about the CPU stands in for both kinds of CPU: this machine is only one of them
+    monkeypatch.setattr("lit_video.training.cpu_has_native_bf16", lambda: native)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli = run_cli(["--config", str(EXPERIMENTS / "vos_stm_tiny.yaml"), "--data.init_args.root", str(davis_root),
+                       *QUIET, "--trainer.default_root_dir", str(tmp_path)], run=False)
+    warned = [str(w.message) for w in caught if "training in 32-true instead" in str(w.message)]
+    assert (cli.trainer.precision, len(warned)) == (("bf16-mixed", 0) if native else ("32-true", 1))
+    assert cli.config.trainer.precision == cli.trainer.precision  # what the run's config.yaml records
 
 
 def test_a_classification_trial_records_the_flops_of_its_training_step(tmp_path, ucf101_root):
