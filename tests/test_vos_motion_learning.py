@@ -4,7 +4,7 @@ moving objects with no mask given. The fits share one dataset: 384 training and 
 held-out sequences of 24 frames at 64x80 (about 2.6 px of motion per frame), with Farneback flow stored by the
 flow API (a tenth of TV-L1's time here); each fit is its tiny recipe with the frames at 64 px.
 
-Measured here (2 shared cores): copying the first mask 0.099.
+Measured here (2 shared cores) in bf16 autocast, on a CPU with bfloat16 kernels: copying the first mask 0.099.
 - flowprop (`warp: object`, `match_radius: 2`, void counted as background in the loss): 0.36 untrained (the
   warp), 0.54 after 240 steps. Without the appearance match 0.37 after 288 steps; with void ignored in the loss
   training made it worse than the warp (0.22-0.27: it learned to grow masks into the void band).
@@ -13,7 +13,9 @@ Measured here (2 shared cores): copying the first mask 0.099.
 - zero-shot RVOS (`proposals: centres`, no mask given; DAVIS's unsupervised protocol): 0.001 untrained, 0.531
   after 2304 steps (0.554 when the fit is not preceded by the validation, which shifts the random draws), about
   8 minutes of one core; 0.523 after 1920 (0.530 with seed 1), 0.486 after 1152. The paper's slots reach 0.25 after 384
-  steps and 0.33 after 1536 (docs/tasks/vos.md)."""
+  steps and 0.33 after 1536 (docs/tasks/vos.md).
+On an AVX2-only CPU the recipes train in float32 (`cpu_precision_fallback`): flowprop 0.470, one-shot RVOS 0.463,
+zero-shot RVOS 0.558, taking 285, 382 and 1107 s (159, 177 and 476 s in bf16 on the CPU above)."""
 
 from __future__ import annotations
 
