@@ -23,16 +23,18 @@ def motion_dataset(tmp_path_factory) -> Path:
     return root
 
 
-def _fit(recipe: str, root: Path, out: Path) -> float:
+def _fit(recipe: str, root: Path, out: Path, *extra: str) -> float:
     cli = run_cli(["fit", "--config", str(EXPERIMENTS / recipe), "--data.init_args.root", str(root),
                    "--trainer.default_root_dir", str(out), "--trainer.enable_progress_bar", "false",
-                   "--trainer.enable_checkpointing", "false", "--compute_profile.enabled", "false"])
+                   "--trainer.enable_checkpointing", "false", "--compute_profile.enabled", "false", *extra])
     return float(cli.trainer.callback_metrics["val/acc_video_best"])
 
 
 @pytest.mark.slow
 def test_temporal_model_learns_motion_and_frame_baseline_cannot(motion_dataset, tmp_path):
-    temporal = _fit("r2plus1d_tiny.yaml", motion_dataset, tmp_path / "r2plus1d")
+    # 20 epochs, not the recipe's 15: on one thread of an AVX2-only CPU the 15 epochs' best was 0.87 and still
+    # rising (other kernels, other rounding); with 20 it was 0.94 after 10 epochs and 0.976 at best there
+    temporal = _fit("r2plus1d_tiny.yaml", motion_dataset, tmp_path / "r2plus1d", "--trainer.max_epochs", "20")
     frames = _fit("frame_late_tiny.yaml", motion_dataset, tmp_path / "frame_late")
     chance = 1 / NUM_CLASSES
     assert temporal >= 0.9, f"R(2+1)D reached only {temporal:.2f} video accuracy"
