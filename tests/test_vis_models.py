@@ -169,7 +169,9 @@ def test_segment_video_on_a_long_video_in_seconds(mode):
     assert elapsed < 15, f"{elapsed:.1f} s"  # ~1 s on an idle core
     if mode == "online":  # the window only bounds memory: the same tracks
         windowed = model.segment_video(video, window=7)
-        assert torch.allclose(windowed[0], probs, atol=1e-5) and torch.allclose(windowed[1], masks, atol=1e-4)
+        # the convolutions run on 7 frames at a time, not 100: with AVX2 kernels that rounds differently, by up
+        # to 0.008 in these mask logits (of up to 4); a swapped or lost track would differ by whole units
+        assert torch.allclose(windowed[0], probs, atol=1e-4) and torch.allclose(windowed[1], masks, atol=0.02)
     with pytest.raises(ValueError, match="one video"):
         model.segment_video(torch.randn(2, 3, 4, 32, 32))
 
