@@ -328,7 +328,9 @@ def cpu_precision_fallback(config: Any) -> None:
     if not isinstance(trainer, Namespace) or str(trainer.get("precision")) not in BF16_AUTOCAST:
         return
     accelerator = trainer.get("accelerator")
-    on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available())
+    # "auto" resolves to the CPU only where Lightning finds neither a CUDA GPU nor Apple's MPS
+    on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not torch.cuda.is_available()
+                                      and not torch.backends.mps.is_available())
     if on_cpu and not cpu_has_native_bf16():
         rank_zero_warn(f"trainer.precision {trainer.precision}: this CPU has no bfloat16 kernels (they need AVX-512 "
                        "or Arm BF16), so bf16 autocast runs several times slower than float32; training in 32-true "

@@ -1,5 +1,6 @@
 """Every experiment config runs: `lit-video fit --trainer.fast_dev_run` on each recipe (in bf16 autocast where
-the recipe asks for it and the CPU has bfloat16 kernels), on synthetic data in the recipe's dataset layout wherever the real dataset is absent."""
+the recipe asks for it and the CPU has bfloat16 kernels), on synthetic data in the recipe's dataset layout
+wherever the real dataset is absent."""
 
 from __future__ import annotations
 
