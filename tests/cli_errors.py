@@ -56,6 +56,7 @@ class ForkedCli:
         os.close(reply_write)
         self.pending = b""
         self.lock = threading.Lock()
+        self.commands = 0  # run so far
 
     def run(self, argv: list[str], cwd: str, env: dict[str, str], input: str | None, timeout: float) -> Result:
         with self.lock, tempfile.TemporaryDirectory(prefix="lit-video-cli-") as streams:
@@ -65,6 +66,7 @@ class ForkedCli:
             os.write(self.request_write, (json.dumps(request) + "\n").encode())
             # the first reply waits for the launcher's imports; the command's own time starts after it
             pid = self._reply(LAUNCHER_START_TIMEOUT)["pid"]
+            self.commands += 1
             try:
                 status = self._reply(timeout)["status"]
             except subprocess.TimeoutExpired:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,42 @@ def test_help_lists_every_command():
     assert result.returncode == 0
     assert {"data", "fit", "validate", "test", "predict", "profile", "evaluate", "sweep", "report",
             "dashboard"} <= listed
+
+
+def test_a_forked_command_is_the_fresh_process_it_stands_in_for(tmp_path, monkeypatch):
+    """`run_lit_video` forks commands from a launcher with the imports done (tests/forked_cli.py): each
+    gets the folder, environment, stdin and streams it was given and ends with the status a fresh
+    interpreter gives it."""
+    import cli_errors
+
+    synth = ["data", "synth", "--format", "ucf101", "--out", "relative", "--num-classes", "2",
+             "--videos-per-class", "1", "--num-frames", "4", "--size", "16x16"]
+    launcher = cli_errors._launcher()
+    forked_before = launcher.commands
+    results = {}
+    for name, fresh in (("forked", False), ("fresh", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "bad.yaml").write_text("trainer: [unclosed\n")
+        monkeypatch.setenv("LIT_VIDEO_SIGN", name)  # read by nobody: must not send the command to a fresh interpreter
+        made, bad_config, no_spec = (cli_errors.run_lit_video(*args, cwd=folder, fresh=fresh, input=stdin)
+                                     for args, stdin in ((synth, None), (["fit", "--config", "bad.yaml"], "x\n"),
+                                                         (["sweep", "nope.yaml"], None)))
+        assert made.returncode == 0 and (folder / "relative" / "ucfTrainTestlist").is_dir(), made
+        assert bad_config.returncode == 2 and "bad.yaml" in bad_config.stderr, bad_config
+        results[name] = (made.returncode, bad_config, no_spec)
+    assert results["forked"] == results["fresh"]
+    assert launcher.commands == forked_before + 3 and launcher.launcher.poll() is None
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    optuna.create_study(storage=storage, study_name="served")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(subprocess.TimeoutExpired):  # a command that outlives its timeout is killed
+        cli_errors.run_lit_video("dashboard", "--storage", storage, "--port", str(port), timeout=5)
+    assert cli_errors.run_lit_video("--help").returncode == 0
 
 
 @pytest.mark.parametrize("command", ["fit", "predict"])
