@@ -129,9 +129,9 @@ def run_lit_video(*args: str | os.PathLike, cwd: str | Path | None = None, env: 
                   timeout: float = 300, input: str | None = None, fresh: bool = False) -> Result:
     """`python -m lit_video.cli ARGS` (what the `lit-video` script runs) in a new process.
 
-    The process is forked from a launcher that has imported torch and Lightning (`forked_cli`), unless
-    `fresh` or the environment differs from the launcher's in a variable read at start-up: then it is a
-    new interpreter.
+    On Linux the process is forked from a launcher that has imported torch and Lightning (`forked_cli`),
+    unless `fresh` or the environment differs from the launcher's in a variable read at start-up: then it
+    is a new interpreter.
 
     Args:
         args: the command line after `lit-video`.
@@ -143,7 +143,8 @@ def run_lit_video(*args: str | os.PathLike, cwd: str | Path | None = None, env: 
     """
     argv = list(map(str, args))
     full_env = _cli_env(env)
-    if not fresh:
+    # forking a process that has imported torch is safe on Linux; macOS's system libraries may not allow it
+    if not fresh and sys.platform == "linux":
         launcher = _launcher()
         if _forkable(full_env, launcher.env):
             return launcher.run(argv, os.path.abspath(cwd or os.getcwd()), full_env, input, timeout)
