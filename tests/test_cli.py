@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
+import cli_errors
 import numpy as np
 import pytest
 
@@ -16,8 +16,10 @@ from lit_video.video.decode import open_video
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lit_video.cli", *args], capture_output=True, text=True, timeout=300)
+def _run(*args: str) -> cli_errors.Result:
+    """`lit-video ARGS` in a fresh interpreter: these tests cover the command's own start-up, which the
+    other files' forked commands skip."""
+    return cli_errors.run_lit_video(*args, fresh=True)
 
 
 def test_synth_is_deterministic_with_seed(tmp_path):
@@ -99,8 +101,6 @@ def test_a_forked_command_is_the_fresh_process_it_stands_in_for(tmp_path, monkey
     """`run_lit_video` forks commands from a launcher with the imports done (tests/forked_cli.py): each
     gets the folder, environment, stdin and streams it was given and ends with the status a fresh
     interpreter gives it."""
-    import cli_errors
-
     synth = ["data", "synth", "--format", "ucf101", "--out", "relative", "--num-classes", "2",
              "--videos-per-class", "1", "--num-frames", "4", "--size", "16x16"]
     launcher = cli_errors._launcher()
