@@ -399,6 +399,19 @@ class ComputeProfileCallback(L.Callback):
                 self.memory_source = ("process peak RSS growth" if self._rss_reset
                                       else "process peak RSS growth (peak since the process started)")
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._stop_counting()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop_counting()
+
+    def _stop_counting(self) -> None:
+        """Leave a FLOP count that a failed or interrupted step never ended. Left on, the counter would see
+        every later torch operation of the process (the next trial of a sweep worker), many times slower."""
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._measuring(trainer):
             return

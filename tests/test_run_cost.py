@@ -222,3 +222,32 @@ def test_the_measurements_leave_the_training_untouched(tmp_path, ucf101_root):
     assert weights["true"].keys() == weights["false"].keys()
     for key, value in weights["true"].items():
         assert torch.equal(value, weights["false"][key]), key
+
+
+class FailingStep(Callback):
+    """Raises in the first training or validation step, as a broken model or a bad batch does."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.stage == "train":
+            raise RuntimeError("the step failed")
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.stage == "validate":
+            raise RuntimeError("the step failed")
+
+
+@pytest.mark.parametrize("stage", ["train", "validate"])
+def test_a_fit_that_fails_mid_step_leaves_no_flop_counter_on(stage, tmp_path, ucf101_root):
+    """The FLOPs of a step are counted while it runs. A step that raises must not leave the counter on: every
+    later torch operation in the process (the next trial of a sweep worker) would go through it, many times
+    slower."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    failing = FailingStep(stage)
+    with pytest.raises(RuntimeError, match="the step failed"):
+        # the failing callback runs after the cost callback has started counting the step
+        fit("r2plus1d_tiny.yaml", ucf101_root, tmp_path, "--trainer.num_sanity_val_steps", "0", callbacks=[failing])
+    assert _get_current_dispatch_mode_stack() == []
