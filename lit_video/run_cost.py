@@ -340,9 +340,8 @@ class ComputeProfileCallback(L.Callback):
         if not self._measuring(trainer):
             return
         clips = clips_in_batch(batch)
-        if self._mode is not None:
-            mode, self._mode = self._mode, None
-            mode.__exit__(None, None, None)
+        mode = self._stop_counting()
+        if mode is not None:
             self.train_flops_per_clip = mode.get_total_flops() / max(clips, 1)
             self.train_dtype = mode.dominant_dtype()
         self.clips_seen += clips * self.world_size
@@ -400,17 +399,16 @@ class ComputeProfileCallback(L.Callback):
                                       else "process peak RSS growth (peak since the process started)")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # a step that raised never reached its batch-end hook: left on, the counter would see every later torch
+        # operation of the process (the next trial of a sweep worker), many times slower
         self._stop_counting()
 
-    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._stop_counting()
-
-    def _stop_counting(self) -> None:
-        """Leave a FLOP count that a failed or interrupted step never ended. Left on, the counter would see
-        every later torch operation of the process (the next trial of a sweep worker), many times slower."""
-        if self._mode is not None:
-            mode, self._mode = self._mode, None
+    def _stop_counting(self) -> _CountingMode | None:
+        """End the FLOP count of the step being counted, if any; returns its counter."""
+        mode, self._mode = self._mode, None
+        if mode is not None:
             mode.__exit__(None, None, None)
+        return mode
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._measuring(trainer):
@@ -451,9 +449,8 @@ class ComputeProfileCallback(L.Callback):
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
         if not self._measuring(trainer):
             return
-        if self._mode is not None:
-            mode, self._mode = self._mode, None
-            mode.__exit__(None, None, None)
+        mode = self._stop_counting()
+        if mode is not None:
             self.eval_flops += mode.get_total_flops()
             self.eval_videos_counted += clips_in_batch(batch)
             self._eval_counted_batches += 1

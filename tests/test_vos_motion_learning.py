@@ -73,7 +73,10 @@ def fit_and_validate(recipe: str, root: Path, tmp_path: Path, *extra: str, befor
             "0", "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
             "--trainer.default_root_dir", str(tmp_path), *SMALL, *extra]
     cli = run_cli(args, run=False)
-    untrained = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)[0]["val/JF"] if before else None
+    untrained = None
+    if before:
+        (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+        untrained = metrics["val/JF"]
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     return untrained, float(cli.trainer.callback_metrics["val/JF"])
 
