@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,11 +179,17 @@ def test_pyav_encoders_survive_decord_in_the_same_process(tmp_path, marked_video
     assert (tmp_path / "after_decord.webm").stat().st_size > 0
 
 
-def test_frame_folders_read_any_jpeg_as_pil_shows_it_and_name_a_broken_one(tmp_path):
-    """Frame folders decode JPEGs with torchvision (faster): colour, grey and CMYK files give PIL's RGB pixels,
-    and a broken file is a VideoDecodeError naming it."""
+@pytest.mark.parametrize("decoder", ["torchcodec", "pil"])
+def test_frame_folders_read_any_jpeg_as_pil_shows_it_and_name_a_broken_one(tmp_path, decoder, monkeypatch):
+    """Frame folders decode JPEGs with TorchCodec where it is installed (faster), and with PIL where it is not:
+    colour, grey and CMYK files give PIL's RGB pixels either way, without a warning per frame, and a broken
+    file is a VideoDecodeError naming it."""
     from PIL import Image
 
+    if decoder == "torchcodec":
+        assert decode._jpeg_decoder() is not None  # a dev dependency: the fast path is the one tested here
+    else:
+        monkeypatch.setattr(decode, "_jpeg_decoder", lambda: None)
     picture = Image.fromarray((np.random.default_rng(0).random((24, 40, 3)) * 255).astype(np.uint8))
     for index, mode in enumerate(("RGB", "L", "CMYK")):
         picture.convert(mode).save(tmp_path / f"{index:05d}.jpg", quality=85)
@@ -190,7 +197,9 @@ def test_frame_folders_read_any_jpeg_as_pil_shows_it_and_name_a_broken_one(tmp_p
     for index in range(3):
         with Image.open(tmp_path / f"{index:05d}.jpg") as image:
             expected.append(np.asarray(image.convert("RGB")))
-    frames = open_video(tmp_path).get_frames([2, 0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision's image decoders, deprecated, warned on every frame
+        frames = open_video(tmp_path).get_frames([2, 0, 1])
     assert frames.shape == (3, 24, 40, 3)
     assert np.array_equal(frames.numpy(), np.stack([expected[2], expected[0], expected[1]]))
     (tmp_path / "00003.jpg").write_bytes((tmp_path / "00000.jpg").read_bytes()[:100])
