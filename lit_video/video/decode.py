@@ -561,7 +561,7 @@ class TorchCodecReader(VideoReader):
 
 @lru_cache(maxsize=1)
 def _jpeg_decoder():
-    """file -> (H,W,3) uint8 RGB through TorchCodec's libjpeg-turbo decoder, or None where TorchCodec (or the
+    """file -> (H,W,3) uint8 RGB through TorchCodec's JPEG decoder, or None where TorchCodec (or the
     FFmpeg it loads) is missing: PIL then reads every frame.
 
     It gives PIL's pixels, grey and CMYK files included, in about 0.6 of PIL's time (96x128 frames: 0.28
